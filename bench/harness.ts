@@ -1,0 +1,47 @@
+/** Small shared tools for benchmarks: timing, best-of-N, peak RSS, and the closing JSON line. */
+export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const start = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
+}
+
+/** Runs each contender `rounds` times, alternating so drift on a noisy machine hits both, and keeps each one's best time. */
+export async function bestOf(rounds: number, contenders: Record<string, () => Promise<unknown>>): Promise<Record<string, number>> {
+  const best: Record<string, number> = {};
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, fn] of Object.entries(contenders)) {
+      const { seconds } = await timed(fn);
+      best[name] = Math.min(best[name] ?? Infinity, seconds);
+    }
+  }
+  return best;
+}
+
+/** Samples RSS every few milliseconds until stopped; returns the peak in bytes. */
+export function rssSampler(intervalMs = 20): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage.rss());
+    },
+  };
+}
+
+export const MB = 1e6;
+
+/** `--quick` (or BENCH_QUICK=1) shrinks a benchmark's input for a smoke run. */
+export function isQuick(): boolean {
+  return process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+}
+
+export function report(name: string, figures: Record<string, unknown>): void {
+  console.log(JSON.stringify({ bench: name, ...figures }));
+}
+
+export function ratio(a: number, b: number): number {
+  return Math.round((a / b) * 100) / 100;
+}

@@ -1,0 +1,51 @@
+import { Command, CommanderError } from 'commander';
+import { M4Error, errorMessage, isM4Error } from '../core/errors.ts';
+import { ExitCode } from '../core/exit-codes.ts';
+import { inspectCommand } from './commands/inspect.ts';
+import { demoCommand } from './commands/demo.ts';
+import { notBuiltCommand } from './commands/not-built.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('m4data')
+    .description(
+      'Builds the training data of a Flamingo-style vision-language model: WebDataset shards from OBELICS, PMD, LAION\n' +
+        'and Wikipedia (build), mixed by the model card (mix), packed into training sequences (train).\n' +
+        'Every location may be a local path, file://, s3://bucket/prefix, or (read-only) http(s)://.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.addCommand(notBuiltCommand('build', 'read a source\'s parquet metadata, download and process its images, write shards'));
+  program.addCommand(notBuiltCommand('mix', 'sample built sources by the model card\'s epochs and token proportions'));
+  program.addCommand(notBuiltCommand('train', 'pack the mixture into 1024-token sequences and feed a TensorFlow.js trainer'));
+  program.addCommand(inspectCommand());
+  program.addCommand(demoCommand());
+  for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; never throws. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end through here too, with exit code 0.
+      return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    }
+    if (isM4Error(err, 'E_USAGE')) {
+      process.stderr.write(`m4data: ${err.message}\n`);
+      return ExitCode.USAGE;
+    }
+    process.stderr.write(`m4data: ${describeError(err)}\n`);
+    if (process.env.M4DATA_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return ExitCode.FAILURE;
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof M4Error) return `${err.message} [${err.code}]`;
+  return errorMessage(err);
+}

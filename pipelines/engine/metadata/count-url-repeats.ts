@@ -1,0 +1,66 @@
+import { tmpdir } from 'node:os';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { checkColumns } from './columns.ts';
+import { sqlName, sqlString, withConnection } from './duckdb.ts';
+import { checkCount, describeParquet, localFile, resolveInputs, type LocalFile } from './read-parquet.ts';
+
+export interface CountUrlRepeatsOptions {
+  /** The list-of-URLs column (VARCHAR[]), e.g. OBELICS `images`. */
+  column: string;
+  /** Report URLs found in more than this many documents. */
+  threshold: number;
+  /** Count only the first `limit` rows of the inputs, in readParquet's order; default: all rows. */
+  limit?: number;
+  /** Folder for the temporary copies of remote files; default os.tmpdir(). */
+  tempDir?: string;
+}
+
+/**
+ * The URLs of a list column that occur in more than `threshold` distinct documents (rows), with their document
+ * counts, most repeated first. Takes the same inputs as readParquet; remote files are all copied locally first,
+ * since the count is one query over every file.
+ */
+export async function countRepeatedUrls(inputs: string[], options: CountUrlRepeatsOptions): Promise<Map<string, number>> {
+  checkCount('threshold', options.threshold, 0);
+  if (options.limit !== undefined) checkCount('limit', options.limit, 0);
+  const files = await resolveInputs(inputs);
+  const locals: LocalFile[] = [];
+  try {
+    return await withConnection(async (connection) => {
+      const parts: string[] = [];
+      let remaining = options.limit ?? Infinity;
+      const column = sqlName(options.column);
+      for (const location of files) {
+        if (remaining === 0) break;
+        const local = await localFile(location, options.tempDir ?? tmpdir());
+        locals.push(local);
+        checkColumns(location, await describeParquet(connection, local.path, location), [{ name: options.column, type: 'string_list', required: true }]);
+        const file = sqlString(local.path);
+        const rows = await rowCount(connection, file);
+        // file_row_number picks the first rows exactly, where a LIMIT inside a UNION would rely on scan order.
+        parts.push(
+          rows <= remaining
+            ? `SELECT ${column} AS urls FROM read_parquet(${file})`
+            : `SELECT ${column} AS urls FROM read_parquet(${file}, file_row_number = true) WHERE file_row_number < ${remaining}`,
+        );
+        remaining -= Math.min(rows, remaining);
+      }
+      if (parts.length === 0) return new Map();
+      // list_distinct drops repeats within a document and NULL items, so count(*) counts distinct documents.
+      const reader = await connection.runAndReadAll(
+        `SELECT url, count(*) AS docs FROM (SELECT unnest(list_distinct(urls)) AS url FROM (${parts.join(' UNION ALL ')}))
+         GROUP BY url HAVING count(*) > ${options.threshold} ORDER BY docs DESC, url`,
+      );
+      const counts = new Map<string, number>();
+      for (const [url, docs] of reader.getRowsJS()) counts.set(url as string, Number(docs));
+      return counts;
+    });
+  } finally {
+    await Promise.all(locals.map((local) => local.remove()));
+  }
+}
+
+async function rowCount(connection: DuckDBConnection, file: string): Promise<number> {
+  const reader = await connection.runAndReadAll(`SELECT num_rows FROM parquet_file_metadata(${file})`);
+  return Number(reader.getRowsJS()[0]?.[0] ?? 0);
+}

@@ -1,0 +1,91 @@
+import { M4Error } from '../core/errors.ts';
+import type { Storage } from './storage/storage.ts';
+import { compareKeys } from './storage/local.ts';
+
+/** One published shard as the manifest and its index describe it. */
+export interface ShardRecord {
+  /** Shard file name relative to the dataset root, e.g. `laion-000000.tar`. */
+  shard: string;
+  samples: number;
+  images: number;
+  tokens: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Totals {
+  shards: number;
+  samples: number;
+  images: number;
+  tokens: number;
+  bytes: number;
+}
+
+export interface Manifest {
+  format: 'm4data-webdataset';
+  version: 1;
+  /** What built it (source, options); free-form but deterministic: no clocks, no host names. */
+  dataset: Record<string, unknown>;
+  totals: Totals;
+  shards: ShardRecord[];
+}
+
+export const MANIFEST_NAME = 'manifest.json';
+export const WIDS_NAME = 'wids.json';
+
+export function totalsOf(records: readonly ShardRecord[]): Totals {
+  const totals: Totals = { shards: records.length, samples: 0, images: 0, tokens: 0, bytes: 0 };
+  for (const r of records) {
+    totals.samples += r.samples;
+    totals.images += r.images;
+    totals.tokens += r.tokens;
+    totals.bytes += r.bytes;
+  }
+  return totals;
+}
+
+export function buildManifest(records: readonly ShardRecord[], dataset: Record<string, unknown> = {}): Manifest {
+  const shards = [...records].sort((a, b) => compareKeys(a.shard, b.shard));
+  return { format: 'm4data-webdataset', version: 1, dataset, totals: totalsOf(shards), shards };
+}
+
+/** The shard list Python's `wids.ShardListDataset` opens for random access; URLs are relative to this file. */
+export function widsIndex(manifest: Manifest, name?: string): object {
+  return {
+    __kind__: 'wids-shard-index-v1',
+    wids_version: 1,
+    ...(name ? { name } : {}),
+    shardlist: manifest.shards.map((s) => ({ url: s.shard, nsamples: s.samples })),
+  };
+}
+
+/** Writes `manifest.json` and `wids.json` at the dataset root, each atomically. */
+export async function writeManifest(storage: Storage, manifest: Manifest, name?: string): Promise<void> {
+  await storage.write(WIDS_NAME, jsonBytes(widsIndex(manifest, name)));
+  await storage.write(MANIFEST_NAME, jsonBytes(manifest));
+}
+
+export async function readManifest(storage: Storage, key = MANIFEST_NAME): Promise<Manifest> {
+  const value = await readJson(storage, key);
+  const m = value as Partial<Manifest>;
+  if (m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || !m.totals) {
+    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not an m4data manifest`, { url: storage.urlOf(key) });
+  }
+  return m as Manifest;
+}
+
+/** JSON as written to storage: indented for people, or compact for large machine-read files such as indexes. */
+export function jsonBytes(value: unknown, pretty = true): Buffer {
+  return Buffer.from(`${JSON.stringify(value, null, pretty ? 1 : undefined)}\n`);
+}
+
+export async function readJson(storage: Storage, key: string): Promise<unknown> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of storage.read(key)) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not valid JSON: ${(err as Error).message}`, { url: storage.urlOf(key) });
+  }
+}

@@ -1,0 +1,28 @@
+/** One WebDataset sample: files sharing a key, by field name (`jpg`, `txt`, `json`, `0.jpg`). */
+export interface Sample {
+  key: string;
+  fields: Record<string, Uint8Array>;
+}
+
+/** What an index and a manifest count for one sample. */
+export interface SampleCounts {
+  images: number;
+  tokens: number;
+}
+
+/** A sample read back from a shard, with where it lies in the tar. */
+export interface ReadSample extends Sample {
+  fields: Record<string, Buffer>;
+  /** The shard it came from, as a URL or path. */
+  url: string;
+  /** Byte offset of its first tar header, and bytes up to the end of its last entry's padding. */
+  offset: number;
+  size: number;
+}
+
+/** Encodes text fields as UTF-8 and objects as JSON, leaving bytes as they are. */
+export function fieldBytes(value: Uint8Array | string | object): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}

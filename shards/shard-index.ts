@@ -1,0 +1,51 @@
+import { M4Error } from '../core/errors.ts';
+import type { Storage } from './storage/storage.ts';
+import { jsonBytes, readJson, type ShardRecord } from './manifest.ts';
+import { compareKeys } from './storage/local.ts';
+
+/** Where one sample lies in its tar, and what it counts. */
+export interface IndexEntry {
+  key: string;
+  offset: number;
+  size: number;
+  images: number;
+  tokens: number;
+}
+
+/** `{shard}.idx.json`: the shard's record plus one entry per sample, for random access without a scan. */
+export interface ShardIndex extends ShardRecord {
+  format: 'm4data-shard-index';
+  version: 1;
+  entries: IndexEntry[];
+}
+
+export const INDEX_SUFFIX = '.idx.json';
+
+/** `laion-000000.tar` -> `laion-000000.idx.json`, beside the shard. */
+export function indexKeyOf(shardKey: string): string {
+  return `${shardKey.replace(/\.tar$/, '')}${INDEX_SUFFIX}`;
+}
+
+export async function writeShardIndex(storage: Storage, shardKey: string, record: ShardRecord, entries: IndexEntry[]): Promise<void> {
+  const index: ShardIndex = { format: 'm4data-shard-index', version: 1, ...record, entries };
+  await storage.write(indexKeyOf(shardKey), jsonBytes(index, false));
+}
+
+export async function readShardIndex(storage: Storage, key: string): Promise<ShardIndex> {
+  const value = (await readJson(storage, key)) as Partial<ShardIndex>;
+  if (value.format !== 'm4data-shard-index' || !Array.isArray(value.entries)) {
+    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not an m4data shard index`, { url: storage.urlOf(key) });
+  }
+  return value as ShardIndex;
+}
+
+/** The records of every indexed shard under a storage root whose name starts with `prefix`, in name order. */
+export async function collectShardRecords(storage: Storage, prefix = ''): Promise<ShardRecord[]> {
+  const records: ShardRecord[] = [];
+  for await (const info of storage.list(prefix)) {
+    if (!info.key.endsWith(INDEX_SUFFIX)) continue;
+    const { shard, samples, images, tokens, bytes, sha256 } = await readShardIndex(storage, info.key);
+    records.push({ shard, samples, images, tokens, bytes, sha256 });
+  }
+  return records.sort((a, b) => compareKeys(a.shard, b.shard));
+}

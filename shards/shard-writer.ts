@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import tar from 'tar-stream';
+import { M4Error } from '../core/errors.ts';
+import type { Storage } from './storage/storage.ts';
+import { checkWritableName, isImageField } from './entry-name.ts';
+import type { Sample, SampleCounts } from './sample.ts';
+import type { ShardRecord } from './manifest.ts';
+import { writeShardIndex, type IndexEntry } from './shard-index.ts';
+
+const BLOCK = 512;
+/** Fixed entry metadata: the same samples give byte-identical tars on any machine, at any time. */
+const MTIME = new Date(0);
+const END_OF_ARCHIVE = 2 * BLOCK;
+
+/** `{prefix}-{000042}.tar`, the img2dataset and webdataset naming. */
+export function shardName(prefix: string, index: number): string {
+  return `${prefix}-${String(index).padStart(6, '0')}.tar`;
+}
+
+/**
+ * One shard being written: a tar streamed to storage as samples arrive, visible only once `finish()` has completed
+ * the upload, then indexed. `add` resolves when the sample's bytes have been taken by the storage writer, so a slow
+ * disk or upload slows the producer instead of filling memory.
+ */
+export class ShardBuilder {
+  readonly key: string;
+  private readonly storage: Storage;
+  private readonly pack = tar.pack();
+  private readonly hash = createHash('sha256');
+  private readonly upload: Promise<unknown>;
+  private readonly uploadFailed: Promise<never>;
+  private readonly entries: IndexEntry[] = [];
+  private readonly keys = new Set<string>();
+  private offset = 0;
+  private written = 0;
+  private images = 0;
+  private tokens = 0;
+  private abortReason: Error | undefined;
+
+  constructor(storage: Storage, key: string) {
+    this.storage = storage;
+    this.key = key;
+    this.upload = storage.write(key, this.hashed());
+    this.uploadFailed = this.upload.then(
+      () => new Promise<never>(() => {}),
+      (err: unknown) => Promise.reject(err),
+    );
+    this.uploadFailed.catch(() => {}); // observed by add() and finish()
+  }
+
+  get samples(): number {
+    return this.entries.length;
+  }
+
+  /** Bytes the tar will hold once finished, end-of-archive marker included. */
+  get bytes(): number {
+    return this.offset + END_OF_ARCHIVE;
+  }
+
+  private async *hashed(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of this.pack as AsyncIterable<Buffer>) {
+      if (this.abortReason) break;
+      this.hash.update(chunk);
+      this.written += chunk.length;
+      yield chunk;
+    }
+    // Failing the body is what makes storage discard the temporary file or abort the multipart upload.
+    if (this.abortReason) throw this.abortReason;
+  }
+
+  async add(sample: Sample, counts?: Partial<SampleCounts>): Promise<void> {
+    const fields = Object.keys(sample.fields).sort();
+    if (fields.length === 0) throw new M4Error('E_SAMPLE', 'shards', `sample ${sample.key} has no fields`, { key: sample.key, shard: this.key });
+    for (const field of fields) checkWritableName(sample.key, field);
+    if (this.keys.has(sample.key)) {
+      throw new M4Error('E_SAMPLE', 'shards', `duplicate sample key ${sample.key} in ${this.key}`, { key: sample.key, shard: this.key });
+    }
+    this.keys.add(sample.key);
+
+    const start = this.offset;
+    for (const field of fields) {
+      const bytes = sample.fields[field]!;
+      const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const header = { name: `${sample.key}.${field}`, size: body.length, mtime: MTIME, mode: 0o644, uid: 0, gid: 0, type: 'file' as const };
+      const entered = new Promise<void>((resolve, reject) => {
+        this.pack.entry(header, body, (err) => (err ? reject(err) : resolve()));
+      });
+      await Promise.race([entered, this.uploadFailed]);
+      // Names are checked to fit one ustar header, so every entry is a header plus its padded data.
+      this.offset += BLOCK + Math.ceil(body.length / BLOCK) * BLOCK;
+    }
+    const images = counts?.images ?? fields.filter(isImageField).length;
+    const tokens = counts?.tokens ?? 0;
+    this.images += images;
+    this.tokens += tokens;
+    this.entries.push({ key: sample.key, offset: start, size: this.offset - start, images, tokens });
+  }
+
+  /** Completes the tar, waits until storage has published it, then writes its index. */
+  async finish(): Promise<ShardRecord> {
+    this.pack.finalize();
+    await this.upload;
+    if (this.written !== this.bytes) {
+      throw new M4Error('E_STORAGE', 'shards', `${this.key}: wrote ${this.written} bytes, expected ${this.bytes}`, { shard: this.key });
+    }
+    const record: ShardRecord = {
+      shard: this.key,
+      samples: this.entries.length,
+      images: this.images,
+      tokens: this.tokens,
+      bytes: this.written,
+      sha256: this.hash.digest('hex'),
+    };
+    await writeShardIndex(this.storage, this.key, record, this.entries);
+    return record;
+  }
+
+  /** Abandons the shard: storage discards the temporary file or aborts the upload, so nothing becomes visible. */
+  async abort(reason: Error): Promise<void> {
+    this.abortReason = reason;
+    // Destroyed without an error: streamx would emit it with no listener; the body generator throws it instead.
+    this.pack.destroy();
+    await this.upload.catch(() => {});
+  }
+}
+
+export interface SampleWithCounts {
+  sample: Sample;
+  counts?: Partial<SampleCounts>;
+}
+
+/** Writes exactly the given samples into one shard; on any error the shard is abandoned and the error rethrown. */
+export async function writeShard(storage: Storage, key: string, samples: AsyncIterable<SampleWithCounts> | Iterable<SampleWithCounts>): Promise<ShardRecord> {
+  const builder = new ShardBuilder(storage, key);
+  try {
+    for await (const { sample, counts } of samples) await builder.add(sample, counts);
+    return await builder.finish();
+  } catch (err) {
+    await builder.abort(err as Error);
+    throw err;
+  }
+}
+
+export interface ShardWriterOptions {
+  storage: Storage;
+  /** Shards are named `{prefix}-{000000}.tar`; the prefix may hold a folder (`train/laion`). */
+  prefix: string;
+  /** Roll to the next shard after this many samples (default 10,000). */
+  maxSamples?: number;
+  /** Roll before a sample would take the shard past this many bytes (default 1 GiB); a larger lone sample still gets a shard. */
+  maxBytes?: number;
+  /** Number of the first shard (default 0). */
+  firstShard?: number;
+}
+
+/** Writes a stream of samples into as many shards as the count and size limits require. */
+export class ShardWriter {
+  private readonly options: Required<ShardWriterOptions>;
+  private current: ShardBuilder | undefined;
+  private next: number;
+  private readonly records: ShardRecord[] = [];
+
+  constructor(options: ShardWriterOptions) {
+    this.options = { maxSamples: 10_000, maxBytes: 1 << 30, firstShard: 0, ...options };
+    if (!(this.options.maxSamples >= 1) || !(this.options.maxBytes >= BLOCK * 4)) {
+      throw new M4Error('E_USAGE', 'shards', 'maxSamples must be at least 1 and maxBytes at least 2048');
+    }
+    this.next = this.options.firstShard;
+  }
+
+  async write(sample: Sample, counts?: Partial<SampleCounts>): Promise<void> {
+    const size = Object.values(sample.fields).reduce((sum, f) => sum + BLOCK + Math.ceil(f.byteLength / BLOCK) * BLOCK, 0);
+    if (this.current && (this.current.samples >= this.options.maxSamples || this.current.bytes + size > this.options.maxBytes)) {
+      await this.roll();
+    }
+    this.current ??= new ShardBuilder(this.options.storage, shardName(this.options.prefix, this.next++));
+    try {
+      await this.current.add(sample, counts);
+    } catch (err) {
+      if (!(err instanceof M4Error && err.code === 'E_SAMPLE')) await this.abort(err as Error);
+      throw err;
+    }
+  }
+
+  private async roll(): Promise<void> {
+    const shard = this.current!;
+    this.current = undefined;
+    this.records.push(await shard.finish());
+  }
+
+  /** Finishes the last shard and returns the records of every shard written, in order. */
+  async close(): Promise<ShardRecord[]> {
+    if (this.current) await this.roll();
+    return [...this.records];
+  }
+
+  async abort(reason: Error): Promise<void> {
+    const shard = this.current;
+    this.current = undefined;
+    await shard?.abort(reason);
+  }
+}

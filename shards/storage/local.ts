@@ -1,0 +1,118 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { M4Error } from '../../core/errors.ts';
+import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
+
+/** A folder on a local disk. Writes go to `name.tmp-<random>` and are renamed into place once complete. */
+export class LocalStorage implements Storage {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  private pathOf(key: string): string {
+    const path = resolve(this.root, key);
+    if (path !== this.root && !path.startsWith(this.root + sep)) {
+      throw new M4Error('E_UNSAFE_NAME', 'storage', `key ${JSON.stringify(key)} escapes ${this.root}`, { key });
+    }
+    return path;
+  }
+
+  urlOf(key: string): string {
+    return this.pathOf(key);
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const s = await stat(this.pathOf(key));
+      return s.isFile() ? { key, size: s.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
+    // Walk only the folders the prefix can reach, depth first in sorted order, so keys come out ascending.
+    const slash = prefix.lastIndexOf('/');
+    const startDir = slash >= 0 ? prefix.slice(0, slash) : '';
+    yield* this.walk(startDir, prefix);
+  }
+
+  private async *walk(dirKey: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries;
+    try {
+      entries = await readdir(this.pathOf(dirKey), { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const named = entries.map((e) => ({ e, key: dirKey ? `${dirKey}/${e.name}` : e.name }));
+    // Sort as the keys sort: a folder `a` holds `a/...`, which sorts after `a-b` but before `a0`.
+    named.sort((x, y) => compareKeys(x.e.isDirectory() ? `${x.key}/` : x.key, y.e.isDirectory() ? `${y.key}/` : y.key));
+    for (const { e, key } of named) {
+      if (e.isDirectory()) {
+        if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(key, prefix);
+      } else if (e.isFile() && key.startsWith(prefix) && !isTemporary(e.name)) {
+        const s = await stat(this.pathOf(key));
+        yield { key, size: s.size };
+      }
+    }
+  }
+
+  async *read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
+    const path = this.pathOf(key);
+    const options: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: 1 << 20 };
+    if (range) {
+      options.start = range.start;
+      if (range.end !== undefined) {
+        if (range.end <= range.start) return;
+        options.end = range.end - 1; // fs ranges are inclusive
+      }
+    }
+    const stream = createReadStream(path, options);
+    try {
+      for await (const chunk of stream) yield chunk as Buffer;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key });
+      }
+      throw err;
+    }
+  }
+
+  async write(key: string, body: Body): Promise<ObjectInfo> {
+    const path = this.pathOf(key);
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      const source = body instanceof Uint8Array ? Readable.from([body]) : Readable.from(body);
+      await pipeline(source, createWriteStream(tmp));
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    const s = await stat(path);
+    return { key, size: s.size };
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+}
+
+/** Byte-wise comparison, the order S3 lists keys in. */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function isTemporary(name: string): boolean {
+  return /\.tmp-[0-9a-f]{12}$/.test(name);
+}
+

@@ -1,0 +1,28 @@
+import { fileURLToPath } from 'node:url';
+import { M4Error } from '../../core/errors.ts';
+import { LocalStorage } from './local.ts';
+import { S3Storage } from './s3.ts';
+import { HttpStorage } from './http.ts';
+import type { Storage } from './storage.ts';
+
+/** Opens the storage rooted at a location: a local path, `file://...`, `s3://bucket/prefix`, or `http(s)://...` (read-only). */
+export function openStorage(location: string): Storage {
+  if (location.startsWith('s3://')) return new S3Storage(location);
+  if (location.startsWith('http://') || location.startsWith('https://')) return new HttpStorage(location);
+  if (location.startsWith('file://')) return new LocalStorage(fileURLToPath(location));
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+    throw new M4Error('E_USAGE', 'storage', `unsupported location ${location}: use a local path, file://, s3:// or http(s)://`);
+  }
+  return new LocalStorage(location);
+}
+
+/** Splits the location of one object into the storage holding it and its key there. */
+export function openObject(location: string): { storage: Storage; key: string } {
+  const cut = location.replace(/\/+$/, '').lastIndexOf('/');
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
+  if (cut < 0) return { storage: openStorage('.'), key: location };
+  const root = location.slice(0, cut);
+  // `s3://bucket` alone is a valid root; `/file` is a file at the filesystem root.
+  const parent = root === '' && !isUrl ? '/' : root;
+  return { storage: openStorage(parent), key: location.slice(cut + 1) };
+}

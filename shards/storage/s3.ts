@@ -1,0 +1,215 @@
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { M4Error } from '../../core/errors.ts';
+import { resumingRead, type Segment } from '../../core/backoff.ts';
+import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
+
+export interface S3StorageOptions {
+  /** Tries per request, the first included, for the SDK's retry strategy (default 5). */
+  maxAttempts?: number;
+  /** The SDK's retry strategy (default standard). */
+  retryMode?: 'standard' | 'adaptive';
+  /** How many times one read may reconnect after its connection drops (default 5). */
+  maxResumes?: number;
+  /** Multipart part size in bytes (default 16 MiB, at least 5 MiB); smaller Uint8Array bodies go in one PutObject. */
+  partSize?: number;
+}
+
+const MiB = 1024 * 1024;
+const MIN_PART_SIZE = 5 * MiB;
+const QUEUE_SIZE = 4;
+
+/**
+ * A prefix of an S3 bucket (or of an S3-compatible store), configured from the standard AWS environment: the SDK's
+ * default credential chain, AWS_REGION (default us-east-1), AWS_ENDPOINT_URL(_S3) with path-style addressing.
+ * Retries (429, 5xx, SlowDown, dropped connections) are the SDK's standard strategy with jittered backoff.
+ */
+export class S3Storage implements Storage {
+  readonly root: string;
+  private readonly bucket: string;
+  private readonly keyPrefix: string;
+  private readonly client: S3Client;
+  private readonly maxResumes: number;
+  private readonly partSize: number;
+
+  constructor(location: string, opts: S3StorageOptions = {}) {
+    const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(location);
+    if (!m) throw new M4Error('E_USAGE', 'storage', `not an S3 location: ${location} (expected s3://bucket/prefix)`, { location });
+    this.bucket = m[1]!;
+    const prefix = m[2]!.replace(/\/+$/, '');
+    this.keyPrefix = prefix === '' ? '' : `${prefix}/`;
+    this.root = `s3://${this.bucket}${prefix === '' ? '' : `/${prefix}`}`;
+    this.partSize = opts.partSize ?? 16 * MiB;
+    if (this.partSize < MIN_PART_SIZE) {
+      throw new M4Error('E_USAGE', 'storage', `S3 part size ${this.partSize} is under the 5 MiB minimum`, { partSize: this.partSize });
+    }
+    this.maxResumes = opts.maxResumes ?? 5;
+    this.client = sharedClient(opts.maxAttempts ?? 5, opts.retryMode ?? 'standard');
+  }
+
+  urlOf(key: string): string {
+    return `s3://${this.bucket}/${this.keyPrefix}${key}`;
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
+      return { key, size: out.ContentLength ?? 0 };
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.failure('stat', key, err);
+    }
+  }
+
+  async *list(prefix = ''): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      let out;
+      try {
+        out = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }),
+        );
+      } catch (err) {
+        throw this.failure('list', prefix, err);
+      }
+      for (const o of out.Contents ?? []) {
+        if (o.Key !== undefined) yield { key: o.Key.slice(this.keyPrefix.length), size: o.Size ?? 0 };
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
+    const start = range?.start ?? 0;
+    const end = range?.end;
+    if (end !== undefined && end <= start) return (async function* () {})();
+    let etag: string | undefined;
+    const open = async (offset: number): Promise<Segment | undefined> => {
+      let out;
+      try {
+        out = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.keyPrefix + key,
+            // S3 ranges are inclusive; with no range, a read from 0 is a plain GET.
+            Range: offset === 0 && end === undefined ? undefined : `bytes=${offset}-${end === undefined ? '' : end - 1}`,
+            // A resumed read must continue the same object, not splice in a newer one.
+            IfMatch: etag,
+          }),
+        );
+      } catch (err) {
+        if (statusOf(err) === 416) return undefined; // the range starts at or past the end: nothing to read
+        throw this.failure('read', key, err);
+      }
+      // Some S3-compatible stores ignore If-Match: compare the ETag too.
+      if (etag !== undefined && out.ETag !== etag) {
+        (out.Body as Readable | undefined)?.destroy();
+        throw this.changed(key, etag, out.ETag);
+      }
+      etag ??= out.ETag;
+      return { body: out.Body as AsyncIterable<Uint8Array>, length: out.ContentLength };
+    };
+    return resumingRead(open, start, this.maxResumes, this.urlOf(key));
+  }
+
+  async write(key: string, body: Body): Promise<ObjectInfo> {
+    const Key = this.keyPrefix + key;
+    if (body instanceof Uint8Array && body.byteLength < this.partSize) {
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.byteLength }));
+      } catch (err) {
+        throw this.failure('write', key, err);
+      }
+      return { key, size: body.byteLength };
+    }
+    // The body's own failure is passed on as it is, not dressed up as a storage error.
+    let size = 0;
+    let bodyError: unknown;
+    async function* counted(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+      try {
+        for await (const chunk of source) {
+          size += chunk.byteLength;
+          yield chunk;
+        }
+      } catch (err) {
+        bodyError = err;
+        throw err;
+      }
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body: body instanceof Uint8Array ? body : Readable.from(counted(body), { objectMode: false }) },
+      partSize: this.partSize,
+      queueSize: QUEUE_SIZE,
+      leavePartsOnError: false, // abort the multipart upload on any failure, so no part of it is ever visible
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      if (bodyError !== undefined) throw bodyError;
+      throw this.failure('write', key, err);
+    }
+    return { key, size: body instanceof Uint8Array ? body.byteLength : size };
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
+    } catch (err) {
+      throw this.failure('delete', key, err);
+    }
+  }
+
+  private failure(op: string, key: string, err: unknown): M4Error {
+    const url = this.urlOf(key);
+    const status = statusOf(err);
+    const name = err instanceof Error ? err.name : undefined;
+    const attempts = (err as { $metadata?: { attempts?: number } }).$metadata?.attempts;
+    if (status === 404 || name === 'NoSuchKey' || name === 'NoSuchBucket') {
+      return new M4Error('E_NOT_FOUND', 'storage', `no such object: ${url}${name === 'NoSuchBucket' ? ' (no such bucket)' : ''}`, { url, op, status }, { cause: err });
+    }
+    if (status === 412) return this.changed(key, undefined, undefined, err);
+    const message = err instanceof Error ? err.message : String(err);
+    return new M4Error('E_STORAGE', 'storage', `S3 ${op} of ${url} failed${attempts ? ` after ${attempts} attempts` : ''}: ${name ?? ''} ${message}`.trim(), { url, op, status, attempts }, { cause: err });
+  }
+
+  private changed(key: string, expected: string | undefined, got: string | undefined, cause?: unknown): M4Error {
+    const url = this.urlOf(key);
+    return new M4Error('E_STORAGE', 'storage', `${url} changed while it was being read`, { url, expectedEtag: expected, etag: got }, { cause });
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+const clients = new Map<string, S3Client>();
+
+/** One client (and so one connection pool) per endpoint, region and retry setting in the process. */
+function sharedClient(maxAttempts: number, retryMode: string): S3Client {
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
+  const region = process.env.AWS_REGION || 'us-east-1';
+  const id = JSON.stringify([endpoint, region, maxAttempts, retryMode]);
+  let client = clients.get(id);
+  if (!client) {
+    client = new S3Client({
+      region,
+      endpoint,
+      forcePathStyle: endpoint !== undefined, // S3-compatible stores rarely have per-bucket host names
+      maxAttempts,
+      retryMode,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    clients.set(id, client);
+  }
+  return client;
+}

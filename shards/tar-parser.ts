@@ -1,0 +1,245 @@
+import { M4Error } from '../core/errors.ts';
+
+/**
+ * A streaming tar parser that knows where every entry starts. tar-stream's extractor gives no byte offsets, which the
+ * shard index and our error messages need (see README, "Why the reader parses tar itself"). Reads POSIX ustar, PAX
+ * (local `x` and global `g` headers) and GNU long names (`L`, `K`), sizes in octal or base-256.
+ */
+export interface TarEntry {
+  name: string;
+  type: 'file' | 'directory' | 'link' | 'other';
+  /** Offset of the entry's first header block, extension headers (PAX, GNU long name) included. */
+  headerOffset: number;
+  /** Offset just past the entry's data padding: where the next entry starts. */
+  endOffset: number;
+  /** The entry's bytes; empty for anything but a file. */
+  data: Buffer;
+}
+
+export interface TarParseOptions {
+  /** Largest entry accepted, in bytes (default 1 GiB): a hostile header cannot make us buffer more. */
+  maxEntryBytes?: number;
+}
+
+const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
+  const maxEntryBytes = options.maxEntryBytes ?? 1 << 30;
+  const input = new ChunkReader(source[Symbol.asyncIterator]());
+  let longName: string | undefined;
+  let paxLocal: Record<string, string> = {};
+  let paxGlobal: Record<string, string> = {};
+  let entryStart = 0; // first header of the entry being assembled (extension headers come first)
+  let pendingExtension = false;
+
+  for (;;) {
+    const headerOffset = input.position;
+    if (!pendingExtension) entryStart = headerOffset;
+    const header = await input.take(BLOCK);
+    if (header.length === 0 && !pendingExtension) {
+      throw truncated(`tar ends at byte ${headerOffset} without its end-of-archive marker`, headerOffset);
+    }
+    if (header.length < BLOCK) {
+      throw truncated(`tar ends at byte ${input.position} inside a header that starts at byte ${headerOffset}`, headerOffset);
+    }
+    if (header.equals(ZERO_BLOCK)) {
+      if (pendingExtension) throw corrupt(`end-of-archive marker at byte ${headerOffset} right after an extension header`, headerOffset);
+      return; // end of archive; a second zero block and any trailing padding are not read
+    }
+    checkChecksum(header, headerOffset);
+
+    const typeflag = String.fromCharCode(header[156]!);
+    const paxSize = paxLocal.size ?? paxGlobal.size;
+    const size = paxSize !== undefined ? Number(paxSize) : parseNumber(header.subarray(124, 136), headerOffset);
+    if (!Number.isSafeInteger(size) || size < 0) throw corrupt(`bad entry size in header at byte ${headerOffset}`, headerOffset);
+    const padded = Math.ceil(size / BLOCK) * BLOCK;
+
+    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+      if (size > 1 << 20) throw corrupt(`extension header of ${size} bytes at byte ${headerOffset}`, headerOffset);
+      const body = await input.take(padded);
+      if (body.length < padded) throw truncated(`tar ends at byte ${input.position} inside an extension header at byte ${headerOffset}`, headerOffset);
+      const content = body.subarray(0, size);
+      if (typeflag === 'x') paxLocal = { ...paxLocal, ...parsePax(content, headerOffset) };
+      else if (typeflag === 'g') paxGlobal = { ...paxGlobal, ...parsePax(content, headerOffset) };
+      else if (typeflag === 'L') longName = cString(content);
+      // 'K' (GNU long link name) is read past: links carry no sample data.
+      pendingExtension = typeflag !== 'g';
+      continue;
+    }
+
+    const name = paxLocal.path ?? longName ?? ustarName(header);
+    const type = entryType(typeflag);
+    longName = undefined;
+    paxLocal = {};
+    pendingExtension = false;
+
+    // Links and special files carry no data even when their size field says otherwise.
+    const dataBytes = type === 'file' ? size : 0;
+    const skipBytes = type === 'file' ? 0 : padded;
+    if (dataBytes > maxEntryBytes) {
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
+    }
+    const data = await input.take(dataBytes);
+    if (data.length < dataBytes) {
+      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${headerOffset}, ${data.length} of ${dataBytes} bytes present)`, entryStart);
+      error.context.name = name;
+      throw error;
+    }
+    const rest = type === 'file' ? padded - size : skipBytes;
+    if (rest > 0) await input.skip(rest);
+    yield { name, type, headerOffset: entryStart, endOffset: input.position, data };
+  }
+}
+
+function truncated(message: string, offset: number): M4Error {
+  return new M4Error('E_TAR_TRUNCATED', 'shards', message, { offset });
+}
+
+function corrupt(message: string, offset: number): M4Error {
+  return new M4Error('E_TAR_CORRUPT', 'shards', message, { offset });
+}
+
+function checkChecksum(header: Buffer, offset: number): void {
+  const stored = parseOctal(header.subarray(148, 156));
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const byte = i >= 148 && i < 156 ? 0x20 : header[i]!;
+    unsigned += byte;
+    signed += byte > 127 ? byte - 256 : byte;
+  }
+  // Some old writers summed signed bytes; accept both, as GNU tar and Python's tarfile do.
+  if (stored !== unsigned && stored !== signed) {
+    throw corrupt(`bad tar header checksum at byte ${offset} (stored ${stored}, computed ${unsigned}): not a tar, or corrupt`, offset);
+  }
+}
+
+function parseNumber(field: Buffer, offset: number): number {
+  if (field[0]! & 0x80) {
+    // GNU base-256: big-endian, the top bit of the first byte flags the encoding.
+    let value = field[0]! & 0x7f;
+    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
+    return value;
+  }
+  const value = parseOctal(field);
+  if (Number.isNaN(value)) throw corrupt(`unreadable number in tar header at byte ${offset}`, offset);
+  return value;
+}
+
+function parseOctal(field: Buffer): number {
+  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '').split('\0')[0] ?? '';
+  if (text === '') return 0;
+  return /^[0-7]+$/.test(text) ? parseInt(text, 8) : Number.NaN;
+}
+
+function cString(bytes: Buffer): string {
+  const nul = bytes.indexOf(0);
+  return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('utf8');
+}
+
+function ustarName(header: Buffer): string {
+  const name = cString(header.subarray(0, 100));
+  // Only POSIX ustar ("ustar\0") has a prefix field; GNU ("ustar  ") keeps other data there.
+  if (header.toString('latin1', 257, 263) !== 'ustar\0') return name;
+  const prefix = cString(header.subarray(345, 500));
+  return prefix ? `${prefix}/${name}` : name;
+}
+
+function entryType(typeflag: string): TarEntry['type'] {
+  switch (typeflag) {
+    case '0':
+    case '\0':
+    case '7':
+      return 'file';
+    case '5':
+      return 'directory';
+    case '1':
+    case '2':
+      return 'link';
+    default:
+      return 'other';
+  }
+}
+
+/** PAX records: "<length> <key>=<value>\n", the length counting the whole record in bytes. */
+function parsePax(content: Buffer, offset: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  let at = 0;
+  while (at < content.length) {
+    if (content[at] === 0) break;
+    const space = content.indexOf(0x20, at);
+    const length = space < 0 ? Number.NaN : Number(content.toString('latin1', at, space));
+    if (!Number.isSafeInteger(length) || length <= 0 || at + length > content.length) {
+      throw corrupt(`malformed PAX record in extension header at byte ${offset}`, offset);
+    }
+    const record = content.subarray(space + 1, at + length - 1).toString('utf8');
+    const eq = record.indexOf('=');
+    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
+    at += length;
+  }
+  return out;
+}
+
+/** Hands out exact byte counts from a chunked stream, copying only when a read spans chunks. */
+class ChunkReader {
+  position = 0;
+  private chunks: Buffer[] = [];
+  private head = 0; // bytes of chunks[0] already consumed
+  private buffered = 0;
+  private done = false;
+
+  constructor(private readonly source: AsyncIterator<Uint8Array>) {}
+
+  private async fill(n: number): Promise<void> {
+    while (this.buffered < n && !this.done) {
+      const next = await this.source.next();
+      if (next.done) {
+        this.done = true;
+      } else if (next.value.length > 0) {
+        const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+        this.chunks.push(chunk);
+        this.buffered += chunk.length;
+      }
+    }
+  }
+
+  /** Exactly n bytes, or fewer only at the end of the stream. */
+  async take(n: number): Promise<Buffer> {
+    if (n === 0) return Buffer.alloc(0);
+    await this.fill(n);
+    const want = Math.min(n, this.buffered);
+    if (want === 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length - this.head >= want) {
+      out = first.subarray(this.head, this.head + want);
+      this.consume(want);
+    } else {
+      out = Buffer.allocUnsafe(want);
+      let filled = 0;
+      while (filled < want) {
+        const chunk = this.chunks[0]!;
+        const part = Math.min(chunk.length - this.head, want - filled);
+        chunk.copy(out, filled, this.head, this.head + part);
+        filled += part;
+        this.consume(part);
+      }
+    }
+    return out;
+  }
+
+  async skip(n: number): Promise<void> {
+    await this.take(n);
+  }
+
+  private consume(n: number): void {
+    this.head += n;
+    this.buffered -= n;
+    this.position += n;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+}

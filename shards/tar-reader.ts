@@ -1,0 +1,117 @@
+import { M4Error, isM4Error } from '../core/errors.ts';
+import { openObject } from './storage/open.ts';
+import type { Storage } from './storage/storage.ts';
+import { checkEntryName, isMetaEntry, splitEntryName } from './entry-name.ts';
+import { parseTar } from './tar-parser.ts';
+import type { ReadSample } from './sample.ts';
+
+export interface ReadShardOptions {
+  /**
+   * What to do with a bad sample or shard (default 'throw'). 'skip' drops a sample with an unsafe entry name or a
+   * duplicate field and goes on; a truncated or corrupt tar ends that shard after its last complete sample. Either way
+   * it is counted in `counters`, like webdataset's `warn_and_continue` handler.
+   */
+  onError?: 'throw' | 'skip';
+  counters?: ReadCounters;
+  /** Largest single entry accepted, in bytes (default 1 GiB). */
+  maxEntryBytes?: number;
+}
+
+export interface ReadCounters {
+  samples: number;
+  skippedSamples: number;
+  badShards: number;
+  /** Messages of what was skipped, each naming the shard and byte offset. */
+  errors: string[];
+}
+
+export function newReadCounters(): ReadCounters {
+  return { samples: 0, skippedSamples: 0, badShards: 0, errors: [] };
+}
+
+export type ShardLocation = string | { storage: Storage; key: string };
+
+/**
+ * Streams the samples of one shard, grouped by key exactly as Python's webdataset groups them: consecutive entries
+ * sharing a key make one sample. Errors name the shard and the byte offset.
+ */
+export async function* readShard(location: ShardLocation, options: ReadShardOptions = {}): AsyncGenerator<ReadSample> {
+  const { storage, key } = typeof location === 'string' ? openObject(location) : location;
+  const url = storage.urlOf(key);
+  const counters = options.counters ?? newReadCounters();
+  const skip = options.onError === 'skip';
+
+  let current: ReadSample | undefined;
+  let currentBad: M4Error | undefined;
+  const finish = (): ReadSample | undefined => {
+    const done = current;
+    const bad = currentBad;
+    current = undefined;
+    currentBad = undefined;
+    if (!done) return undefined;
+    if (bad) {
+      counters.skippedSamples++;
+      counters.errors.push(bad.message);
+      return undefined;
+    }
+    counters.samples++;
+    return done;
+  };
+
+  try {
+    for await (const entry of parseTar(storage.read(key), { maxEntryBytes: options.maxEntryBytes })) {
+      if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
+      let problem: M4Error | undefined;
+      try {
+        checkEntryName(entry.name, { shard: url, offset: entry.headerOffset });
+      } catch (err) {
+        problem = withShard(err as M4Error, url);
+      }
+      const parts = splitEntryName(entry.name);
+      if (!parts) continue; // webdataset ignores names without an extension
+      if (!current || current.key !== parts.key) {
+        const done = finish();
+        if (done) yield done;
+        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer> };
+      }
+      if (!problem && parts.field in current.fields) {
+        problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, { shard: url, offset: entry.headerOffset });
+      }
+      if (problem) {
+        if (!skip) throw problem;
+        currentBad ??= problem;
+      }
+      current.fields[parts.field] = entry.data;
+      current.size = entry.endOffset - current.offset;
+    }
+    const last = finish();
+    if (last) yield last;
+  } catch (err) {
+    if (!isM4Error(err) || !(err.code === 'E_TAR_TRUNCATED' || err.code === 'E_TAR_CORRUPT' || err.code === 'E_UNSAFE_NAME' || err.code === 'E_SAMPLE')) {
+      throw err;
+    }
+    // A sample whose entries all arrived is complete when the entry that broke belongs to another key.
+    const brokenName = err.context.name;
+    const brokenKey = typeof brokenName === 'string' ? splitEntryName(brokenName)?.key : undefined;
+    if (current && brokenKey !== undefined && brokenKey !== current.key) {
+      const done = finish();
+      if (done) yield done;
+    }
+    const error = withShard(err, url);
+    if (!skip) throw error;
+    // The sample being assembled, or the one the broken entry began, may be missing entries: dropped, not guessed at.
+    if (current || brokenKey !== undefined) counters.skippedSamples++;
+    counters.badShards++;
+    counters.errors.push(error.message);
+  }
+}
+
+/** Streams the samples of several shards in order. */
+export async function* readShards(locations: Iterable<ShardLocation>, options: ReadShardOptions = {}): AsyncGenerator<ReadSample> {
+  for (const location of locations) yield* readShard(location, options);
+}
+
+function withShard(err: M4Error, url: string): M4Error {
+  if (err.message.startsWith(url)) return err;
+  return new M4Error(err.code, err.subsystem, `${url}: ${err.message}`, { ...err.context, shard: url }, { cause: err });
+}

@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalStorage } from '../shards/storage/local.ts';
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const c of it) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+test('local storage: atomic writes, ranged reads, listing in key order', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'm4-local-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const s = new LocalStorage(dir);
+  for (const key of ['b/x.tar', 'a-b', 'a/z', 'a0', 'a/y/1', 'c']) await s.write(key, Buffer.from(key));
+  const keys = [];
+  for await (const info of s.list()) keys.push(info.key);
+  // Byte order, as S3 lists: '-' (0x2d) < '/' (0x2f) < '0' (0x30).
+  assert.deepEqual(keys, ['a-b', 'a/y/1', 'a/z', 'a0', 'b/x.tar', 'c']);
+  const under = [];
+  for await (const info of s.list('a/')) under.push(info.key);
+  assert.deepEqual(under, ['a/y/1', 'a/z']);
+
+  await s.write('r', Buffer.from('0123456789'));
+  assert.equal((await collect(s.read('r', { start: 2, end: 5 }))).toString(), '234');
+  assert.equal((await collect(s.read('r', { start: 7 }))).toString(), '789');
+  assert.deepEqual(await s.stat('r'), { key: 'r', size: 10 });
+  assert.equal(await s.stat('missing'), undefined);
+  await assert.rejects(collect(s.read('missing')), { code: 'E_NOT_FOUND' });
+  assert.throws(() => s.urlOf('../outside'), { code: 'E_UNSAFE_NAME' });
+
+  // A body that fails half-way leaves neither the object nor its temporary file.
+  await assert.rejects(
+    s.write('half', (async function* () {
+      yield Buffer.alloc(1000);
+      throw new Error('source died');
+    })()),
+    /source died/,
+  );
+  assert.equal(await s.stat('half'), undefined);
+  assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('half')), []);
+  await s.delete('r');
+  await s.delete('r');
+  assert.equal(await s.stat('r'), undefined);
+});
