@@ -1,6 +1,6 @@
 // Shard write and read throughput against plain file I/O of the same bytes on the same disk, in one run.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import tar from 'tar-stream';
@@ -41,6 +41,10 @@ async function plainWrite(files: Buffer[], dir: string): Promise<void> {
     }
     out.end();
     await once(out, 'finish');
+    // The shard writer makes each file durable before publishing it; the baseline does the same.
+    const handle = await open(join(dir, `plain-${i}.bin`), 'r+');
+    await handle.sync();
+    await handle.close();
   }
 }
 

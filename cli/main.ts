@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { M4Error, errorMessage, isM4Error } from '../core/errors.ts';
 import { ExitCode } from '../core/exit-codes.ts';
+import { buildCommand } from './commands/build.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { demoCommand } from './commands/demo.ts';
 import { notBuiltCommand } from './commands/not-built.ts';
@@ -15,7 +16,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  program.addCommand(notBuiltCommand('build', 'read a source\'s parquet metadata, download and process its images, write shards'));
+  program.addCommand(buildCommand());
   program.addCommand(notBuiltCommand('mix', 'sample built sources by the model card\'s epochs and token proportions'));
   program.addCommand(notBuiltCommand('train', 'pack the mixture into 1024-token sequences and feed a TensorFlow.js trainer'));
   program.addCommand(inspectCommand());

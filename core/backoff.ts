@@ -49,17 +49,21 @@ export interface Segment {
 }
 
 /**
- * Streams `[start, ...)` of a remote object as one uninterrupted stream. `open(offset)` asks for the bytes from `offset`
- * on (undefined: nothing there); when a body breaks off, or ends short of its length, it is opened again from the
- * first byte not yet delivered, at most `maxResumes` times. `open` is where a changed object must be caught.
+ * Streams bytes `[start, end)` of a remote object (to its end when `end` is undefined) as one uninterrupted stream.
+ * `open(offset)` asks for the bytes from `offset` on (undefined: nothing there); when a body breaks off, or ends short
+ * of its length, it is opened again from the first byte not yet delivered, at most `maxResumes` times. Nothing past
+ * `end` is passed on, whatever the server sends. `open` is where a changed object must be caught.
  */
 export async function* resumingRead(
   open: (offset: number) => Promise<Segment | undefined>,
   start: number,
+  end: number | undefined,
   maxResumes: number,
   what: string,
 ): AsyncIterable<Uint8Array> {
+  const stop = end ?? Infinity;
   let offset = start;
+  if (offset >= stop) return;
   for (let resumes = 0; ; resumes++) {
     const segment = await open(offset);
     if (segment === undefined) return;
@@ -67,9 +71,11 @@ export async function* resumingRead(
     let dropped: unknown;
     try {
       for await (const chunk of segment.body) {
-        received += chunk.byteLength;
-        offset += chunk.byteLength;
-        yield chunk;
+        const piece = chunk.byteLength > stop - offset ? chunk.subarray(0, stop - offset) : chunk;
+        received += piece.byteLength;
+        offset += piece.byteLength;
+        if (piece.byteLength > 0) yield piece;
+        if (offset >= stop) return;
       }
       if (segment.length === undefined || received >= segment.length) return;
       dropped = new Error(`body ended after ${received} of ${segment.length} bytes`);

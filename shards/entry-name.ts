@@ -39,11 +39,11 @@ export function isMetaEntry(name: string): boolean {
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-const FIELD_PATTERN = /^[a-z0-9_-]{1,16}(\.[a-z0-9_-]{1,16}){0,2}$/;
+const FIELD_PATTERN = /^[a-z0-9_-]{1,16}(\.[a-z0-9_-]{1,8}){0,2}$/;
 
 /**
  * Keys and fields this project writes: flat, dot-free keys and lower-case fields, so that every name fits one
- * 512-byte ustar header (at most 64 + 1 + 50 bytes) and reads back under the same key and field.
+ * 512-byte ustar header (at most 64 + 1 + 34 bytes) and reads back under the same key and field.
  */
 export function checkWritableName(key: string, field: string): void {
   if (!KEY_PATTERN.test(key)) {

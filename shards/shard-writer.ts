@@ -1,16 +1,12 @@
 import { createHash } from 'node:crypto';
-import tar from 'tar-stream';
 import { M4Error } from '../core/errors.ts';
+import { ByteChannel } from '../core/byte-channel.ts';
 import type { Storage } from './storage/storage.ts';
 import { checkWritableName, isImageField } from './entry-name.ts';
 import type { Sample, SampleCounts } from './sample.ts';
 import type { ShardRecord } from './manifest.ts';
 import { writeShardIndex, type IndexEntry } from './shard-index.ts';
-
-const BLOCK = 512;
-/** Fixed entry metadata: the same samples give byte-identical tars on any machine, at any time. */
-const MTIME = new Date(0);
-const END_OF_ARCHIVE = 2 * BLOCK;
+import { BLOCK, END_OF_ARCHIVE, entryBytes, ustarHeader } from './ustar.ts';
 
 /** `{prefix}-{000042}.tar`, the img2dataset and webdataset naming. */
 export function shardName(prefix: string, index: number): string {
@@ -19,13 +15,13 @@ export function shardName(prefix: string, index: number): string {
 
 /**
  * One shard being written: a tar streamed to storage as samples arrive, visible only once `finish()` has completed
- * the upload, then indexed. `add` resolves when the sample's bytes have been taken by the storage writer, so a slow
- * disk or upload slows the producer instead of filling memory.
+ * the upload, then indexed. `add` waits while more than a few MiB are queued for storage, so a slow disk or upload
+ * slows the producer instead of filling memory. Fields of a sample are written in sorted order.
  */
 export class ShardBuilder {
   readonly key: string;
   private readonly storage: Storage;
-  private readonly pack = tar.pack();
+  private readonly channel = new ByteChannel();
   private readonly hash = createHash('sha256');
   private readonly upload: Promise<unknown>;
   private readonly uploadFailed: Promise<never>;
@@ -35,7 +31,6 @@ export class ShardBuilder {
   private written = 0;
   private images = 0;
   private tokens = 0;
-  private abortReason: Error | undefined;
 
   constructor(storage: Storage, key: string) {
     this.storage = storage;
@@ -54,18 +49,15 @@ export class ShardBuilder {
 
   /** Bytes the tar will hold once finished, end-of-archive marker included. */
   get bytes(): number {
-    return this.offset + END_OF_ARCHIVE;
+    return this.offset + END_OF_ARCHIVE.length;
   }
 
   private async *hashed(): AsyncGenerator<Uint8Array> {
-    for await (const chunk of this.pack as AsyncIterable<Buffer>) {
-      if (this.abortReason) break;
+    for await (const chunk of this.channel) {
       this.hash.update(chunk);
       this.written += chunk.length;
       yield chunk;
     }
-    // Failing the body is what makes storage discard the temporary file or abort the multipart upload.
-    if (this.abortReason) throw this.abortReason;
   }
 
   async add(sample: Sample, counts?: Partial<SampleCounts>): Promise<void> {
@@ -77,28 +69,32 @@ export class ShardBuilder {
     }
     this.keys.add(sample.key);
 
-    const start = this.offset;
+    // One buffer per sample: few large writes, and a sample is never half-queued.
+    const size = fields.reduce((n, f) => n + entryBytes(sample.fields[f]!.byteLength), 0);
+    const bytes = Buffer.allocUnsafe(size);
+    let at = 0;
     for (const field of fields) {
-      const bytes = sample.fields[field]!;
-      const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const header = { name: `${sample.key}.${field}`, size: body.length, mtime: MTIME, mode: 0o644, uid: 0, gid: 0, type: 'file' as const };
-      const entered = new Promise<void>((resolve, reject) => {
-        this.pack.entry(header, body, (err) => (err ? reject(err) : resolve()));
-      });
-      await Promise.race([entered, this.uploadFailed]);
-      // Names are checked to fit one ustar header, so every entry is a header plus its padded data.
-      this.offset += BLOCK + Math.ceil(body.length / BLOCK) * BLOCK;
+      const data = sample.fields[field]!;
+      ustarHeader(`${sample.key}.${field}`, data.byteLength).copy(bytes, at);
+      bytes.set(data, at + BLOCK);
+      const end = at + entryBytes(data.byteLength);
+      bytes.fill(0, at + BLOCK + data.byteLength, end);
+      at = end;
     }
+    await Promise.race([this.channel.push(bytes), this.uploadFailed]);
+
     const images = counts?.images ?? fields.filter(isImageField).length;
     const tokens = counts?.tokens ?? 0;
     this.images += images;
     this.tokens += tokens;
-    this.entries.push({ key: sample.key, offset: start, size: this.offset - start, images, tokens });
+    this.entries.push({ key: sample.key, offset: this.offset, size, images, tokens });
+    this.offset += size;
   }
 
   /** Completes the tar, waits until storage has published it, then writes its index. */
   async finish(): Promise<ShardRecord> {
-    this.pack.finalize();
+    await Promise.race([this.channel.push(END_OF_ARCHIVE), this.uploadFailed]);
+    this.channel.end();
     await this.upload;
     if (this.written !== this.bytes) {
       throw new M4Error('E_STORAGE', 'shards', `${this.key}: wrote ${this.written} bytes, expected ${this.bytes}`, { shard: this.key });
@@ -115,11 +111,9 @@ export class ShardBuilder {
     return record;
   }
 
-  /** Abandons the shard: storage discards the temporary file or aborts the upload, so nothing becomes visible. */
+  /** Abandons the shard: the body fails, so storage discards the temporary file or aborts the upload. */
   async abort(reason: Error): Promise<void> {
-    this.abortReason = reason;
-    // Destroyed without an error: streamx would emit it with no listener; the body generator throws it instead.
-    this.pack.destroy();
+    this.channel.fail(reason);
     await this.upload.catch(() => {});
   }
 }
@@ -169,7 +163,7 @@ export class ShardWriter {
   }
 
   async write(sample: Sample, counts?: Partial<SampleCounts>): Promise<void> {
-    const size = Object.values(sample.fields).reduce((sum, f) => sum + BLOCK + Math.ceil(f.byteLength / BLOCK) * BLOCK, 0);
+    const size = Object.values(sample.fields).reduce((sum, f) => sum + entryBytes(f.byteLength), 0);
     if (this.current && (this.current.samples >= this.options.maxSamples || this.current.bytes + size > this.options.maxBytes)) {
       await this.roll();
     }

@@ -67,6 +67,7 @@ describe('resolveImageOptions', () => {
       { allowedFormats: ['jpeg', 'exe'] },
       { upscale: 'yes' },
       { imagesize: 256 },
+      { toString: 'x' },
     ];
     for (const partial of bad) {
       assert.throws(() => resolveImageOptions(partial as Partial<ImageOptions>), (err) => isM4Error(err, 'E_USAGE'), JSON.stringify(partial));
@@ -156,6 +157,7 @@ describe('processImage', () => {
   it('fails HTML served as a .jpg, naming what it got', async () => {
     const result = await processImage(images.notAnImage(), defaults);
     assert.match(expectFailure(result, 'failed_to_decode'), /not an image: .*<!DOCTYPE html>/);
+    assert.equal(expectFailure(await processImage(new Uint8Array(0), defaults), 'failed_to_decode'), 'not an image: empty');
   });
 
   it('refuses a pixel bomb from its header, fast', async () => {

@@ -1,7 +1,7 @@
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { M4Error } from '../../core/errors.ts';
 import { backoffDelay, isConnectionDrop, resumingRead, retryAfterMs, sleep, type Segment } from '../../core/backoff.ts';
-import type { ByteRange, ObjectInfo, Storage } from './storage.ts';
+import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface HttpStorageOptions {
   /** Tries per request, the first included, on 429, 5xx and failed connections (default 5). */
@@ -51,7 +51,7 @@ export class HttpStorage implements Storage {
     throw new M4Error('E_USAGE', 'storage', `http storage cannot list: ${this.root}`, { root: this.root });
   }
 
-  async write(key: string): Promise<ObjectInfo> {
+  async write(key: string, _body: Body): Promise<ObjectInfo> {
     throw new M4Error('E_USAGE', 'storage', `http storage is read-only: cannot write ${this.urlOf(key)}`, { url: this.urlOf(key) });
   }
 
@@ -62,7 +62,6 @@ export class HttpStorage implements Storage {
   read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const start = range?.start ?? 0;
     const end = range?.end;
-    if (end !== undefined && end <= start) return (async function* () {})();
     let validator: { etag: string | undefined; lastModified: string | undefined } | undefined;
     const open = async (offset: number): Promise<Segment | undefined> => {
       const headers: Record<string, string> = {};
@@ -97,11 +96,10 @@ export class HttpStorage implements Storage {
         }
         return { body: res.body, length };
       }
-      // A server that ignores Range sends the whole object: skip to the offset and stop at the end.
-      const stop = Math.min(length ?? Infinity, end ?? Infinity);
-      return { body: slice(res.body, offset, stop), length: stop === Infinity ? undefined : Math.max(0, stop - offset) };
+      // A server that ignores Range sends the whole object: skip to the offset (resumingRead stops at the end).
+      return { body: skip(res.body, offset), length: length === undefined ? undefined : Math.max(0, length - offset) };
     };
-    return resumingRead(open, start, this.maxResumes, this.urlOf(key));
+    return resumingRead(open, start, end, this.maxResumes, this.urlOf(key));
   }
 
   /** One request, tried again on 429, 5xx and failed connections with jittered backoff (or what Retry-After asks). */
@@ -141,14 +139,14 @@ function header(res: Dispatcher.ResponseData, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The bytes of `body` from position `from` (inclusive) to `to` (exclusive). */
-async function* slice(body: AsyncIterable<Uint8Array>, from: number, to: number): AsyncIterable<Uint8Array> {
-  let pos = 0;
+/** `body` without its first `count` bytes. */
+async function* skip(body: AsyncIterable<Uint8Array>, count: number): AsyncIterable<Uint8Array> {
+  let left = count;
   for await (const chunk of body) {
-    const a = Math.max(0, from - pos);
-    const b = Math.min(chunk.byteLength, to - pos);
-    pos += chunk.byteLength;
-    if (a < b) yield chunk.subarray(a, b);
-    if (pos >= to) return;
+    if (left >= chunk.byteLength) left -= chunk.byteLength;
+    else {
+      yield left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+    }
   }
 }

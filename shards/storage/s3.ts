@@ -90,7 +90,6 @@ export class S3Storage implements Storage {
   read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const start = range?.start ?? 0;
     const end = range?.end;
-    if (end !== undefined && end <= start) return (async function* () {})();
     let etag: string | undefined;
     const open = async (offset: number): Promise<Segment | undefined> => {
       let out;
@@ -117,7 +116,7 @@ export class S3Storage implements Storage {
       etag ??= out.ETag;
       return { body: out.Body as AsyncIterable<Uint8Array>, length: out.ContentLength };
     };
-    return resumingRead(open, start, this.maxResumes, this.urlOf(key));
+    return resumingRead(open, start, end, this.maxResumes, this.urlOf(key));
   }
 
   async write(key: string, body: Body): Promise<ObjectInfo> {

@@ -45,6 +45,9 @@ export interface HostileServerOptions {
   host?: string;
 }
 
+// Routes whose first parameter is a number.
+const NUMBERED_ROUTES = new Set(['status', 'flaky', 'retry-after', 'slow-headers', 'slow-body', 'huge', 'huge-chunked', 'redirect']);
+
 type Respond = (res: http.ServerResponse, path: string, query: URLSearchParams, hitPath: string) => void;
 
 export async function startHostileServer(
@@ -96,8 +99,7 @@ export async function startHostileServer(
     const afterFirst = [first, ...more].join('/');
     const rest = more.join('/');
     const count = Number(first);
-    const needsCount = ['status', 'flaky', 'retry-after', 'slow-headers', 'slow-body', 'huge', 'huge-chunked', 'redirect'];
-    if (needsCount.includes(kind) && !(/^\d+$/.test(first) && Number.isSafeInteger(count))) {
+    if (NUMBERED_ROUTES.has(kind) && !(/^\d+$/.test(first) && Number.isSafeInteger(count))) {
       return text(res, 400, `bad number ${first} in ${path}\n`);
     }
     switch (kind) {

@@ -68,6 +68,8 @@ export class Fetcher {
     this.#policy = createAddressPolicy(this.options.allowPrivateNetwork);
     this.#agent = new Agent({
       connections: this.options.maxConnectionsPerHost,
+      // undici starts this when the request goes out on a socket, so time queued behind the per-host cap does not count.
+      // Its timers tick about once a second: a deadline fires up to ~1 s late.
       headersTimeout: this.options.headersTimeoutMs,
       // undici's bodyTimeout is idle time between chunks; the whole-body deadline is enforced in #readBody.
       bodyTimeout: this.options.bodyTimeoutMs,

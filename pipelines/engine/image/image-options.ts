@@ -57,10 +57,10 @@ const DEFAULTS: ImageOptions = {
   allowedFormats: ['jpeg', 'png', 'webp', 'gif'],
 };
 
-/** Fills defaults and validates; throws M4Error E_USAGE naming the bad field. */
+/** Fills defaults (for absent and undefined fields) and validates; throws M4Error E_USAGE naming the bad field. */
 export function resolveImageOptions(partial: Partial<ImageOptions> = {}): ImageOptions {
   for (const key of Object.keys(partial)) {
-    if (!(key in DEFAULTS)) usage(`unknown image option '${key}'`);
+    if (!Object.hasOwn(DEFAULTS, key)) usage(`unknown image option '${key}'`);
   }
   const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
   const options: ImageOptions = { ...DEFAULTS, ...defined };

@@ -24,8 +24,8 @@ export type ImageResult =
       originalFormat?: string;
     };
 
-// Padding and alpha background. White rather than img2dataset's black: transparent logos and diagrams are
-// drawn for white pages, and black behind dark line art makes it unreadable.
+// Padding and alpha background. White, like img2dataset's resizer (its alpha matte and its border pad both use
+// 255): transparent logos and diagrams are drawn for white pages, and black behind dark line art hides it.
 const WHITE = { r: 255, g: 255, b: 255 };
 
 /**

@@ -1,0 +1,210 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { M4Error } from '../../core/errors.ts';
+import { formatBytes, formatCount } from '../../core/format.ts';
+import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
+import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
+import { STATUSES } from '../../pipelines/engine/outcomes.ts';
+import { findSource, SOURCES } from '../../pipelines/registry.ts';
+import { openStorage } from '../../shards/storage/open.ts';
+import { readJson } from '../../shards/manifest.ts';
+import { BuildProgress, duration } from '../build-progress.ts';
+import { integerIn } from '../parse.ts';
+
+interface BuildFlags {
+  source?: string;
+  input?: string[];
+  output?: string;
+  prefix?: string;
+  samplesPerShard?: number;
+  worker?: { index: number; count: number };
+  merge?: boolean;
+  limit?: number;
+  resume: boolean;
+  concurrency?: number;
+  imageWorkers?: number;
+  maxConnectionsPerHost?: number;
+  timeout?: number;
+  retries?: number;
+  maxBodySize?: number;
+  userAgent?: string;
+  allowPrivateNetwork?: boolean | string;
+  resizeMode?: 'no' | 'keep_ratio' | 'center_crop' | 'border';
+  imageSize?: number;
+  format?: 'jpg' | 'webp' | 'png';
+  quality?: number;
+  upscale?: boolean;
+  minSide?: number;
+  maxSide?: number;
+  maxAspectRatio?: number;
+  maxPixels?: number;
+  quiet?: boolean;
+  json?: boolean;
+  [sourceFlag: string]: unknown;
+}
+
+function numberIn(min: number): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`expected a number of at least ${min}, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+function workerSpec(value: string): { index: number; count: number } {
+  const match = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const index = Number(match?.[1]);
+  const count = Number(match?.[2]);
+  if (!match || count < 1 || index >= count) throw new InvalidArgumentError(`expected i/n with 0 <= i < n (e.g. 0/4), got ${JSON.stringify(value)}`);
+  return { index, count };
+}
+
+export function buildCommand(): Command {
+  const command = new Command('build')
+    .description("read a source's parquet metadata, download and process its images, write WebDataset shards")
+    .addOption(new Option('-s, --source <name>', 'which source the parquet holds').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
+    .option('-i, --input <parquet...>', 'parquet files or globs: local, file://, s3://bucket/key, http(s)://')
+    .option('-o, --output <location>', 'output folder or s3://bucket/prefix')
+    .option('--prefix <name>', 'shard names are {prefix}-000000.tar (default: the source name)')
+    .option('--samples-per-shard <n>', 'input rows per shard; shard k holds rows [k*n, (k+1)*n)', integerIn(1), 10_000)
+    .option('--worker <i/n>', 'build only shards k with k % n == i (one of n machines)', workerSpec)
+    .option('--merge', 'write the manifest from the shards the workers built, and check none is missing')
+    .option('--limit <n>', 'read at most n input rows', integerIn(0))
+    .option('--no-resume', 'rebuild shards already published instead of skipping them')
+    .option('-j, --concurrency <n>', 'downloads in flight', integerIn(1, 10_000), 64)
+    .option('--image-workers <n>', 'images decoded and encoded at once (default: 2 per core)', integerIn(1, 256))
+    .option('--max-connections-per-host <n>', 'connections kept open to one host (default 16)', integerIn(1, 1000))
+    .option('--timeout <seconds>', 'connect and response-header timeout; the body gets twice this (default 15)', numberIn(0.1))
+    .option('--retries <n>', 'retries on 429, 5xx and network errors, with jittered backoff honouring Retry-After (default 2)', integerIn(0, 20))
+    .option('--max-body-size <MB>', 'largest image downloaded, in MB (default 20)', numberIn(0.001))
+    .option('--user-agent <string>', 'User-Agent sent with every download (default names m4data and its X-Robots-Tag policy)')
+    .option('--allow-private-network [cidrs]', 'allow downloads from private, loopback and link-local addresses (all, or a comma list of CIDRs)')
+    .addOption(new Option('--resize-mode <mode>', 'no | keep_ratio (shortest side to --image-size) | center_crop | border (default keep_ratio)').choices(['no', 'keep_ratio', 'center_crop', 'border']))
+    .option('--image-size <px>', 'target side in pixels (default 256: the model sees 224x224 crops)', integerIn(1, 16384))
+    .addOption(new Option('--format <format>', 'output encoding (default jpg)').choices(['jpg', 'webp', 'png']))
+    .option('--quality <q>', 'jpg/webp quality 1..100 (default 95)', integerIn(1, 100))
+    .option('--upscale', 'enlarge images smaller than --image-size (default: never upscale)')
+    .option('--min-side <px>', "drop images whose shorter side is smaller (default 150, the published builders')", integerIn(0))
+    .option('--max-side <px>', "drop images whose longer side is larger (default 20000; laion 10000)", integerIn(1))
+    .option('--max-aspect-ratio <r>', 'drop images whose long/short side ratio is larger (default: laion 3, pmd none)', numberIn(1))
+    .option('--max-pixels <n>', 'refuse images whose header claims more pixels (decompression bombs; default 134217728)', integerIn(1))
+    .option('-q, --quiet', 'no progress output')
+    .option('--json', 'print the summary as one JSON object on stdout');
+  const seen = new Set<string>();
+  for (const source of SOURCES) {
+    for (const flag of source.flags) {
+      if (seen.has(flag.key)) continue;
+      seen.add(flag.key);
+      const parse = flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity);
+      command.option(flag.flag, `${flag.description}${flag.default !== undefined ? ` (default ${flag.default})` : ''}`, parse);
+    }
+  }
+  return command
+    .addHelpText(
+      'after',
+      `
+Every input row ends up packed or recorded with the reason it was not: beside each shard {prefix}-000000.tar are
+its index (.idx.json), one outcome row per input row (.outcomes.parquet: success, failed_to_download,
+failed_to_decode, filtered, opted_out, malformed) and its stats (.stats.json, written last: a shard with stats is
+done). manifest.json and wids.json are written once every shard exists. Re-running the same command resumes.
+
+Exit status: 0 the build ran (whatever rows failed), 1 no input row could be read or storage failed, 2 bad usage.
+
+Examples:
+  m4data build --source laion --input 'laion/*.parquet' --output s3://bucket/laion
+  m4data build --source pmd --input pmd.parquet --output out/pmd --worker 0/8     # one of 8 machines
+  m4data build --source pmd --input pmd.parquet --output out/pmd --merge          # after all workers`,
+    )
+    .action(async (flags: BuildFlags) => {
+      if (!flags.output) throw new M4Error('E_USAGE', 'cli', 'build needs --output');
+      if (flags.merge) return merge(flags);
+      if (!flags.source) throw new M4Error('E_USAGE', 'cli', 'build needs --source');
+      if (!flags.input?.length) throw new M4Error('E_USAGE', 'cli', 'build needs --input');
+      const adapter = findSource(flags.source);
+      const sourceOptions: Record<string, number | undefined> = {};
+      for (const flag of SOURCES.flatMap((s) => s.flags)) {
+        if (flags[flag.key] === undefined) continue;
+        if (!adapter.flags.some((f) => f.key === flag.key)) throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
+        sourceOptions[flag.key] = flags[flag.key] as number;
+      }
+      const options = resolveBuildOptions({
+        adapter,
+        sourceOptions,
+        inputs: flags.input,
+        output: flags.output,
+        prefix: flags.prefix,
+        samplesPerShard: flags.samplesPerShard,
+        worker: flags.worker,
+        limit: flags.limit,
+        concurrency: flags.concurrency,
+        imageWork: flags.imageWorkers,
+        resume: flags.resume,
+        fetch: {
+          maxConnectionsPerHost: flags.maxConnectionsPerHost,
+          connectTimeoutMs: flags.timeout === undefined ? undefined : flags.timeout * 1000,
+          headersTimeoutMs: flags.timeout === undefined ? undefined : flags.timeout * 1000,
+          bodyTimeoutMs: flags.timeout === undefined ? undefined : flags.timeout * 2000,
+          retries: flags.retries,
+          maxBodyBytes: flags.maxBodySize === undefined ? undefined : Math.round(flags.maxBodySize * 1e6),
+          userAgent: flags.userAgent,
+          allowPrivateNetwork: typeof flags.allowPrivateNetwork === 'string' ? flags.allowPrivateNetwork.split(',').map((c) => c.trim()) : flags.allowPrivateNetwork,
+        },
+        image: {
+          resizeMode: flags.resizeMode,
+          imageSize: flags.imageSize,
+          format: flags.format,
+          quality: flags.quality,
+          upscale: flags.upscale,
+          minSide: flags.minSide,
+          maxSide: flags.maxSide,
+          maxAspectRatio: flags.maxAspectRatio,
+          maxPixels: flags.maxPixels,
+        },
+      });
+      const progress = new BuildProgress(flags.quiet || flags.json ? 'quiet' : process.stderr.isTTY ? 'tty' : 'lines');
+      const start = Date.now();
+      let summary: BuildSummary;
+      try {
+        summary = await runBuild(options, progress);
+      } finally {
+        progress.stop();
+      }
+      process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : formatBuildSummary(adapter.name, summary, (Date.now() - start) / 1000));
+    });
+}
+
+async function merge(flags: BuildFlags): Promise<void> {
+  const storage = openStorage(flags.output!);
+  if (!(await storage.stat(BUILD_FILE))) throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} not found: nothing was built there`);
+  const build = (await readJson(storage, BUILD_FILE)) as { fingerprint: { prefix: string } };
+  const manifest = await writeManifestIfComplete(storage, flags.prefix ?? build.fingerprint.prefix);
+  const t = manifest.totals;
+  process.stdout.write(
+    flags.json
+      ? `${JSON.stringify(manifest.totals)}\n`
+      : `wrote ${storage.urlOf('manifest.json')}: ${formatCount(t.shards)} shards, ${formatCount(t.samples)} samples, ${formatCount(t.images)} images, ${formatCount(t.tokens)} tokens, ${formatBytes(t.bytes)}\n`,
+  );
+}
+
+export function formatBuildSummary(source: string, s: BuildSummary, seconds: number): string {
+  const lines = [
+    `${source} -> ${s.output}: ${s.shardsBuilt} shard${s.shardsBuilt === 1 ? '' : 's'} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ${formatCount(s.rows)} rows in ${duration(seconds)}`,
+    `  ${'status'.padEnd(20)}${'rows'.padStart(10)}${'share'.padStart(9)}`,
+  ];
+  for (const status of STATUSES) {
+    const n = s.status[status];
+    if (n === 0 && status === 'malformed') continue;
+    lines.push(`  ${status.padEnd(20)}${formatCount(n).padStart(10)}${(s.rows ? `${((100 * n) / s.rows).toFixed(1)}%` : '-').padStart(9)}`);
+  }
+  if (s.topErrors.length > 0) {
+    lines.push('most frequent reasons:');
+    for (const e of s.topErrors.slice(0, 5)) lines.push(`  ${formatCount(e.count).padStart(8)}  ${e.error}`);
+  }
+  if (s.manifest) {
+    const t = s.manifest.totals;
+    lines.push(`manifest: ${formatCount(t.shards)} shards, ${formatCount(t.samples)} samples, ${formatCount(t.images)} images, ${formatCount(t.tokens)} tokens, ${formatBytes(t.bytes)}`);
+  } else {
+    lines.push(`manifest not written yet: other workers' shards are missing (run with --merge once all have finished)`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+

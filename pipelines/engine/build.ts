@@ -1,0 +1,270 @@
+import { M4Error } from '../../core/errors.ts';
+import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
+import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
+import { collectShardRecords } from '../../shards/shard-index.ts';
+import { openStorage } from '../../shards/storage/open.ts';
+import type { Storage } from '../../shards/storage/storage.ts';
+import { buildFingerprint, type BuildOptions } from './build-options.ts';
+import { Fetcher } from './fetch/fetcher.ts';
+import { readParquet } from './metadata/read-parquet.ts';
+import { countRows } from './metadata/count-rows.ts';
+import { writeParquet } from './metadata/write-parquet.ts';
+import { orderedMap } from './ordered-map.ts';
+import { OUTCOME_SCHEMA, addCounts, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
+import { RowProcessor, type RowResult } from './row-processor.ts';
+import type { Row } from './source-adapter.ts';
+
+export const BUILD_FILE = 'build.json';
+
+/** Receives what a build does, for progress displays and logs. */
+export interface BuildObserver {
+  /** `rowsToProcess` (rows of this worker's shards still to build) is known up front for local inputs, else undefined. */
+  started?(info: { shardsDone: number; rowsToProcess: number | undefined }): void;
+  row?(outcome: RowOutcome): void;
+  shard?(stats: ShardStats, record: ShardRecord): void;
+}
+
+export interface BuildSummary {
+  output: string;
+  /** Rows this run processed (resumed shards excluded). */
+  rows: number;
+  status: StatusCounts;
+  shardsBuilt: number;
+  shardsSkipped: number;
+  /** Totals of the input, known once it was read to its end. */
+  totalRows: number;
+  totalShards: number;
+  /** Set when this run wrote the dataset manifest (all shards present). */
+  manifest: Manifest | undefined;
+  topErrors: { error: string; count: number }[];
+}
+
+interface BuildFile {
+  format: 'm4data-build';
+  version: 1;
+  fingerprint: Record<string, unknown>;
+  input: { rows: number; shards: number } | null;
+}
+
+/**
+ * `m4data build`: reads the source's rows in order, processes this worker's shards (k % n == i), and publishes each
+ * shard as tar, index, outcome records and stats (stats last: a shard is done once its stats exist). Writes the
+ * manifest when every shard of the dataset is done, whichever worker finishes last.
+ */
+export async function runBuild(options: BuildOptions, observer: BuildObserver = {}): Promise<BuildSummary> {
+  const storage = openStorage(options.output);
+  const fingerprint = buildFingerprint(options);
+  await checkBuildFile(storage, fingerprint, options.resume);
+
+  const done = options.resume ? await doneShards(storage, options.prefix) : new Set<number>();
+  const inputRows = await countRows(options.inputs, options.limit);
+  const S = options.samplesPerShard;
+  const { index: worker, count: workers } = options.worker;
+  const owned = (shard: number) => shard % workers === worker && !done.has(shard);
+  observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
+
+  const fetcher = new Fetcher(options.fetch);
+  const processor = new RowProcessor({
+    adapter: options.adapter,
+    sourceOptions: options.sourceOptions,
+    image: options.image,
+    fetcher,
+    downloads: options.concurrency,
+    imageWork: options.imageWork,
+  });
+
+  const status = emptyCounts();
+  const errors = new Map<string, number>();
+  let totalRows = 0;
+  let rows = 0;
+  let shardsBuilt = 0;
+  const skipped = new Set<number>();
+
+  async function* ownedRows(): AsyncGenerator<{ row: Row; index: number }> {
+    for await (const batch of readParquet(options.inputs, { columns: [...options.adapter.columns], limit: options.limit })) {
+      for (let i = 0; i < batch.rows.length; i++) {
+        const index = batch.firstIndex + i;
+        totalRows = index + 1;
+        const shard = Math.floor(index / S);
+        if (owned(shard)) yield { row: batch.rows[i]!, index };
+        else if (shard % workers === worker) skipped.add(shard);
+      }
+    }
+  }
+
+  let current: OpenShard | undefined;
+  try {
+    // Enough rows ahead of the oldest unfinished one to keep every download slot busy behind a slow server.
+    const window = Math.max(options.concurrency * 2, options.imageWork * 2);
+    for await (const result of orderedMap(ownedRows(), { window }, ({ row, index }) => processor.process(row, index))) {
+      const shard = Math.floor(result.row / S);
+      if (current && current.index !== shard) {
+        await publish(current);
+        current = undefined;
+      }
+      current ??= openShard(storage, options.prefix, shard, S);
+      await current.add(result);
+      rows++;
+      status[result.outcome.status]++;
+      if (result.outcome.error_message) errors.set(result.outcome.error_message, (errors.get(result.outcome.error_message) ?? 0) + 1);
+      observer.row?.(result.outcome);
+    }
+    if (current) await publish(current);
+    current = undefined;
+  } catch (err) {
+    await current?.builder.abort(err as Error);
+    throw err;
+  } finally {
+    await fetcher.close();
+  }
+
+  async function publish(shard: OpenShard): Promise<void> {
+    const { stats, record } = await shard.finish();
+    shardsBuilt++;
+    observer.shard?.(stats, record);
+  }
+
+  const totalShards = Math.ceil(totalRows / S);
+  if (rows === 0 && totalRows === 0) {
+    throw new M4Error('E_INPUT', 'build', `no input row could be read from ${options.inputs.join(', ')}`, { inputs: options.inputs });
+  }
+  await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile));
+  const manifest = await writeManifestIfComplete(storage, options.prefix, fingerprint).catch((err: unknown) => {
+    if (err instanceof M4Error && err.code === 'E_NOT_FOUND') return undefined;
+    throw err;
+  });
+  return {
+    output: storage.root,
+    rows,
+    status,
+    shardsBuilt,
+    shardsSkipped: [...skipped].length,
+    totalRows,
+    totalShards,
+    manifest,
+    topErrors: topErrors(errors),
+  };
+}
+
+interface OpenShard {
+  index: number;
+  builder: ShardBuilder;
+  add(result: RowResult): Promise<void>;
+  finish(): Promise<{ stats: ShardStats; record: ShardRecord }>;
+}
+
+function openShard(storage: Storage, prefix: string, index: number, samplesPerShard: number): OpenShard {
+  const key = shardName(prefix, index);
+  const builder = new ShardBuilder(storage, key);
+  const outcomes: RowOutcome[] = [];
+  return {
+    index,
+    builder,
+    async add(result) {
+      if (result.sample) {
+        await builder.add({ key: result.outcome.key, fields: result.sample.fields }, { images: result.sample.images, tokens: result.sample.tokens });
+      }
+      outcomes.push(result.outcome);
+    },
+    async finish() {
+      const record = await builder.finish();
+      const base = key.replace(/\.tar$/, '');
+      await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
+      const status = emptyCounts();
+      const errors = new Map<string, number>();
+      for (const o of outcomes) {
+        status[o.status]++;
+        if (o.error_message) errors.set(o.error_message, (errors.get(o.error_message) ?? 0) + 1);
+      }
+      const stats: ShardStats = {
+        format: 'm4data-shard-stats',
+        version: 1,
+        shard: key,
+        index,
+        firstRow: index * samplesPerShard,
+        rows: outcomes.length,
+        count: outcomes.length,
+        successes: status.success,
+        status,
+        topErrors: topErrors(errors),
+      };
+      await storage.write(`${base}.stats.json`, jsonBytes(stats));
+      return { stats, record };
+    },
+  };
+}
+
+function rowsOfShards(totalRows: number, samplesPerShard: number, owned: (shard: number) => boolean): number {
+  let rows = 0;
+  for (let k = 0; k * samplesPerShard < totalRows; k++) if (owned(k)) rows += Math.min(samplesPerShard, totalRows - k * samplesPerShard);
+  return rows;
+}
+
+function topErrors(errors: Map<string, number>, n = 10): { error: string; count: number }[] {
+  return [...errors.entries()]
+    .map(([error, count]) => ({ error, count }))
+    .sort((a, b) => b.count - a.count || (a.error < b.error ? -1 : 1))
+    .slice(0, n);
+}
+
+const STATS_PATTERN = /-(\d{6,})\.stats\.json$/;
+
+/** Shard numbers whose stats exist under the prefix: those shards are complete. */
+async function doneShards(storage: Storage, prefix: string): Promise<Set<number>> {
+  const done = new Set<number>();
+  for await (const info of storage.list(`${prefix}-`)) {
+    const match = STATS_PATTERN.exec(info.key);
+    if (match && info.key === `${prefix}-${match[1]}.stats.json`) done.add(Number(match[1]));
+  }
+  return done;
+}
+
+async function checkBuildFile(storage: Storage, fingerprint: Record<string, unknown>, resume: boolean): Promise<void> {
+  const existing = (await storage.stat(BUILD_FILE)) ? ((await readJson(storage, BUILD_FILE)) as BuildFile) : undefined;
+  if (existing && resume) {
+    const before = JSON.stringify(existing.fingerprint);
+    const now = JSON.stringify(fingerprint);
+    if (before !== now) {
+      const differing = Object.keys({ ...existing.fingerprint, ...fingerprint }).filter(
+        (k) => JSON.stringify(existing.fingerprint[k]) !== JSON.stringify(fingerprint[k]),
+      );
+      throw new M4Error(
+        'E_USAGE',
+        'build',
+        `${storage.urlOf(BUILD_FILE)} holds a build with other settings (${differing.join(', ')}); resuming would mix two datasets. ` +
+          'Use another --output, or --no-resume to rebuild it.',
+      );
+    }
+    return;
+  }
+  await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: null } satisfies BuildFile));
+}
+
+/**
+ * Writes manifest.json and wids.json once every shard 0..n-1 has its stats. Throws E_NOT_FOUND naming what is missing
+ * (a merge reports it; a worker that is not last just leaves the manifest to the one that is).
+ */
+export async function writeManifestIfComplete(storage: Storage, prefix: string, fingerprint?: Record<string, unknown>): Promise<Manifest> {
+  const build = (await storage.stat(BUILD_FILE)) ? ((await readJson(storage, BUILD_FILE)) as BuildFile) : undefined;
+  if (!build?.input) {
+    throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
+  }
+  const done = await doneShards(storage, prefix);
+  const missing = [];
+  for (let k = 0; k < build.input.shards; k++) if (!done.has(k)) missing.push(k);
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 10).map((k) => shardName(prefix, k)).join(', ');
+    throw new M4Error('E_NOT_FOUND', 'build', `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`, { missing });
+  }
+  const status = emptyCounts();
+  for (let k = 0; k < build.input.shards; k++) {
+    const stats = (await readJson(storage, `${prefix}-${String(k).padStart(6, '0')}.stats.json`)) as ShardStats;
+    addCounts(status, stats.status);
+  }
+  const wanted = new Set(Array.from({ length: build.input.shards }, (_, k) => shardName(prefix, k)));
+  const records = (await collectShardRecords(storage, `${prefix}-`)).filter((r) => wanted.has(r.shard));
+  const manifest = buildManifest(records, { ...(fingerprint ?? build.fingerprint), rows: build.input.rows, outcomes: status });
+  await writeManifest(storage, manifest, prefix);
+  return manifest;
+}
+

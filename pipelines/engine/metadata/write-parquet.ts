@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DuckDBAppender } from '@duckdb/node-api';
+import { M4Error } from '../../../core/errors.ts';
+import { sqlName, sqlString, withConnection } from './duckdb.ts';
+
+export type ParquetColumnType = 'VARCHAR' | 'BIGINT' | 'INTEGER' | 'DOUBLE' | 'BOOLEAN';
+
+export interface ParquetColumn {
+  name: string;
+  type: ParquetColumnType;
+}
+
+/**
+ * The bytes of a zstd parquet file holding `rows` in order, one column per schema entry; a null or undefined
+ * field is NULL. Identical input gives identical bytes. Meant for small tables (per-shard outcome records).
+ */
+export async function writeParquet(rows: Record<string, unknown>[], schema: ParquetColumn[]): Promise<Buffer> {
+  if (schema.length === 0) throw new M4Error('E_USAGE', 'metadata', 'writeParquet needs at least one column');
+  const path = join(tmpdir(), `m4data-${randomBytes(8).toString('hex')}.parquet`);
+  try {
+    await withConnection(async (connection) => {
+      // A temporary table belongs to this connection, so concurrent calls cannot collide.
+      await connection.run(`CREATE TEMP TABLE outcome (${schema.map((c) => `${sqlName(c.name)} ${c.type}`).join(', ')})`);
+      const appender = await connection.createAppender('outcome', 'main', 'temp');
+      try {
+        rows.forEach((row, index) => {
+          for (const column of schema) append(appender, row[column.name], column, index);
+          appender.endRow();
+        });
+        appender.flushSync();
+      } finally {
+        appender.closeSync();
+      }
+      await connection.run(`COPY outcome TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`);
+    });
+    return await readFile(path);
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
+function append(appender: DuckDBAppender, value: unknown, column: ParquetColumn, row: number): void {
+  if (value === null || value === undefined) return appender.appendNull();
+  switch (column.type) {
+    case 'VARCHAR':
+      if (typeof value === 'string') return appender.appendVarchar(value);
+      break;
+    case 'BIGINT':
+      if (typeof value === 'bigint') return appender.appendBigInt(value);
+      if (Number.isSafeInteger(value)) return appender.appendBigInt(BigInt(value as number));
+      break;
+    case 'INTEGER':
+      if (Number.isInteger(value) && (value as number) >= -(2 ** 31) && (value as number) < 2 ** 31) return appender.appendInteger(value as number);
+      break;
+    case 'DOUBLE':
+      if (typeof value === 'number') return appender.appendDouble(value);
+      break;
+    case 'BOOLEAN':
+      if (typeof value === 'boolean') return appender.appendBoolean(value);
+      break;
+  }
+  throw new M4Error('E_USAGE', 'metadata', `writeParquet: row ${row}, column "${column.name}": ${String(value)} is not a ${column.type}`, {
+    row,
+    column: column.name,
+  });
+}

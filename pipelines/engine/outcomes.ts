@@ -1,0 +1,68 @@
+import type { ParquetColumn } from './metadata/write-parquet.ts';
+
+/** What became of an input row (or of one image of a document): img2dataset's statuses plus `malformed`. */
+export const STATUSES = ['success', 'failed_to_download', 'failed_to_decode', 'filtered', 'opted_out', 'malformed'] as const;
+export type Status = (typeof STATUSES)[number];
+
+/** One row of `{shard}.outcomes.parquet`: every input row of the shard appears exactly once. */
+export interface RowOutcome {
+  key: string;
+  /** Position of the row in the input, 0-based across all input files. */
+  row: number;
+  url: string | null;
+  status: Status;
+  error_message: string | null;
+  /** Images the sample kept, and images the row named. */
+  images: number;
+  images_total: number;
+  original_width: number | null;
+  original_height: number | null;
+  width: number | null;
+  height: number | null;
+  /** Bytes of the sample in the tar (0 when not packed). */
+  bytes: number;
+  tokens: number;
+}
+
+export const OUTCOME_SCHEMA: ParquetColumn[] = [
+  { name: 'key', type: 'VARCHAR' },
+  { name: 'row', type: 'BIGINT' },
+  { name: 'url', type: 'VARCHAR' },
+  { name: 'status', type: 'VARCHAR' },
+  { name: 'error_message', type: 'VARCHAR' },
+  { name: 'images', type: 'INTEGER' },
+  { name: 'images_total', type: 'INTEGER' },
+  { name: 'original_width', type: 'INTEGER' },
+  { name: 'original_height', type: 'INTEGER' },
+  { name: 'width', type: 'INTEGER' },
+  { name: 'height', type: 'INTEGER' },
+  { name: 'bytes', type: 'BIGINT' },
+  { name: 'tokens', type: 'BIGINT' },
+];
+
+export type StatusCounts = Record<Status, number>;
+
+export function emptyCounts(): StatusCounts {
+  return Object.fromEntries(STATUSES.map((s) => [s, 0])) as StatusCounts;
+}
+
+export function addCounts(into: StatusCounts, from: Partial<StatusCounts>): StatusCounts {
+  for (const s of STATUSES) into[s] += from[s] ?? 0;
+  return into;
+}
+
+/** `{shard}.stats.json`, img2dataset's `_stats.json` plus what a merge needs; written last, so it marks a shard done. */
+export interface ShardStats {
+  format: 'm4data-shard-stats';
+  version: 1;
+  shard: string;
+  /** Shard number k: it holds input rows [k * samplesPerShard, (k + 1) * samplesPerShard). */
+  index: number;
+  firstRow: number;
+  rows: number;
+  count: number;
+  successes: number;
+  status: StatusCounts;
+  /** Most frequent error messages with their counts, for a quick look without opening the parquet. */
+  topErrors: { error: string; count: number }[];
+}

@@ -1,0 +1,44 @@
+import { countTokens } from '../../trainer-bridge/token-layout.ts';
+import type { AssembledSample, DroppedRow, ImageOutcome, RejectedRow, SourceOptions } from './source-adapter.ts';
+
+/** Caption rules shared by the pair sources; the word bounds are the original trainers' LAION filter (1..256). */
+export function checkCaption(caption: unknown, options: SourceOptions): RejectedRow | undefined {
+  if (typeof caption !== 'string' || caption.trim() === '') return { kind: 'rejected', status: 'filtered', error: 'empty caption' };
+  const words = caption.trim().split(/\s+/).length;
+  if (options.minWords !== undefined && words < options.minWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words < ${options.minWords}` };
+  if (options.maxWords !== undefined && words > options.maxWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words > ${options.maxWords}` };
+  return undefined;
+}
+
+export const WORD_FLAGS = [
+  { flag: '--min-words <n>', key: 'minWords', description: 'drop pairs whose caption has fewer words', type: 'integer', default: 1 },
+  { flag: '--max-words <n>', key: 'maxWords', description: 'drop pairs whose caption has more words', type: 'integer', default: 256 },
+] as const;
+
+/**
+ * The sample of an image-caption pair, as img2dataset writes it: `key.jpg` (or webp/png), `key.txt` with the caption,
+ * `key.json` with the source's fields, sizes and the token count of the layout the trainer sees (<s>, image, caption, </s>).
+ */
+export function assemblePair(key: string, caption: string, fields: Record<string, unknown>, images: ImageOutcome[]): AssembledSample | DroppedRow {
+  const image = images[0];
+  if (!image) return { kind: 'dropped', status: 'malformed', error: 'row has no image' };
+  if (!image.ok) return { kind: 'dropped', status: image.status, error: image.error };
+  const tokens = countTokens([{ type: 'image' }, { type: 'text', text: caption }]);
+  const json = {
+    key,
+    caption,
+    ...fields,
+    url: image.source.url ?? null,
+    original_width: image.originalWidth,
+    original_height: image.originalHeight,
+    width: image.width,
+    height: image.height,
+    tokens,
+  };
+  return {
+    kind: 'sample',
+    fields: { [image.format]: image.bytes, txt: Buffer.from(caption), json: Buffer.from(JSON.stringify(json)) },
+    images: 1,
+    tokens,
+  };
+}

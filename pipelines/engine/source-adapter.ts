@@ -1,0 +1,80 @@
+import type { ColumnSpec } from './metadata/columns.ts';
+import type { ImageOptions, OutputFormat } from './image/image-options.ts';
+import type { Status } from './outcomes.ts';
+
+/**
+ * What a source folder provides: its row schema, and how a row becomes a sample. Everything else (reading parquet,
+ * fetching, image work, shards, outcomes) is the engine's and is written once.
+ */
+export type Row = Record<string, unknown>;
+
+/** Where one image of a row comes from: a URL to download, or bytes stored in the parquet. */
+export type ImageSource = { url: string } | { bytes: Buffer; url?: string };
+
+/** A row the source could not or would not use before any download (a metadata filter, a malformed row). */
+export interface RejectedRow {
+  kind: 'rejected';
+  status: 'filtered' | 'malformed';
+  error: string;
+  /** The row's image URL when it has one, for the outcome record. */
+  url?: string | null;
+}
+
+export interface PlannedRow<P> {
+  kind: 'planned';
+  images: ImageSource[];
+  /** Whatever the source needs again to assemble the sample (caption, metadata). */
+  payload: P;
+}
+
+export type ImageOutcome =
+  | { ok: true; source: ImageSource; bytes: Buffer; format: OutputFormat; width: number; height: number; originalWidth: number; originalHeight: number }
+  | { ok: false; source: ImageSource; status: Exclude<Status, 'success' | 'malformed'>; error: string; originalWidth?: number; originalHeight?: number };
+
+/** A sample ready for the shard: its fields, and what the manifest counts. */
+export interface AssembledSample {
+  kind: 'sample';
+  fields: Record<string, Uint8Array>;
+  images: number;
+  tokens: number;
+}
+
+/** A row dropped after its images were tried (its only image failed, or a document kept no image). */
+export interface DroppedRow {
+  kind: 'dropped';
+  status: Exclude<Status, 'success'>;
+  error: string;
+}
+
+/** A source-specific flag of `m4data build`. */
+export interface SourceFlag {
+  /** Commander flag syntax, e.g. `--max-punsafe <p>`. */
+  flag: string;
+  /** Key in the source options object, e.g. `maxPunsafe`. */
+  key: string;
+  description: string;
+  type: 'number' | 'integer';
+  default?: number;
+}
+
+export type SourceOptions = Record<string, number | undefined>;
+
+export interface SourceAdapter<P = unknown> {
+  name: string;
+  aliases: readonly string[];
+  summary: string;
+  /** Whether a sample holds one image-text pair or a whole interleaved document. */
+  layout: 'pair' | 'document';
+  columns: readonly ColumnSpec[];
+  /** Image filters this source's published builders used, applied unless the user overrides them. */
+  imageDefaults: Partial<ImageOptions>;
+  flags: readonly SourceFlag[];
+  plan(row: Row, options: SourceOptions): PlannedRow<P> | RejectedRow;
+  assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
+}
+
+/** The URL an outcome record names for a source: the first image URL, if any. */
+export function firstUrl(images: readonly ImageSource[]): string | null {
+  for (const image of images) if (image.url) return image.url;
+  return null;
+}
