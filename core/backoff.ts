@@ -1,4 +1,4 @@
-/** How m4data rides out flaky remote storage: waits between attempts, and reads that pick up where a dropped connection left off. */
+/** How m4data rides out flaky remote storage: waits between attempts, and reads that resume where a dropped connection stopped. */
 import { M4Error } from './errors.ts';
 
 /** Full-jitter exponential backoff: a random delay in [0, min(cap, base * 2^attempt)) ms, attempt counting from 0. */
@@ -84,7 +84,8 @@ export async function* resumingRead(
       dropped = err;
     }
     if (resumes >= maxResumes) {
-      throw new M4Error('E_STORAGE', 'storage', `reading ${what}: connection dropped at byte ${offset}, ${maxResumes} resumes used up`, { url: what, offset, resumes }, { cause: dropped });
+      const message = `reading ${what}: connection dropped at byte ${offset}, ${maxResumes} resumes used up`;
+      throw new M4Error('E_STORAGE', 'storage', message, { url: what, offset, resumes }, { cause: dropped });
     }
   }
 }

@@ -14,11 +14,10 @@ interface Served {
 }
 
 /**
- * A file server: `/files/<name>` with Range and If-Match, `/norange/<name>` the same files ignoring Range,
- * `/busy/<name>` a 429 with Retry-After: 1 before each file, `/moved/<name>` a redirect to `/files/<name>`.
+ * A file server: `/files/<name>` with Range and If-Match, `/plain/<name>` the same files ignoring Range and If-Match,
+ * `/moved/<name>` a redirect to `/files/<name>`.
  */
 const files = new Map<string, Served>();
-let busyAnswered = false;
 
 function serve(name: string, data: Buffer): void {
   files.set(name, { data, etag: `"${createHash('md5').update(data).digest('hex')}"` });
@@ -31,24 +30,19 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(302, { location: `/files/${rest.join('/')}` }).end();
     return;
   }
-  if (route === 'busy' && !busyAnswered) {
-    busyAnswered = true;
-    res.writeHead(429, { 'retry-after': '1' }).end('slow down');
-    return;
-  }
   const file = files.get(name);
   if (!file) {
     res.writeHead(404).end('not found');
     return;
   }
   const headers: Record<string, string | number> = { etag: file.etag, 'last-modified': new Date(0).toUTCString(), 'accept-ranges': 'bytes' };
-  if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== file.etag) {
+  if (route !== 'plain' && req.headers['if-match'] !== undefined && req.headers['if-match'] !== file.etag) {
     res.writeHead(412, headers).end();
     return;
   }
   let [start, end] = [0, file.data.length];
   const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-  if (range && route !== 'norange') {
+  if (range && route !== 'plain') {
     start = Number(range[1]);
     end = range[2] ? Math.min(Number(range[2]) + 1, file.data.length) : file.data.length;
     if (start >= file.data.length) {
@@ -110,7 +104,7 @@ describe('HttpStorage', () => {
   });
 
   test('a server that ignores Range still gives exactly the range asked for', async () => {
-    const storage = new HttpStorage(`${origin}/norange`);
+    const storage = new HttpStorage(`${origin}/plain`);
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 1000, end: 2000 })), data.subarray(1000, 2000));
   });
 
@@ -125,29 +119,34 @@ describe('HttpStorage', () => {
   test('a ranged read cut from a server that ignores Range resumes into identical bytes', async (t) => {
     const proxy = await proxied(t);
     proxy.cutAfter(MiB); // once: every answer starts again from byte 0, so cutting every one would never get past 1 MiB
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/norange`);
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/plain`);
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 5, end: 3 * MiB })), data.subarray(5, 3 * MiB));
     assert.equal(proxy.stats.cuts, 1);
   });
 
-  test('a file replaced while it is read is an error, not a splice', async (t) => {
-    serve('changing.bin', data);
-    const proxy = await proxied(t);
-    proxy.cutAfter(MiB);
-    const it = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`).read('changing.bin')[Symbol.asyncIterator]();
-    assert.equal((await it.next()).done, false);
-    serve('changing.bin', randomBytes(data.length));
-    await assert.rejects(
-      (async () => {
-        while (!(await it.next()).done);
-      })(),
-      (e) => isM4Error(e, 'E_STORAGE') && /changed while it was being read/.test(e.message),
-    );
-  });
+  for (const route of ['files', 'plain']) {
+    test(`a file replaced while it is read is an error, not a splice (/${route})`, async (t) => {
+      serve('changing.bin', data);
+      const proxy = await proxied(t);
+      proxy.cutAfter(MiB);
+      const it = new HttpStorage(`http://127.0.0.1:${proxy.port}/${route}`).read('changing.bin')[Symbol.asyncIterator]();
+      assert.equal((await it.next()).done, false);
+      serve('changing.bin', randomBytes(data.length));
+      await assert.rejects(
+        (async () => {
+          while (!(await it.next()).done);
+        })(),
+        (e) => isM4Error(e, 'E_STORAGE') && /changed while it was being read/.test(e.message),
+      );
+    });
+  }
 
   test('a 404 read is E_NOT_FOUND; list, write and delete are E_USAGE', async () => {
     const storage = new HttpStorage(`${origin}/files`);
-    await assert.rejects(readAll(storage.read('missing.bin')), (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`${origin}/files/missing.bin`));
+    await assert.rejects(
+      readAll(storage.read('missing.bin')),
+      (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`${origin}/files/missing.bin`),
+    );
     assert.throws(() => storage.list(), (e) => isM4Error(e, 'E_USAGE') && /cannot list/.test(e.message));
     await assert.rejects(storage.write('x.bin', Buffer.from('x')), (e) => isM4Error(e, 'E_USAGE') && /read-only/.test(e.message));
     await assert.rejects(storage.delete('x.bin'), (e) => isM4Error(e, 'E_USAGE') && /read-only/.test(e.message));
@@ -169,11 +168,14 @@ describe('HttpStorage', () => {
     assert.equal(proxy.stats.answered, 3);
   });
 
-  test('429 waits as long as Retry-After asks', async () => {
-    const storage = new HttpStorage(`${origin}/busy`, { backoffBaseMs: 1 });
+  test('429 waits as long as Retry-After asks', async (t) => {
+    const proxy = await proxied(t);
+    proxy.failRequests(1, { status: 429, code: 'TooManyRequests', retryAfter: 1 });
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { backoffBaseMs: 1 });
     const t0 = Date.now();
     assert.deepEqual(await storage.stat('object.bin'), { key: 'object.bin', size: data.length });
     assert.ok(Date.now() - t0 >= 950, `waited ${Date.now() - t0} ms`);
+    assert.equal(proxy.stats.answered, 1);
   });
 
   test('redirects are followed', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStorage } from '../shards/storage/local.ts';
@@ -42,6 +42,12 @@ test('local storage: atomic writes, ranged reads, listing in key order', async (
   );
   assert.equal(await s.stat('half'), undefined);
   assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('half')), []);
+  // What a killed writer left is discarded for that key only.
+  await writeFile(join(dir, 'x.tar.tmp-0123456789ab'), 'partial');
+  await writeFile(join(dir, 'y.tar.tmp-0123456789ab'), 'another writer');
+  await s.discardIncomplete('x.tar');
+  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.tmp-')), ['y.tar.tmp-0123456789ab']);
+
   await s.delete('r');
   await s.delete('r');
   assert.equal(await s.stat('r'), undefined);

@@ -102,7 +102,10 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
         await publish(current);
         current = undefined;
       }
-      current ??= openShard(storage, options.prefix, shard, S);
+      if (!current) {
+        await discardIncomplete(storage, shardName(options.prefix, shard));
+        current = openShard(storage, options.prefix, shard, S);
+      }
       await current.add(result);
       rows++;
       status[result.outcome.status]++;
@@ -192,6 +195,15 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
       return { stats, record };
     },
   };
+}
+
+/** Leftovers of a killed build of this shard; a store that cannot list them (s3rver) is not a reason to stop. */
+async function discardIncomplete(storage: Storage, key: string): Promise<void> {
+  try {
+    await storage.discardIncomplete(key);
+  } catch (err) {
+    process.emitWarning(`could not discard incomplete writes of ${storage.urlOf(key)}: ${(err as Error).message}`);
+  }
 }
 
 function rowsOfShards(totalRows: number, samplesPerShard: number, owned: (shard: number) => boolean): number {

@@ -43,7 +43,8 @@ export class HttpStorage implements Storage {
     await res.body.dump();
     if (res.statusCode === 404 || res.statusCode === 410) return undefined;
     const length = header(res, 'content-length');
-    if (res.statusCode !== 200 || length === undefined) throw this.failure('stat', key, res.statusCode, length === undefined ? 'no Content-Length' : undefined);
+    if (res.statusCode !== 200) throw this.failure('stat', key, res.statusCode);
+    if (length === undefined) throw this.failure('stat', key, res.statusCode, 'no Content-Length in the answer to HEAD');
     return { key, size: Number(length) };
   }
 
@@ -52,23 +53,29 @@ export class HttpStorage implements Storage {
   }
 
   async write(key: string, _body: Body): Promise<ObjectInfo> {
-    throw new M4Error('E_USAGE', 'storage', `http storage is read-only: cannot write ${this.urlOf(key)}`, { url: this.urlOf(key) });
+    throw this.readOnly('write', key);
   }
 
   async delete(key: string): Promise<void> {
-    throw new M4Error('E_USAGE', 'storage', `http storage is read-only: cannot delete ${this.urlOf(key)}`, { url: this.urlOf(key) });
+    throw this.readOnly('delete', key);
+  }
+
+  async discardIncomplete(key: string): Promise<void> {
+    throw this.readOnly('discard incomplete writes of', key);
   }
 
   read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const start = range?.start ?? 0;
     const end = range?.end;
-    let validator: { etag: string | undefined; lastModified: string | undefined } | undefined;
+    // What identifies the version being read: its ETag, else its Last-Modified; fixed by the first answer.
+    let version: { name: 'etag' | 'last-modified'; value: string } | undefined;
+    let opened = false;
     const open = async (offset: number): Promise<Segment | undefined> => {
       const headers: Record<string, string> = {};
       if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end === undefined ? '' : end - 1}`;
-      // A resumed read must continue the same object: let the server refuse (412) if it changed.
-      if (validator?.etag !== undefined && !validator.etag.startsWith('W/')) headers['if-match'] = validator.etag;
-      else if (validator?.lastModified !== undefined) headers['if-unmodified-since'] = validator.lastModified;
+      // A resumed read must continue the same version: let the server refuse (412) if it changed.
+      if (version?.name === 'etag' && !version.value.startsWith('W/')) headers['if-match'] = version.value;
+      if (version?.name === 'last-modified') headers['if-unmodified-since'] = version.value;
       const res = await this.send('GET', key, headers);
       const status = res.statusCode;
       if (status !== 200 && status !== 206) {
@@ -80,22 +87,28 @@ export class HttpStorage implements Storage {
         }
         throw this.failure('read', key, status);
       }
-      const seen = { etag: header(res, 'etag'), lastModified: header(res, 'last-modified') };
-      // Servers that ignore conditional headers still show what they sent.
-      if (validator && (seen.etag !== validator.etag || seen.lastModified !== validator.lastModified)) {
+      if (!opened) {
+        const etag = header(res, 'etag');
+        const lastModified = header(res, 'last-modified');
+        if (etag !== undefined) version = { name: 'etag', value: etag };
+        else if (lastModified !== undefined) version = { name: 'last-modified', value: lastModified };
+        opened = true;
+      } else if (version && header(res, version.name) !== version.value) {
+        // A server that ignores conditional headers still shows what it sent.
         res.body.destroy();
         throw this.changed(key);
       }
-      validator ??= seen;
-      const length = header(res, 'content-length') === undefined ? undefined : Number(header(res, 'content-length'));
+      const lengthHeader = header(res, 'content-length');
+      const length = lengthHeader === undefined ? undefined : Number(lengthHeader);
       if (status === 206) {
         const first = Number(/^bytes (\d+)-/.exec(header(res, 'content-range') ?? '')?.[1]);
         if (first !== offset) {
           res.body.destroy();
-          throw this.failure('read', key, status, `asked for bytes from ${offset}, got Content-Range ${header(res, 'content-range')}`);
+          throw this.failure('read', key, status, `asked for bytes from ${offset}, got ${header(res, 'content-range')}`);
         }
         return { body: res.body, length };
       }
+      if (offset === 0) return { body: res.body, length };
       // A server that ignores Range sends the whole object: skip to the offset (resumingRead stops at the end).
       return { body: skip(res.body, offset), length: length === undefined ? undefined : Math.max(0, length - offset) };
     };
@@ -111,7 +124,8 @@ export class HttpStorage implements Storage {
         res = await request(url, { method, headers, dispatcher });
       } catch (err) {
         if (!isConnectionDrop(err) || attempt >= this.maxAttempts) {
-          throw new M4Error('E_STORAGE', 'storage', `${method} ${url} failed after ${attempt} attempts: ${(err as Error).message}`, { url, attempts: attempt }, { cause: err });
+          const message = `${method} ${url} failed after ${attempt} attempts: ${(err as Error).message}`;
+          throw new M4Error('E_STORAGE', 'storage', message, { url, attempts: attempt }, { cause: err });
         }
         await sleep(backoffDelay(attempt - 1, this.backoffBaseMs));
         continue;
@@ -125,7 +139,14 @@ export class HttpStorage implements Storage {
 
   private failure(op: string, key: string, status: number, detail?: string): M4Error {
     const url = this.urlOf(key);
-    return new M4Error('E_STORAGE', 'storage', `HTTP ${op} of ${url} failed: ${detail ?? `status ${status}`}`, { url, op, status });
+    const retried = status === 429 || status >= 500 ? ` after ${this.maxAttempts} attempts` : '';
+    const message = `HTTP ${op} of ${url} failed: ${detail ?? `status ${status}${retried}`}`;
+    return new M4Error('E_STORAGE', 'storage', message, { url, op, status });
+  }
+
+  private readOnly(op: string, key: string): M4Error {
+    const url = this.urlOf(key);
+    return new M4Error('E_USAGE', 'storage', `http storage is read-only: cannot ${op} ${url}`, { url });
   }
 
   private changed(key: string): M4Error {

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { basename, dirname, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { M4Error } from '../../core/errors.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
@@ -115,6 +115,15 @@ export class LocalStorage implements Storage {
 
   async delete(key: string): Promise<void> {
     await rm(this.pathOf(key), { force: true });
+  }
+
+  async discardIncomplete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    const name = basename(path);
+    const entries = await readdir(dirname(path)).catch(() => [] as string[]);
+    for (const entry of entries) {
+      if (entry.startsWith(`${name}.tmp-`) && isTemporary(entry)) await rm(resolve(dirname(path), entry), { force: true });
+    }
   }
 }
 

@@ -18,6 +18,8 @@ export function openStorage(location: string): Storage {
 
 /** Splits the location of one object into the storage holding it and its key there. */
 export function openObject(location: string): { storage: Storage; key: string } {
+  // file:// URLs carry percent-escapes (`my%20file`); the path they name does not.
+  if (location.startsWith('file://')) return openObject(fileURLToPath(location));
   const cut = location.replace(/\/+$/, '').lastIndexOf('/');
   const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
   if (cut < 0) return { storage: openStorage('.'), key: location };

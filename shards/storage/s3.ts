@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
+  ListMultipartUploadsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -29,7 +31,7 @@ const QUEUE_SIZE = 4;
 
 /**
  * A prefix of an S3 bucket (or of an S3-compatible store), configured from the standard AWS environment: the SDK's
- * default credential chain, AWS_REGION (default us-east-1), AWS_ENDPOINT_URL(_S3) with path-style addressing.
+ * default credential chain, AWS_REGION (default us-east-1), AWS_ENDPOINT_URL with path-style addressing.
  * Retries (429, 5xx, SlowDown, dropped connections) are the SDK's standard strategy with jittered backoff.
  */
 export class S3Storage implements Storage {
@@ -167,22 +169,42 @@ export class S3Storage implements Storage {
     }
   }
 
+  async discardIncomplete(key: string): Promise<void> {
+    // Unfinished multipart uploads are invisible but billed; a killed build leaves one per open shard.
+    const Key = this.keyPrefix + key;
+    try {
+      const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: Key }));
+      for (const upload of listed.Uploads ?? []) {
+        if (upload.Key !== Key || !upload.UploadId) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: upload.UploadId }));
+      }
+    } catch (err) {
+      throw this.failure('discard incomplete uploads of', key, err);
+    }
+  }
+
   private failure(op: string, key: string, err: unknown): M4Error {
     const url = this.urlOf(key);
     const status = statusOf(err);
     const name = err instanceof Error ? err.name : undefined;
-    const attempts = (err as { $metadata?: { attempts?: number } }).$metadata?.attempts;
-    if (status === 404 || name === 'NoSuchKey' || name === 'NoSuchBucket') {
-      return new M4Error('E_NOT_FOUND', 'storage', `no such object: ${url}${name === 'NoSuchBucket' ? ' (no such bucket)' : ''}`, { url, op, status }, { cause: err });
+    const attempts = (err as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts;
+    if (name === 'NoSuchBucket') {
+      const message = `no such bucket: s3://${this.bucket} (${op} ${url})`;
+      return new M4Error('E_NOT_FOUND', 'storage', message, { url, op, status }, { cause: err });
+    }
+    if (status === 404 || name === 'NoSuchKey') {
+      return new M4Error('E_NOT_FOUND', 'storage', `no such object: ${url}`, { url, op, status }, { cause: err });
     }
     if (status === 412) return this.changed(key, undefined, undefined, err);
-    const message = err instanceof Error ? err.message : String(err);
-    return new M4Error('E_STORAGE', 'storage', `S3 ${op} of ${url} failed${attempts ? ` after ${attempts} attempts` : ''}: ${name ?? ''} ${message}`.trim(), { url, op, status, attempts }, { cause: err });
+    const detail = `${name ?? ''} ${err instanceof Error ? err.message : String(err)}`.trim();
+    const message = `S3 ${op} of ${url} failed${attempts ? ` after ${attempts} attempts` : ''}: ${detail}`;
+    return new M4Error('E_STORAGE', 'storage', message, { url, op, status, attempts }, { cause: err });
   }
 
   private changed(key: string, expected: string | undefined, got: string | undefined, cause?: unknown): M4Error {
     const url = this.urlOf(key);
-    return new M4Error('E_STORAGE', 'storage', `${url} changed while it was being read`, { url, expectedEtag: expected, etag: got }, { cause });
+    const context = { url, expectedEtag: expected, etag: got };
+    return new M4Error('E_STORAGE', 'storage', `${url} changed while it was being read`, context, { cause });
   }
 }
 
@@ -194,7 +216,7 @@ const clients = new Map<string, S3Client>();
 
 /** One client (and so one connection pool) per endpoint, region and retry setting in the process. */
 function sharedClient(maxAttempts: number, retryMode: string): S3Client {
-  const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
+  const endpoint = process.env.AWS_ENDPOINT_URL || undefined;
   const region = process.env.AWS_REGION || 'us-east-1';
   const id = JSON.stringify([endpoint, region, maxAttempts, retryMode]);
   let client = clients.get(id);

@@ -34,6 +34,11 @@ export interface Storage {
   write(key: string, body: Body): Promise<ObjectInfo>;
   /** Removes an object; no error when it is already absent. */
   delete(key: string): Promise<void>;
+  /**
+   * Discards what a killed writer of `key` left behind (a local temporary file, an S3 multipart upload never
+   * completed). Call it only for keys no other live writer is writing.
+   */
+  discardIncomplete(key: string): Promise<void>;
   /** A URL or path for one key, for messages and shard lists. */
   urlOf(key: string): string;
 }

@@ -6,13 +6,14 @@ export interface TcpProxy {
   /** What the proxy has done so far. */
   readonly stats: { connections: number; cuts: number; answered: number };
   /**
-   * Cuts a connection once `bytes` bytes of response have passed through it, by closing it:
+   * Cuts a connection once `bytes` bytes of response (headers included) have passed through it, by closing it:
    * only the next connection to get that far, or every one when `every` is set. `bytes` 0 cuts before any reply.
    */
   cutAfter(bytes: number, opts?: { every?: boolean }): void;
   /**
-   * Answers the requests of the next `count` connections itself with an S3 error (503 SlowDown unless told
-   * otherwise) and `Connection: close`, so each answer uses up one connection and the client's retry opens another.
+   * Answers the first request on each of the next `count` new connections itself, with an S3 error body (503 SlowDown
+   * unless told otherwise) and `Connection: close`, so a client's retry needs a new connection. Connections a client
+   * already keeps alive pass through untouched: call this before the client's first request.
    */
   failRequests(count: number, opts?: { status?: number; code?: string; retryAfter?: number }): void;
   /** Stops listening and closes every connection. */
@@ -85,7 +86,13 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
 }
 
 /** Reads one request's head (and its body, unless the client waits for `100 Continue`), then replies with an S3 error. */
-function answerWithError(client: Socket, status: number, code: string, retryAfter: number | undefined, onAnswer: () => void): void {
+function answerWithError(
+  client: Socket,
+  status: number,
+  code: string,
+  retryAfter: number | undefined,
+  onAnswer: () => void,
+): void {
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer): void => {
     received = Buffer.concat([received, chunk]);
@@ -96,7 +103,9 @@ function answerWithError(client: Socket, status: number, code: string, retryAfte
     const bodyLength = Number(/^content-length:\s*(\d+)/im.exec(head)?.[1] ?? 0);
     if (!expectsContinue && received.length - headEnd - 4 < bodyLength) return;
     client.off('data', onData);
-    const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>injected by the test proxy</Message><RequestId>tcp-proxy</RequestId></Error>`;
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n' +
+      `<Error><Code>${code}</Code><Message>injected by the test proxy</Message><RequestId>tcp-proxy</RequestId></Error>`;
     const headers = [
       `HTTP/1.1 ${status} ${code}`,
       'Content-Type: application/xml',

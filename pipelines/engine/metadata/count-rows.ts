@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { resolveInputs } from './read-parquet.ts';
 import { sqlString, withConnection } from './duckdb.ts';
 
@@ -8,7 +9,7 @@ import { sqlString, withConnection } from './duckdb.ts';
 export async function countRows(inputs: readonly string[], limit?: number): Promise<number | undefined> {
   const files = await resolveInputs(inputs);
   if (files.some((f) => /^[a-z][a-z0-9+.-]*:\/\//i.test(f) && !f.startsWith('file://'))) return undefined;
-  const list = files.map((f) => sqlString(f.startsWith('file://') ? new URL(f).pathname : f)).join(', ');
+  const list = files.map((f) => sqlString(f.startsWith('file://') ? fileURLToPath(f) : f)).join(', ');
   const total = await withConnection(async (connection) => {
     const reader = await connection.runAndReadAll(`SELECT sum(num_rows)::BIGINT FROM parquet_file_metadata([${list}])`);
     return Number(reader.getRows()[0]?.[0] ?? 0);

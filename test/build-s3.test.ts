@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveBuildOptions } from '../pipelines/engine/build-options.ts';
+import { runBuild } from '../pipelines/engine/build.ts';
+import { findSource } from '../pipelines/registry.ts';
+import { S3Storage } from '../shards/storage/s3.ts';
+import { readManifest } from '../shards/manifest.ts';
+import { applyEnv, startS3Server } from './helpers/s3-server.ts';
+import { hostileLaionRows, startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
+
+const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
+
+test('build reads parquet from S3 and writes shards to S3; inspect reads them back', async (t) => {
+  const s3 = await startS3Server();
+  const server = await startImageServer();
+  const dir = await mkdtemp(join(tmpdir(), 'm4-s3build-'));
+  t.after(async () => {
+    await server.close();
+    await s3.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  t.after(applyEnv(s3.env));
+
+  const rows = hostileLaionRows();
+  const local = join(dir, 'laion.parquet');
+  await writeLaionParquet(local, server, rows);
+  const bucket = new S3Storage(`s3://${s3.bucket}`);
+  await bucket.write('inputs/laion.parquet', await readFile(local));
+
+  const output = `s3://${s3.bucket}/datasets/laion`;
+  const summary = await runBuild(
+    resolveBuildOptions({
+      adapter: findSource('laion'),
+      inputs: [`s3://${s3.bucket}/inputs/laion.parquet`],
+      output,
+      samplesPerShard: 8,
+      sourceOptions: { maxPunsafe: 0.5 },
+      fetch: TEST_FETCH,
+    }),
+  );
+  const expected = rows.filter((r) => r.status === 'success').length;
+  assert.equal(summary.status.success, expected);
+  const manifest = await readManifest(new S3Storage(output));
+  assert.equal(manifest.totals.samples, expected);
+  assert.equal(manifest.totals.shards, 3);
+
+  const inspected = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'inspect', output, '--json'], { env: { ...process.env, ...s3.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+  assert.equal(inspected.code, 0);
+  const summaryJson = JSON.parse(inspected.out);
+  assert.deepEqual([summaryJson.shards, summaryJson.samples, summaryJson.images, summaryJson.tokens], [3, expected, expected, manifest.totals.tokens]);
+  assert.equal(summaryJson.first.length, 5);
+});
