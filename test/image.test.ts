@@ -100,6 +100,19 @@ describe('sniffFormat', () => {
   });
 });
 
+describe('test image helpers', () => {
+  it('draws the same pixels for the same seed and others for another', () => {
+    const a = images.photoLike(64, 48, 3);
+    assert.ok(a.data.equals(images.photoLike(64, 48, 3).data));
+    assert.ok(!a.data.equals(images.photoLike(64, 48, 4).data));
+  });
+
+  it('builds a bomb PNG whose header claims the asked size', async () => {
+    const meta = await sharp(images.pixelBombPng(30_000, 20_000), { limitInputPixels: false }).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 30_000, 20_000]);
+  });
+});
+
 describe('processImage', () => {
   it('converts CMYK to 3-channel 8-bit sRGB with the colours kept', async () => {
     const result = expectSuccess(await processImage(await images.cmykJpeg(400, 300), options({ resizeMode: 'no', format: 'png' })));

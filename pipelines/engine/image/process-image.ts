@@ -1,5 +1,4 @@
 import sharp, { type Sharp, type SharpOptions } from 'sharp';
-import { errorMessage } from '../../../core/errors.ts';
 import type { ImageOptions, OutputFormat } from './image-options.ts';
 import { sniffFormat } from './sniff-format.ts';
 
@@ -58,8 +57,8 @@ export async function processImage(bytes: Uint8Array, options: ImageOptions): Pr
       return { status: 'failed_to_decode', error, originalFormat };
     }
     ({ width, height } = meta.autoOrient);
-  } catch (err) {
-    return { status: 'failed_to_decode', error: `cannot read header: ${errorMessage(err)}`, originalFormat };
+  } catch {
+    return { status: 'failed_to_decode', error: `cannot read ${originalFormat} header: corrupt image data`, originalFormat };
   }
   const original = { originalWidth: width, originalHeight: height, originalFormat };
 
@@ -71,8 +70,10 @@ export async function processImage(bytes: Uint8Array, options: ImageOptions): Pr
     resize(image, width, height, options);
     const { data, info } = await encode(image, options).toBuffer({ resolveWithObject: true });
     return { status: 'success', bytes: data, format: options.format, width: info.width, height: info.height, ...original };
-  } catch (err) {
-    return { status: 'failed_to_decode', error: `cannot decode: ${errorMessage(err)}`, ...original };
+  } catch {
+    // libvips keeps one error buffer for all threads: with several images in flight its text for the same bytes
+    // varies ("premature end of JPEG image" or "Unknown error"), and outcome records must not.
+    return { status: 'failed_to_decode', error: `cannot decode ${originalFormat}: corrupt or truncated image data`, ...original };
   }
 }
 
