@@ -164,7 +164,7 @@ describe('processImage', () => {
 
   it('fails a truncated JPEG rather than keeping a grey remainder', async () => {
     const result = await processImage(await images.truncatedJpeg(), defaults);
-    assert.match(expectFailure(result, 'failed_to_decode'), /premature end/i);
+    assert.match(expectFailure(result, 'failed_to_decode'), /corrupt or truncated/);
   });
 
   it('fails HTML served as a .jpg, naming what it got', async () => {

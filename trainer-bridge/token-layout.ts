@@ -11,7 +11,14 @@ export const FAKE_TOKEN_AROUND_IMAGE = 32000;
 export const IMAGE_TOKEN = 32001;
 export const VOCAB_SIZE = 32002;
 
-export type Segment = { type: 'text'; text: string } | { type: 'image' };
+/** `end_of_document` separates documents merged into one (see END_OF_DOCUMENT below). */
+export type Segment = { type: 'text'; text: string } | { type: 'image' } | { type: 'end_of_document' };
+
+/**
+ * OBELICS marks where one web page held several documents with this text; the original trainer replaced it with the
+ * end-of-sequence token and split the document there, so each part starts with `<s>` and ends with `</s>`.
+ */
+export const END_OF_DOCUMENT = 'END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED';
 
 /**
  * LLaMA ids of a text, without BOS. The tokenizer slows sharply on long strings (46k tokens/s on 1 MB against 242k
@@ -28,12 +35,18 @@ export function encodeText(text: string): number[] {
   return ids;
 }
 
-/** `<s>`, then each segment in order (an image as `<fake><image><fake>`, or `<image><fake>` right after another image), then `</s>`. */
+/**
+ * `<s>`, then each segment in order (an image as `<fake><image><fake>`, or `<image><fake>` right after another image),
+ * then `</s>`; an end of document in between closes one part and opens the next: `</s><s>`.
+ */
 export function layoutTokens(segments: readonly Segment[]): number[] {
   const ids = [BOS];
   let previousWasImage = false;
   for (const segment of segments) {
-    if (segment.type === 'image') {
+    if (segment.type === 'end_of_document') {
+      ids.push(EOS, BOS);
+      previousWasImage = false;
+    } else if (segment.type === 'image') {
       if (!previousWasImage) ids.push(FAKE_TOKEN_AROUND_IMAGE);
       ids.push(IMAGE_TOKEN, FAKE_TOKEN_AROUND_IMAGE);
       previousWasImage = true;
@@ -45,6 +58,33 @@ export function layoutTokens(segments: readonly Segment[]): number[] {
   }
   ids.push(EOS);
   return ids;
+}
+
+/**
+ * The segments of an interleaved document (texts and images in order), with END_OF_DOCUMENT markers inside texts turned
+ * into document boundaries. Boundaries that would leave an empty part (at either end, or twice in a row) are dropped.
+ */
+export function documentSegments(items: readonly ({ text: string } | { image: true })[]): Segment[] {
+  const raw: Segment[] = [];
+  for (const item of items) {
+    if ('image' in item) {
+      raw.push({ type: 'image' });
+      continue;
+    }
+    item.text.split(END_OF_DOCUMENT).forEach((part, i) => {
+      if (i > 0) raw.push({ type: 'end_of_document' });
+      const text = part.trim();
+      if (text !== '') raw.push({ type: 'text', text });
+    });
+  }
+  const segments: Segment[] = [];
+  for (const segment of raw) {
+    const last = segments[segments.length - 1];
+    if (segment.type === 'end_of_document' && (last === undefined || last.type === 'end_of_document')) continue;
+    segments.push(segment);
+  }
+  if (segments[segments.length - 1]?.type === 'end_of_document') segments.pop();
+  return segments;
 }
 
 export function countTokens(segments: readonly Segment[]): number {

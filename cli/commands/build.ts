@@ -4,6 +4,7 @@ import { formatBytes, formatCount } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
 import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
 import { STATUSES } from '../../pipelines/engine/outcomes.ts';
+import type { SourceOptions } from '../../pipelines/engine/source-adapter.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
 import { openStorage } from '../../shards/storage/open.ts';
 import { readJson } from '../../shards/manifest.ts';
@@ -94,8 +95,9 @@ export function buildCommand(): Command {
     for (const flag of source.flags) {
       if (seen.has(flag.key)) continue;
       seen.add(flag.key);
-      const parse = flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity);
-      command.option(flag.flag, `${flag.description}${flag.default !== undefined ? ` (default ${flag.default})` : ''}`, parse);
+      const description = `${flag.description}${flag.default !== undefined && flag.type !== 'boolean' && !flag.description.includes('default') ? ` (default ${flag.default})` : ''}`;
+      if (flag.type === 'boolean') command.option(flag.flag, description);
+      else command.option(flag.flag, description, flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity));
     }
   }
   return command
@@ -112,7 +114,8 @@ Exit status: 0 the build ran (whatever rows failed), 1 no input row could be rea
 Examples:
   m4data build --source laion --input 'laion/*.parquet' --output s3://bucket/laion
   m4data build --source pmd --input pmd.parquet --output out/pmd --worker 0/8     # one of 8 machines
-  m4data build --source pmd --input pmd.parquet --output out/pmd --merge          # after all workers`,
+  m4data build --source pmd --input pmd.parquet --output out/pmd --merge          # after all workers
+  m4data build --source obelics --input 'obelics/*.parquet' --output out/obelics --strict-docs`,
     )
     .action(async (flags: BuildFlags) => {
       if (!flags.output) throw new M4Error('E_USAGE', 'cli', 'build needs --output');
@@ -120,11 +123,11 @@ Examples:
       if (!flags.source) throw new M4Error('E_USAGE', 'cli', 'build needs --source');
       if (!flags.input?.length) throw new M4Error('E_USAGE', 'cli', 'build needs --input');
       const adapter = findSource(flags.source);
-      const sourceOptions: Record<string, number | undefined> = {};
+      const sourceOptions: SourceOptions = {};
       for (const flag of SOURCES.flatMap((s) => s.flags)) {
         if (flags[flag.key] === undefined) continue;
         if (!adapter.flags.some((f) => f.key === flag.key)) throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
-        sourceOptions[flag.key] = flags[flag.key] as number;
+        sourceOptions[flag.key] = flags[flag.key] as number | boolean;
       }
       const options = resolveBuildOptions({
         adapter,

@@ -10,9 +10,9 @@ import { readParquet } from './metadata/read-parquet.ts';
 import { countRows } from './metadata/count-rows.ts';
 import { writeParquet } from './metadata/write-parquet.ts';
 import { orderedMap } from './ordered-map.ts';
-import { OUTCOME_SCHEMA, addCounts, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
+import { IMAGE_OUTCOME_SCHEMA, OUTCOME_SCHEMA, addCounts, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
 import { RowProcessor, type RowResult } from './row-processor.ts';
-import type { Row } from './source-adapter.ts';
+import type { ImageRecord, Row } from './source-adapter.ts';
 
 export const BUILD_FILE = 'build.json';
 
@@ -63,8 +63,10 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
   observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
 
+  const context = await options.adapter.prepare?.(options.inputs, options.sourceOptions, options.limit);
   const fetcher = new Fetcher(options.fetch);
   const processor = new RowProcessor({
+    context,
     adapter: options.adapter,
     sourceOptions: options.sourceOptions,
     image: options.image,
@@ -94,8 +96,10 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
 
   let current: OpenShard | undefined;
   try {
-    // Enough rows ahead of the oldest unfinished one to keep every download slot busy behind a slow server.
-    const window = Math.max(options.concurrency * 2, options.imageWork * 2);
+    // Enough rows ahead of the oldest unfinished one to keep every download slot busy behind a slow server; a document
+    // holds up to 30 images, so fewer documents than pairs are needed for that, and fewer fit in memory.
+    const perRow = options.adapter.layout === 'document' ? 8 : 1;
+    const window = Math.max(Math.ceil((options.concurrency * 2) / perRow), options.imageWork * 2);
     for await (const result of orderedMap(ownedRows(), { window }, ({ row, index }) => processor.process(row, index))) {
       const shard = Math.floor(result.row / S);
       if (current && current.index !== shard) {
@@ -104,7 +108,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
       }
       if (!current) {
         await discardIncomplete(storage, shardName(options.prefix, shard));
-        current = openShard(storage, options.prefix, shard, S);
+        current = openShard(storage, options.prefix, shard, S, options.adapter.layout === 'document');
       }
       await current.add(result);
       rows++;
@@ -156,10 +160,11 @@ interface OpenShard {
   finish(): Promise<{ stats: ShardStats; record: ShardRecord }>;
 }
 
-function openShard(storage: Storage, prefix: string, index: number, samplesPerShard: number): OpenShard {
+function openShard(storage: Storage, prefix: string, index: number, samplesPerShard: number, recordImages: boolean): OpenShard {
   const key = shardName(prefix, index);
   const builder = new ShardBuilder(storage, key);
   const outcomes: RowOutcome[] = [];
+  const images: (ImageRecord & { key: string; row: number })[] = [];
   return {
     index,
     builder,
@@ -168,11 +173,13 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
         await builder.add({ key: result.outcome.key, fields: result.sample.fields }, { images: result.sample.images, tokens: result.sample.tokens });
       }
       outcomes.push(result.outcome);
+      for (const record of result.imageRecords) images.push({ key: result.outcome.key, row: result.row, ...record });
     },
     async finish() {
       const record = await builder.finish();
       const base = key.replace(/\.tar$/, '');
       await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
+      if (recordImages) await storage.write(`${base}.images.parquet`, await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {

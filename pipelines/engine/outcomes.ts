@@ -40,6 +40,21 @@ export const OUTCOME_SCHEMA: ParquetColumn[] = [
   { name: 'tokens', type: 'BIGINT' },
 ];
 
+/** One row of `{shard}.images.parquet` (document sources): every image position of every input document. */
+export const IMAGE_OUTCOME_SCHEMA: ParquetColumn[] = [
+  { name: 'key', type: 'VARCHAR' },
+  { name: 'row', type: 'BIGINT' },
+  { name: 'position', type: 'INTEGER' },
+  { name: 'url', type: 'VARCHAR' },
+  { name: 'status', type: 'VARCHAR' },
+  { name: 'error', type: 'VARCHAR' },
+  { name: 'field', type: 'VARCHAR' },
+  { name: 'original_width', type: 'INTEGER' },
+  { name: 'original_height', type: 'INTEGER' },
+  { name: 'width', type: 'INTEGER' },
+  { name: 'height', type: 'INTEGER' },
+];
+
 export type StatusCounts = Record<Status, number>;
 
 export function emptyCounts(): StatusCounts {

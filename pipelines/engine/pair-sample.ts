@@ -5,14 +5,15 @@ import type { AssembledSample, DroppedRow, ImageOutcome, RejectedRow, SourceOpti
 export function checkCaption(caption: unknown, options: SourceOptions): RejectedRow | undefined {
   if (typeof caption !== 'string' || caption.trim() === '') return { kind: 'rejected', status: 'filtered', error: 'empty caption' };
   const words = caption.trim().split(/\s+/).length;
-  if (options.minWords !== undefined && words < options.minWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words < ${options.minWords}` };
-  if (options.maxWords !== undefined && words > options.maxWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words > ${options.maxWords}` };
+  const { minWords, maxWords } = options as { minWords?: number; maxWords?: number };
+  if (minWords !== undefined && words < minWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words < ${minWords}` };
+  if (maxWords !== undefined && words > maxWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words > ${maxWords}` };
   return undefined;
 }
 
 export const WORD_FLAGS = [
-  { flag: '--min-words <n>', key: 'minWords', description: 'drop pairs whose caption has fewer words', type: 'integer', default: 1 },
-  { flag: '--max-words <n>', key: 'maxWords', description: 'drop pairs whose caption has more words', type: 'integer', default: 256 },
+  { flag: '--min-words <n>', key: 'minWords', description: 'pairs: drop pairs whose caption has fewer words', type: 'integer', default: 1 },
+  { flag: '--max-words <n>', key: 'maxWords', description: 'pairs: drop pairs whose caption has more words (default: laion 256, pmd no limit)', type: 'integer', default: 256 },
 ] as const;
 
 /**

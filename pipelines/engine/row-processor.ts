@@ -4,15 +4,17 @@ import type { Fetcher } from './fetch/fetcher.ts';
 import { processImage } from './image/process-image.ts';
 import type { ImageOptions } from './image/image-options.ts';
 import type { RowOutcome } from './outcomes.ts';
-import { firstUrl, type AssembledSample, type ImageOutcome, type ImageSource, type Row, type SourceAdapter, type SourceOptions } from './source-adapter.ts';
+import { firstUrl, type AssembledSample, type ImageOutcome, type ImageRecord, type ImageSource, type Row, type SourceAdapter, type SourceOptions } from './source-adapter.ts';
 
 /** What one input row became: its outcome record, and the sample when it was packed. */
 export interface RowResult {
   row: number;
   outcome: RowOutcome;
   sample?: AssembledSample;
-  /** Per image of the row, in order (documents record these too). */
+  /** Per image of the row, in order. */
   images: ImageOutcome[];
+  /** Per image position, for sources that record them (documents). */
+  imageRecords: ImageRecord[];
 }
 
 export interface RowProcessorOptions {
@@ -24,6 +26,8 @@ export interface RowProcessorOptions {
   downloads: number;
   /** Images decoded and encoded at once; a few per core beats one thread per image with sharp. */
   imageWork: number;
+  /** What the source's `prepare` returned. */
+  context: unknown;
 }
 
 /** `000001234`: the row's position in the input, so keys are unique and the same for any split into workers. */
@@ -51,20 +55,21 @@ export class RowProcessor {
     const { adapter, sourceOptions } = this.options;
     let plan;
     try {
-      plan = adapter.plan(row, sourceOptions);
+      plan = adapter.plan(row, sourceOptions, this.options.context);
     } catch (err) {
-      return this.result(index, key, null, { status: 'malformed', error: `cannot read row: ${errorMessage(err)}` }, 0, []);
+      return this.result(index, key, null, { status: 'malformed', error: `cannot read row: ${errorMessage(err)}` }, 0, [], []);
     }
-    if (plan.kind === 'rejected') return this.result(index, key, plan.url ?? null, plan, 0, []);
+    if (plan.kind === 'rejected') return this.result(index, key, plan.url ?? null, plan, 0, [], plan.imageRecords ?? []);
     const images = await Promise.all(plan.images.map((source) => this.image(source)));
     const url = firstUrl(plan.images);
     const assembled = adapter.assemble(key, plan.payload, images, sourceOptions);
-    if (assembled.kind === 'dropped') return this.result(index, key, url, assembled, plan.images.length, images);
+    if (assembled.kind === 'dropped') return this.result(index, key, url, assembled, plan.images.length, images, assembled.imageRecords ?? []);
     const first = images.find((i) => i.ok);
     return {
       row: index,
       sample: assembled,
       images,
+      imageRecords: assembled.imageRecords ?? [],
       outcome: {
         key,
         row: index,
@@ -115,11 +120,13 @@ export class RowProcessor {
     failure: { status: RowOutcome['status']; error: string },
     imagesTotal: number,
     images: ImageOutcome[],
+    imageRecords: ImageRecord[],
   ): RowResult {
     const first = images[0];
     return {
       row: index,
       images,
+      imageRecords,
       outcome: {
         key,
         row: index,

@@ -11,6 +11,21 @@ export type Row = Record<string, unknown>;
 /** Where one image of a row comes from: a URL to download, or bytes stored in the parquet. */
 export type ImageSource = { url: string } | { bytes: Buffer; url?: string };
 
+/** What became of one image position of a document (`{shard}.images.parquet`); every image URL of the input gets one. */
+export interface ImageRecord {
+  /** Position in the document's images/texts lists. */
+  position: number;
+  url: string | null;
+  status: Status;
+  error: string | null;
+  /** The sample field holding it (`0.jpg`) when it was kept. */
+  field: string | null;
+  original_width: number | null;
+  original_height: number | null;
+  width: number | null;
+  height: number | null;
+}
+
 /** A row the source could not or would not use before any download (a metadata filter, a malformed row). */
 export interface RejectedRow {
   kind: 'rejected';
@@ -18,6 +33,7 @@ export interface RejectedRow {
   error: string;
   /** The row's image URL when it has one, for the outcome record. */
   url?: string | null;
+  imageRecords?: ImageRecord[];
 }
 
 export interface PlannedRow<P> {
@@ -37,6 +53,7 @@ export interface AssembledSample {
   fields: Record<string, Uint8Array>;
   images: number;
   tokens: number;
+  imageRecords?: ImageRecord[];
 }
 
 /** A row dropped after its images were tried (its only image failed, or a document kept no image). */
@@ -44,6 +61,7 @@ export interface DroppedRow {
   kind: 'dropped';
   status: Exclude<Status, 'success'>;
   error: string;
+  imageRecords?: ImageRecord[];
 }
 
 /** A source-specific flag of `m4data build`. */
@@ -53,11 +71,11 @@ export interface SourceFlag {
   /** Key in the source options object, e.g. `maxPunsafe`. */
   key: string;
   description: string;
-  type: 'number' | 'integer';
-  default?: number;
+  type: 'number' | 'integer' | 'boolean';
+  default?: number | boolean;
 }
 
-export type SourceOptions = Record<string, number | undefined>;
+export type SourceOptions = Record<string, number | boolean | undefined>;
 
 export interface SourceAdapter<P = unknown> {
   name: string;
@@ -69,7 +87,9 @@ export interface SourceAdapter<P = unknown> {
   /** Image filters this source's published builders used, applied unless the user overrides them. */
   imageDefaults: Partial<ImageOptions>;
   flags: readonly SourceFlag[];
-  plan(row: Row, options: SourceOptions): PlannedRow<P> | RejectedRow;
+  /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
+  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined): Promise<unknown>;
+  plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;
   assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
 }
 

@@ -36,12 +36,13 @@ export const laion: SourceAdapter<LaionPayload> = {
     if (!url) return { kind: 'rejected', status: 'malformed', error: 'URL is empty', url };
     const reject = (error: string): RejectedRow => ({ kind: 'rejected', status: 'filtered', error, url });
     const score = (name: string) => (typeof row[name] === 'number' ? (row[name] as number) : undefined);
+    const { maxPunsafe, maxPwatermark, minSimilarity } = options as { maxPunsafe?: number; maxPwatermark?: number; minSimilarity?: number };
     const punsafe = score('punsafe');
     const pwatermark = score('pwatermark');
     const similarity = score('similarity');
-    if (options.maxPunsafe !== undefined && punsafe !== undefined && punsafe > options.maxPunsafe) return reject(`punsafe ${punsafe} > ${options.maxPunsafe}`);
-    if (options.maxPwatermark !== undefined && pwatermark !== undefined && pwatermark > options.maxPwatermark) return reject(`pwatermark ${pwatermark} > ${options.maxPwatermark}`);
-    if (options.minSimilarity !== undefined && similarity !== undefined && similarity < options.minSimilarity) return reject(`similarity ${similarity} < ${options.minSimilarity}`);
+    if (maxPunsafe !== undefined && punsafe !== undefined && punsafe > maxPunsafe) return reject(`punsafe ${punsafe} > ${maxPunsafe}`);
+    if (maxPwatermark !== undefined && pwatermark !== undefined && pwatermark > maxPwatermark) return reject(`pwatermark ${pwatermark} > ${maxPwatermark}`);
+    if (minSimilarity !== undefined && similarity !== undefined && similarity < minSimilarity) return reject(`similarity ${similarity} < ${minSimilarity}`);
     const captionProblem = checkCaption(row.TEXT, options);
     if (captionProblem) return { ...captionProblem, url };
     return {

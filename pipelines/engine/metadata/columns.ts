@@ -10,9 +10,10 @@ import { M4Error } from '../../../core/errors.ts';
  * - `string_list`: VARCHAR[] → (string | null)[], null items kept
  * - `image_struct`: Hugging Face's Image feature, STRUCT(bytes BLOB, path VARCHAR) → { bytes: Buffer | null; path: string | null }
  * - `json_string`: VARCHAR or JSON holding a JSON document → the string, unparsed
+ * - `image_list`: VARCHAR[] of URLs, or a list of Image structs (WIT ships bytes) → (string | { bytes, path } | null)[]
  * A NULL value is null whatever the type.
  */
-export type ColumnType = 'string' | 'number' | 'integer' | 'bytes' | 'string_list' | 'image_struct' | 'json_string';
+export type ColumnType = 'string' | 'number' | 'integer' | 'bytes' | 'string_list' | 'image_struct' | 'json_string' | 'image_list';
 
 export interface ColumnSpec {
   name: string;
@@ -49,6 +50,7 @@ export const EXPECTED: Record<ColumnType, string> = {
   string_list: 'VARCHAR[]',
   image_struct: 'STRUCT(bytes BLOB, path VARCHAR)',
   json_string: 'VARCHAR or JSON',
+  image_list: 'VARCHAR[] or STRUCT(bytes BLOB, path VARCHAR)[]',
 };
 
 /** Whether a DuckDB type can be read as a column type. */
@@ -67,6 +69,8 @@ export function accepts(columnType: ColumnType, type: DuckDBType): boolean {
       return type.typeId === DuckDBTypeId.LIST && type.valueType.typeId === DuckDBTypeId.VARCHAR;
     case 'image_struct':
       return type.typeId === DuckDBTypeId.STRUCT && hasEntry(type.entryNames, type.entryTypes, 'bytes', DuckDBTypeId.BLOB) && hasEntry(type.entryNames, type.entryTypes, 'path', DuckDBTypeId.VARCHAR);
+    case 'image_list':
+      return type.typeId === DuckDBTypeId.LIST && (accepts('string', type.valueType) || accepts('image_struct', type.valueType));
   }
 }
 

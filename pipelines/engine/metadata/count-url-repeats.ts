@@ -1,11 +1,11 @@
 import { tmpdir } from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { checkColumns } from './columns.ts';
+import { accepts, checkColumns } from './columns.ts';
 import { sqlName, sqlString, withConnection } from './duckdb.ts';
 import { checkCount, describeParquet, localFile, resolveInputs, type LocalFile } from './read-parquet.ts';
 
 export interface CountUrlRepeatsOptions {
-  /** The list-of-URLs column (VARCHAR[]), e.g. OBELICS `images`. */
+  /** The images column: URLs (VARCHAR[], e.g. OBELICS `images`) or image structs, which hold no URL to count. */
   column: string;
   /** Report URLs found in more than this many documents. */
   threshold: number;
@@ -34,9 +34,16 @@ export async function countRepeatedUrls(inputs: string[], options: CountUrlRepea
         if (remaining === 0) break;
         const local = await localFile(location, options.tempDir ?? tmpdir());
         locals.push(local);
-        checkColumns(location, await describeParquet(connection, local.path, location), [{ name: options.column, type: 'string_list', required: true }]);
+        const described = await describeParquet(connection, local.path, location);
+        checkColumns(location, described, [{ name: options.column, type: 'image_list', required: true }]);
         const file = sqlString(local.path);
         const rows = await rowCount(connection, file);
+        // A list of image structs (bytes in the file) names no URL: its rows count toward the limit, nothing else.
+        const urlList = accepts('string_list', described.find((c) => c.name === options.column)!.type);
+        if (!urlList) {
+          remaining -= Math.min(rows, remaining);
+          continue;
+        }
         // file_row_number picks the first rows exactly, where a LIMIT inside a UNION would rely on scan order.
         parts.push(
           rows <= remaining

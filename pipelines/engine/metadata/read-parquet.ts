@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  DuckDBBlobValue,
+  DuckDBListValue,
+  DuckDBStructValue,
   DuckDBBlobVector,
   DuckDBStructVector,
   DuckDBVarCharVector,
@@ -214,13 +217,15 @@ function selectExpression(spec: ColumnSpec, present: boolean): string {
       return `CAST(${column} AS BLOB)`;
     case 'image_struct':
       return present ? column : 'CAST(NULL AS STRUCT(bytes BLOB, path VARCHAR))';
+    case 'image_list':
+      return present ? column : 'CAST(NULL AS VARCHAR[])';
   }
 }
 
-type VectorSpec = ColumnSpec & { type: 'number' | 'integer' | 'bytes' | 'image_struct' };
+type VectorSpec = ColumnSpec & { type: 'number' | 'integer' | 'bytes' | 'image_struct' | 'image_list' };
 
 function isVectorSpec(spec: ColumnSpec): spec is VectorSpec {
-  return spec.type === 'number' || spec.type === 'integer' || spec.type === 'bytes' || spec.type === 'image_struct';
+  return spec.type === 'number' || spec.type === 'integer' || spec.type === 'bytes' || spec.type === 'image_struct' || spec.type === 'image_list';
 }
 
 /** Sets `spec.name` on every row from a vector of the type `selectExpression` gives that spec. */
@@ -247,7 +252,24 @@ function readVector(vector: DuckDBVector, spec: VectorSpec, rows: Record<string,
       }
       return;
     }
+    case 'image_list':
+      // Documents hold a handful of images each, so the generic (slower) value conversion is fine here.
+      for (let i = 0; i < rows.length; i++) rows[i]![name] = imageListValue(vector.getItem(i));
+      return;
   }
+}
+
+function imageListValue(value: unknown): (string | { bytes: Buffer | null; path: string | null } | null)[] | null {
+  if (!(value instanceof DuckDBListValue)) return null;
+  return value.items.map((item) => {
+    if (item === null || typeof item === 'string') return item;
+    if (item instanceof DuckDBStructValue) {
+      const bytes = item.entries.bytes;
+      const path = item.entries.path;
+      return { bytes: bytes instanceof DuckDBBlobValue ? Buffer.from(bytes.bytes) : null, path: typeof path === 'string' ? path : null };
+    }
+    return null;
+  });
 }
 
 function expectVector<T extends DuckDBVector>(vector: DuckDBVector, kind: abstract new (...args: never[]) => T): T {
