@@ -22,7 +22,7 @@
  * process.memoryUsage.rss(), and the kernel's peak where it can be reset). Ends with one JSON line {"bench":"build", ...}.
  */
 import { execFile, fork } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +71,13 @@ interface Figures {
   peakRssMiB: number;
   /** The image server's CPU seconds / wall, for contenders that download. */
   serverCpuShare?: number;
+}
+
+interface CliFigures extends Figures {
+  /** Wall time before the child's own clock started (process spawn, Node start-up). */
+  startupMs: number;
+  /** getrusage's peak for the child, shown to expose what it carries over from this process (see usage-report.mjs). */
+  rusageMaxRssMiB: number;
 }
 
 interface PeerFigures extends Figures {
@@ -236,7 +243,13 @@ async function peer(listFile: string, images: number): Promise<PeerFigures | str
   const probe = await run(PYTHON, ['-c', 'import cv2, numpy']);
   if (probe.code !== 0) return `${PYTHON} cannot import cv2/numpy (apt-get install -y python3-opencv)`;
   const processes = os.availableParallelism();
-  const r = await run(PYTHON, [PEER, listFile, '--processes', String(processes)]);
+  // The script's own RSS figure for its pool process is getrusage's, which on Linux includes this benchmark's RSS
+  // carried over fork and exec; the process tree is sampled from /proc instead.
+  let treePeak = 0;
+  const r = await run(PYTHON, [PEER, listFile, '--processes', String(processes)], undefined, (pid) => {
+    const timer = setInterval(() => (treePeak = Math.max(treePeak, treeRss(pid))), 25);
+    return () => clearInterval(timer);
+  });
   if (r.code !== 0) return `peer failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
     images: number; ok: number; wallSeconds: number; cpuSeconds: number; selfRssMiB: number; largestChildRssMiB: number; opencv: string;
@@ -251,16 +264,36 @@ async function peer(listFile: string, images: number): Promise<PeerFigures | str
     cpuShare: out.cpuSeconds / out.wallSeconds,
     cpuMsPerImage: (out.cpuSeconds * 1000) / out.images,
     startRssMiB: 0,
-    // image.bench's convention: the pool process plus its largest worker (ru_maxrss of children is the largest one).
-    peakRssMiB: out.selfRssMiB + out.largestChildRssMiB,
+    // Sum over the pool process and its workers (pages they share counted in each, as `ps` would).
+    peakRssMiB: treePeak / MiB,
     largestWorkerRssMiB: out.largestChildRssMiB,
     processes,
     opencv: out.opencv,
   };
 }
 
+/** RSS of a process and all its descendants, summed, from /proc; 0 for a process that is gone. */
+function treeRss(root: number): number {
+  let total = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    try {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      total += match ? Number(match[1]) * 1024 : 0;
+      for (const task of readdirSync(`/proc/${pid}/task`)) {
+        const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+        if (children !== '') stack.push(...children.split(' ').map(Number));
+      }
+    } catch {
+      // exited between two reads
+    }
+  }
+  return total;
+}
+
 /** `node bin/m4data.mjs build ...` in a child process, measured by the bench/peer/usage-report.mjs preload. */
-async function cliBuild(options: BuildOptions, server: ImageServer, images: number, tmp: string): Promise<Figures & { startupMs: number }> {
+async function cliBuild(options: BuildOptions, server: ImageServer, images: number, tmp: string): Promise<CliFigures> {
   const output = `${options.output}-cli`;
   await rm(output, { recursive: true, force: true });
   const usageFile = path.join(tmp, 'cli-usage.json');
@@ -280,7 +313,7 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   const serverCpu = ((await server.cpuMicros()) - serverBefore) / 1e6;
   if (r.code !== 0) throw new Error(`m4data build exited ${r.code}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`);
   const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { status: { success: number } };
-  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as { cpuMicros: number; sampledPeakRss: number; kernelPeakRss: number; uptimeMs: number };
+  const usage = JSON.parse(await readFile(usageFile, 'utf8')) as { cpuMicros: number; sampledPeakRss: number; kernelPeakRss: number; rusageMaxRss: number; uptimeMs: number };
   await rm(output, { recursive: true, force: true });
   const cpuSeconds = usage.cpuMicros / 1e6;
   return {
@@ -296,15 +329,25 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
     serverCpuShare: serverCpu / wallSeconds,
     // Node start-up and CLI set-up before the process's clock started are not in uptimeMs.
     startupMs: wallSeconds * 1000 - usage.uptimeMs,
+    rusageMaxRssMiB: usage.rusageMaxRss / MiB,
   };
 }
 
-function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs a command to its end; `watch` is called with its pid once started and may return a stop function. */
+function run(
+  command: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+  watch?: (pid: number) => () => void,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(command, args, { env, maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
+    let stop: (() => void) | undefined;
+    const child = execFile(command, args, { env, maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
+      stop?.();
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
       resolve({ code, stdout, stderr });
     });
+    if (watch && child.pid !== undefined) stop = watch(child.pid);
   });
 }
 
@@ -369,7 +412,7 @@ async function main(): Promise<void> {
     await downloadsOnly(urls.slice(0, 64), options);
     await rm(path.join(tmp, 'warm-up'), { recursive: true, force: true });
 
-    const runs = { endToEnd: [] as Figures[], downloads: [] as Figures[], imageWork: [] as Figures[], peer: [] as PeerFigures[], cli: [] as (Figures & { startupMs: number })[] };
+    const runs = { endToEnd: [] as Figures[], downloads: [] as Figures[], imageWork: [] as Figures[], peer: [] as PeerFigures[], cli: [] as CliFigures[] };
     let peerSkipped: string | undefined;
     for (let round = 1; round <= ROUNDS; round++) {
       const e2e = await measure(TARGET, server, () => endToEnd(options));
@@ -400,7 +443,7 @@ async function main(): Promise<void> {
       gc();
       const cli = await cliBuild(options, server, TARGET, tmp);
       runs.cli.push(cli);
-      console.log(`round ${round} cli m4data build (child):     ${line(cli)}, start-up ${cli.startupMs.toFixed(0)} ms`);
+      console.log(`round ${round} cli m4data build (child):     ${line(cli)}, start-up ${cli.startupMs.toFixed(0)} ms (getrusage would say ${cli.rusageMaxRssMiB.toFixed(0)} MiB)`);
     }
 
     const e2e = best(runs.endToEnd)!;

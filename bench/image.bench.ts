@@ -50,15 +50,18 @@ export interface ImageSet {
 
 /**
  * Writes a deterministic set of photo-like images, or reuses the one an earlier run wrote to the same folder
- * (a manifest written last marks a complete set).
+ * with the same recipe (a manifest written last marks a complete set).
  */
 export async function generateImageSet(options: ImageSetOptions): Promise<ImageSet> {
   const { count, seed = 1, minSide = 400, maxSide = 2000, pngShare = 0.15 } = options;
   const dir = options.dir ?? path.join(ROOT, '.bench-tmp', `images-${count}-s${seed}`);
   const manifest = path.join(dir, 'manifest.json');
+  const recipe = { count, seed, minSide, maxSide, pngShare };
   if (existsSync(manifest)) {
-    const saved = JSON.parse(await readFile(manifest, 'utf8')) as { files: string[]; totalBytes: number };
-    return { dir, files: saved.files.map((f) => path.join(dir, f)), totalBytes: saved.totalBytes, cached: true };
+    const saved = JSON.parse(await readFile(manifest, 'utf8')) as { recipe: unknown; files: string[]; totalBytes: number };
+    if (JSON.stringify(saved.recipe) === JSON.stringify(recipe)) {
+      return { dir, files: saved.files.map((f) => path.join(dir, f)), totalBytes: saved.totalBytes, cached: true };
+    }
   }
   await mkdir(dir, { recursive: true });
   const random = seededRandom(seed);
@@ -81,7 +84,7 @@ export async function generateImageSet(options: ImageSetOptions): Promise<ImageS
     ),
   );
   const totalBytes = sizes.reduce((a, b) => a + b, 0);
-  await writeFile(`${manifest}.tmp-${process.pid}`, JSON.stringify({ files: specs.map((s) => s.name), totalBytes }));
+  await writeFile(`${manifest}.tmp-${process.pid}`, JSON.stringify({ recipe, files: specs.map((s) => s.name), totalBytes }));
   await rename(`${manifest}.tmp-${process.pid}`, manifest);
   return { dir, files: specs.map((s) => path.join(dir, s.name)), totalBytes, cached: false };
 }

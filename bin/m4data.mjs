@@ -2,6 +2,9 @@
 // Runs the TypeScript sources directly (tsx), so a fresh clone needs no compile step after `npm ci`.
 import { register } from 'tsx/esm/api';
 
+// The AWS SDK version is pinned in package-lock.json, so its notice that later releases need Node 22 asks nothing of a user.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 register();
 const { main } = await import('../cli/main.ts');
 process.exitCode = await main(process.argv);

@@ -19,3 +19,8 @@ export function table(rows: [string, string][], indent = '  '): string {
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${indent}${label.padEnd(width)}  ${value}`).join('\n');
 }
+
+/** `1 shard`, `3 shards`. */
+export function plural(n: number, word: string): string {
+  return `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
+}

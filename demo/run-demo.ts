@@ -1,11 +1,17 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { formatSummary } from '../cli/commands/inspect.ts';
-import { buildManifest, writeManifest } from '../shards/manifest.ts';
-import { ShardWriter } from '../shards/shard-writer.ts';
+import { formatBuildSummary } from '../cli/commands/build.ts';
+import { resolveBuildOptions, type BuildOptionsInput } from '../pipelines/engine/build-options.ts';
+import { runBuild } from '../pipelines/engine/build.ts';
+import { findSource } from '../pipelines/registry.ts';
 import { summarizeDataset } from '../shards/dataset-summary.ts';
-import { openStorage } from '../shards/storage/open.ts';
-import { syntheticPairs } from './synthetic-pairs.ts';
+import { S3Storage } from '../shards/storage/s3.ts';
+import { startHostileServer, type HostileFile, type HostileServer } from '../test/helpers/hostile-server.ts';
+import { jpeg, png, truncatedJpeg } from '../test/helpers/images.ts';
+import { writeParquetFixture } from '../test/helpers/parquet-files.ts';
+import { applyEnv, startS3Server } from '../test/helpers/s3-server.ts';
+import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
 
 export interface DemoOptions {
   /** Output folder (default `out/demo`), emptied first. */
@@ -13,23 +19,120 @@ export interface DemoOptions {
   log: (line: string) => void;
 }
 
+const PHOTOS = 24;
+
 /**
- * The README's main command: everything m4data can do so far, on data it makes itself, with no network beyond
- * loopback. Each stage of the product adds its step here.
+ * The README's main command: every stage m4data has so far, on inputs it makes itself. Images come from a web server
+ * on 127.0.0.1 (a few of its URLs fail on purpose, so the outcome tables show more than successes); PMD is read from
+ * and written to a local S3-compatible server, the other sources to the local folder.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   const out = resolve(options.out);
   await rm(out, { recursive: true, force: true });
+  await mkdir(join(out, 'inputs'), { recursive: true });
+  const log = options.log;
 
-  const target = join(out, 'pairs');
-  options.log(`writing 90 synthetic image-caption samples into shards of 40 under ${target}`);
-  const writer = new ShardWriter({ storage: openStorage(target), prefix: 'pairs', maxSamples: 40 });
-  for await (const { sample, counts } of syntheticPairs(90, 42)) await writer.write(sample, counts);
-  const manifest = buildManifest(await writer.close(), { source: 'demo-pairs', seed: 42 });
-  await writeManifest(openStorage(target), manifest, 'demo-pairs');
+  log('starting an image server and an S3-compatible server on 127.0.0.1 (nothing leaves this machine)');
+  const images = await startImageServer();
+  const s3 = await startS3Server({ bucket: 'm4data-demo' });
+  const restoreEnv = applyEnv(s3.env);
+  try {
+    const inputs = await writeInputs(join(out, 'inputs'), images);
+    const pmdInput = `s3://${s3.bucket}/inputs/pmd.parquet`;
+    await new S3Storage(`s3://${s3.bucket}`).write('inputs/pmd.parquet', await readFile(inputs.pmd));
 
-  options.log('\n$ m4data inspect ' + target);
-  options.log(formatSummary(await summarizeDataset(target, { first: 3 })));
-  options.log(`$ m4data inspect ${join(target, 'pairs-000002.tar')}`);
-  options.log(formatSummary(await summarizeDataset(join(target, 'pairs-000002.tar'), { first: 2 })));
+    const builds: { source: string; input: string; output: string }[] = [
+      { source: 'obelisc', input: inputs.obelisc, output: join(out, 'obelisc') },
+      { source: 'pmd', input: pmdInput, output: `s3://${s3.bucket}/datasets/pmd` },
+      { source: 'laion', input: inputs.laion, output: join(out, 'laion') },
+      { source: 'wikipedia', input: inputs.wikipedia, output: join(out, 'wikipedia') },
+    ];
+    for (const { source, input, output } of builds) {
+      log(`\n$ m4data build --source ${source} --input ${input} --output ${output} --samples-per-shard 8`);
+      const start = Date.now();
+      const summary = await runBuild(resolveBuildOptions(demoBuild(source, input, output)));
+      log(formatBuildSummary(source, summary, (Date.now() - start) / 1000).trimEnd());
+    }
+    for (const { output } of builds) {
+      log(`\n$ m4data inspect ${output} -n 2`);
+      log(formatSummary(await summarizeDataset(output, { first: 2 })).trimEnd());
+    }
+    log(`\nShards, indexes, outcome records and manifests are under ${out} (PMD's were in the demo S3 bucket, gone with it).`);
+  } finally {
+    restoreEnv();
+    await s3.stop();
+    await images.close();
+  }
+}
+
+function demoBuild(source: string, input: string, output: string): BuildOptionsInput {
+  return {
+    adapter: findSource(source),
+    inputs: [input],
+    output,
+    samplesPerShard: 8,
+    // The demo's image server is on loopback, which builds refuse unless told otherwise.
+    fetch: { allowPrivateNetwork: ['127.0.0.1/32'], retries: 1, retryBaseDelayMs: 50, headersTimeoutMs: 3000 },
+  };
+}
+
+async function startImageServer(): Promise<HostileServer> {
+  const files = new Map<string, HostileFile>();
+  for (let i = 0; i < PHOTOS; i++) files.set(`photo${i}.jpg`, { body: await jpeg(320 + 40 * (i % 7), 240 + 30 * (i % 5), { seed: i }), contentType: 'image/jpeg' });
+  files.set('logo.png', { body: await png(300, 300, { alpha: true }), contentType: 'image/png' });
+  files.set('broken.jpg', { body: await truncatedJpeg(), contentType: 'image/jpeg' });
+  files.set('icon.jpg', { body: await jpeg(64, 64), contentType: 'image/jpeg' });
+  return startHostileServer(files);
+}
+
+const CAPTIONS = ['a red bicycle leaning on a wall', 'two dogs running on a beach', 'an old bridge over a river at dusk', 'a bowl of fruit on a wooden table', 'snow on the mountains above a lake', 'a city street at night in the rain'];
+
+async function writeInputs(dir: string, server: HostileServer): Promise<Record<'laion' | 'pmd' | 'obelisc' | 'wikipedia', string>> {
+  const photo = (i: number) => server.url(`/f/photo${i % PHOTOS}.jpg`);
+  const paths = { laion: join(dir, 'laion.parquet'), pmd: join(dir, 'pmd.parquet'), obelisc: join(dir, 'obelisc.parquet'), wikipedia: join(dir, 'wikipedia.parquet') };
+
+  const laionUrls = [
+    ...Array.from({ length: 20 }, (_, i) => photo(i)),
+    server.url('/f/logo.png'),
+    server.url('/status/404'),
+    server.url('/f/broken.jpg'),
+    server.url('/f/icon.jpg'),
+    server.url('/noai/photo1.jpg'),
+  ];
+  await writeParquetFixture(
+    paths.laion,
+    { URL: 'VARCHAR', TEXT: 'VARCHAR', WIDTH: 'INTEGER', HEIGHT: 'INTEGER', similarity: 'DOUBLE', punsafe: 'DOUBLE' },
+    laionUrls.map((url, i) => [url, CAPTIONS[i % CAPTIONS.length]!, 640, 480, 0.3, 0.01]),
+  );
+
+  const inline = await jpeg(400, 300, { seed: 99 });
+  await writeParquetFixture(
+    paths.pmd,
+    { text: 'VARCHAR', source: 'VARCHAR', meta: 'VARCHAR', image_url: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' },
+    Array.from({ length: 12 }, (_, i) =>
+      i % 3 === 0
+        ? [CAPTIONS[i % CAPTIONS.length]!, 'coco', JSON.stringify({ id: i }), null, { bytes: inline, path: `coco/${i}.jpg` }]
+        : [CAPTIONS[i % CAPTIONS.length]!, 'conceptual_captions', JSON.stringify({ id: i }), photo(i + 3), null],
+    ),
+  );
+
+  await writeParquetFixture(
+    paths.obelisc,
+    { images: 'VARCHAR[]', texts: 'VARCHAR[]', metadata: 'VARCHAR', general_metadata: 'VARCHAR' },
+    Array.from({ length: 10 }, (_, d) => {
+      const images = [null, photo(d), null, d % 4 === 0 ? server.url('/status/404') : photo(d + 5), null];
+      const texts = [`Page ${d}: an article about ${CAPTIONS[d % CAPTIONS.length]}.`, null, d === 3 ? `The end of one story.\n\n${END_OF_DOCUMENT}\n\nThe start of another.` : 'More text between the pictures.', null, 'Comments are closed.'];
+      return [images, texts, JSON.stringify(images.map((src) => (src ? { src } : null))), JSON.stringify({ url: `https://example.org/${d}` })];
+    }),
+  );
+
+  await writeParquetFixture(
+    paths.wikipedia,
+    { texts: 'VARCHAR[]', images: 'STRUCT(bytes BLOB, path VARCHAR)[]' },
+    Array.from({ length: 5 }, (_, d) => [
+      [`Article ${d}`, 'Introduction.', null, 'History', 'The history section.'],
+      [null, null, { bytes: inline, path: `File:${d}.jpg` }, null, null],
+    ]),
+  );
+  return paths;
 }

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
-import { formatBytes, formatCount } from '../../core/format.ts';
+import { formatBytes, formatCount, plural } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
 import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
 import { STATUSES } from '../../pipelines/engine/outcomes.ts';
@@ -184,13 +184,13 @@ async function merge(flags: BuildFlags): Promise<void> {
   process.stdout.write(
     flags.json
       ? `${JSON.stringify(manifest.totals)}\n`
-      : `wrote ${storage.urlOf('manifest.json')}: ${formatCount(t.shards)} shards, ${formatCount(t.samples)} samples, ${formatCount(t.images)} images, ${formatCount(t.tokens)} tokens, ${formatBytes(t.bytes)}\n`,
+      : `wrote ${storage.urlOf('manifest.json')}: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}\n`,
   );
 }
 
 export function formatBuildSummary(source: string, s: BuildSummary, seconds: number): string {
   const lines = [
-    `${source} -> ${s.output}: ${s.shardsBuilt} shard${s.shardsBuilt === 1 ? '' : 's'} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ${formatCount(s.rows)} rows in ${duration(seconds)}`,
+    `${source} -> ${s.output}: ${plural(s.shardsBuilt, 'shard')} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ${plural(s.rows, 'row')} in ${duration(seconds)}`,
     `  ${'status'.padEnd(20)}${'rows'.padStart(10)}${'share'.padStart(9)}`,
   ];
   for (const status of STATUSES) {
@@ -198,13 +198,18 @@ export function formatBuildSummary(source: string, s: BuildSummary, seconds: num
     if (n === 0 && status === 'malformed') continue;
     lines.push(`  ${status.padEnd(20)}${formatCount(n).padStart(10)}${(s.rows ? `${((100 * n) / s.rows).toFixed(1)}%` : '-').padStart(9)}`);
   }
+  if (s.imageStatus) {
+    const total = STATUSES.reduce((n, status) => n + s.imageStatus![status], 0);
+    const parts = STATUSES.filter((status) => s.imageStatus![status] > 0).map((status) => `${status} ${formatCount(s.imageStatus![status])}`);
+    lines.push(`  images of these documents: ${formatCount(total)}${parts.length ? ` (${parts.join(', ')})` : ''}`);
+  }
   if (s.topErrors.length > 0) {
     lines.push('most frequent reasons:');
     for (const e of s.topErrors.slice(0, 5)) lines.push(`  ${formatCount(e.count).padStart(8)}  ${e.error}`);
   }
   if (s.manifest) {
     const t = s.manifest.totals;
-    lines.push(`manifest: ${formatCount(t.shards)} shards, ${formatCount(t.samples)} samples, ${formatCount(t.images)} images, ${formatCount(t.tokens)} tokens, ${formatBytes(t.bytes)}`);
+    lines.push(`manifest: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}`);
   } else {
     lines.push(`manifest not written yet: other workers' shards are missing (run with --merge once all have finished)`);
   }

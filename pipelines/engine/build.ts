@@ -29,6 +29,8 @@ export interface BuildSummary {
   /** Rows this run processed (resumed shards excluded). */
   rows: number;
   status: StatusCounts;
+  /** Document sources: what became of each image position. */
+  imageStatus: StatusCounts | undefined;
   shardsBuilt: number;
   shardsSkipped: number;
   /** Totals of the input, known once it was read to its end. */
@@ -76,6 +78,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   });
 
   const status = emptyCounts();
+  const imageStatus = options.adapter.layout === 'document' ? emptyCounts() : undefined;
   const errors = new Map<string, number>();
   let totalRows = 0;
   let rows = 0;
@@ -113,6 +116,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
       await current.add(result);
       rows++;
       status[result.outcome.status]++;
+      if (imageStatus) for (const record of result.imageRecords) imageStatus[record.status]++;
       if (result.outcome.error_message) errors.set(result.outcome.error_message, (errors.get(result.outcome.error_message) ?? 0) + 1);
       observer.row?.(result.outcome);
     }
@@ -144,6 +148,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     output: storage.root,
     rows,
     status,
+    imageStatus,
     shardsBuilt,
     shardsSkipped: [...skipped].length,
     totalRows,
