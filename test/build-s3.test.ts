@@ -11,6 +11,7 @@ import { S3Storage } from '../shards/storage/s3.ts';
 import { readManifest } from '../shards/manifest.ts';
 import { applyEnv, startS3Server } from './helpers/s3-server.ts';
 import { hostileLaionRows, startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
+import { writeParquetFixture } from './helpers/parquet-files.ts';
 
 const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
 
@@ -58,4 +59,16 @@ test('build reads parquet from S3 and writes shards to S3; inspect reads them ba
   const summaryJson = JSON.parse(inspected.out);
   assert.deepEqual([summaryJson.shards, summaryJson.samples, summaryJson.images, summaryJson.tokens], [3, expected, expected, manifest.totals.tokens]);
   assert.equal(summaryJson.first.length, 5);
+
+  // Documents too: the repeated-URL count and the read both come through the storage layer.
+  const docs = join(dir, 'docs.parquet');
+  const url = (i: number) => server.url(`/f/good${i}.jpg`);
+  await writeParquetFixture(docs, { images: 'VARCHAR[]', texts: 'VARCHAR[]' }, Array.from({ length: 12 }, (_, d) => [[url(0), null, url(1 + (d % 6))], [null, `doc ${d}`, null]]));
+  await bucket.write('inputs/docs.parquet', await readFile(docs));
+  const docSummary = await runBuild(
+    resolveBuildOptions({ adapter: findSource('obelics'), inputs: [`s3://${s3.bucket}/inputs/docs.parquet`], output: `s3://${s3.bucket}/datasets/docs`, fetch: TEST_FETCH }),
+  );
+  assert.equal(docSummary.status.success, 12);
+  assert.equal(docSummary.imageStatus?.filtered, 12, 'good0.jpg is in 12 documents > 10: removed from each');
+  assert.equal(docSummary.manifest?.totals.images, 12);
 });

@@ -82,3 +82,23 @@ test('commands not built yet say so and exit 2', () => {
   assert.equal(r.code, 2);
   assert.match(r.err, /not built yet/);
 });
+
+test('build: usage errors exit 2, an unreadable input exits 1, each with a clear message', () => {
+  const noSource = m4data('build', '--input', 'x.parquet', '--output', 'out');
+  assert.equal(noSource.code, 2);
+  assert.match(noSource.err, /needs --source/);
+  const badWorker = m4data('build', '--source', 'laion', '--input', 'x.parquet', '--output', 'out', '--worker', '3/2');
+  assert.equal(badWorker.code, 2);
+  assert.match(badWorker.err, /i\/n with 0 <= i < n/);
+  const badSource = m4data('build', '--source', 'flickr', '--input', 'x.parquet', '--output', 'out');
+  assert.equal(badSource.code, 2);
+  const wrongFlag = m4data('build', '--source', 'pmd', '--input', 'x.parquet', '--output', 'out', '--max-punsafe', '0.5');
+  assert.equal(wrongFlag.code, 2);
+  assert.match(wrongFlag.err, /--max-punsafe does not apply to --source pmd/);
+  const missing = m4data('build', '--source', 'laion', '--input', '/nonexistent/x.parquet', '--output', '/tmp/m4-never-written');
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /no such file: \/nonexistent\/x\.parquet/);
+  const mergeNothing = m4data('build', '--output', '/tmp/m4-never-written-either', '--merge');
+  assert.equal(mergeNothing.code, 1);
+  assert.match(mergeNothing.err, /nothing was built there/);
+});

@@ -84,6 +84,18 @@ test("reads an archive written by Python's tarfile (PAX, long names)", async () 
   assert.deepEqual(simplify(samples), EXPECTED);
 });
 
+test('reads a shard over http(s) as it reads a local one', async (t) => {
+  const { startHostileServer } = await import('./helpers/hostile-server.ts');
+  const root = join(dir, 'tree-http');
+  await makeTree(root);
+  const tarPath = join(dir, 'served.tar');
+  execFileSync('tar', ['-cf', tarPath, '--format=posix', ...sortedTarArgs(), '-C', root, 'a']);
+  const server = await startHostileServer(new Map([['served.tar', { body: await readFile(tarPath), contentType: 'application/x-tar' }]]));
+  t.after(() => server.close());
+  const { samples } = await readAll(server.url('/f/served.tar'));
+  assert.deepEqual(simplify(samples), EXPECTED);
+});
+
 test('a truncated tar names the shard and the byte offset; skip mode keeps the samples before it', async () => {
   const root = join(dir, 'tree-trunc');
   await makeTree(root);
