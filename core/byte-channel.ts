@@ -1,5 +1,5 @@
 /**
- * A bounded queue of byte chunks between a producer that pushes and a consumer that iterates: `push` waits while more
+ * A bounded queue of bytes between a producer that pushes chunks and a consumer that iterates: `push` waits while more
  * than `highWaterMark` bytes are queued, so a slow consumer (a disk, an upload) slows the producer instead of filling
  * memory. `fail` makes the consumer's iteration throw, which is how a writer tells storage to discard an object.
  */
@@ -14,10 +14,17 @@ export class ByteChannel implements AsyncIterable<Uint8Array> {
   constructor(private readonly highWaterMark = 8 << 20) {}
 
   async push(chunk: Uint8Array): Promise<void> {
+    return this.pushAll([chunk]);
+  }
+
+  /** Queues several chunks at once: a consumer never sees part of them without the rest being queued. */
+  async pushAll(chunks: readonly Uint8Array[]): Promise<void> {
     if (this.error) throw this.error;
     if (this.ended) throw new Error('push after end');
-    this.queue.push(chunk);
-    this.queued += chunk.length;
+    for (const chunk of chunks) {
+      this.queue.push(chunk);
+      this.queued += chunk.length;
+    }
     this.wake();
     while (this.queued > this.highWaterMark && !this.error) await new Promise<void>((resolve) => this.wakeWriters.push(resolve));
     if (this.error) throw this.error;

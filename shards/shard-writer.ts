@@ -8,6 +8,8 @@ import type { ShardRecord } from './manifest.ts';
 import { writeShardIndex, type IndexEntry } from './shard-index.ts';
 import { BLOCK, END_OF_ARCHIVE, entryBytes, ustarHeader } from './ustar.ts';
 
+const ZERO_PADDING = Buffer.alloc(BLOCK);
+
 /** `{prefix}-{000042}.tar`, the img2dataset and webdataset naming. */
 export function shardName(prefix: string, index: number): string {
   return `${prefix}-${String(index).padStart(6, '0')}.tar`;
@@ -69,19 +71,17 @@ export class ShardBuilder {
     }
     this.keys.add(sample.key);
 
-    // One buffer per sample: few large writes, and a sample is never half-queued.
-    const size = fields.reduce((n, f) => n + entryBytes(sample.fields[f]!.byteLength), 0);
-    const bytes = Buffer.allocUnsafe(size);
-    let at = 0;
+    // Header, data and padding go to storage as they are, uncopied (the local store gathers them into large writes).
+    const pieces: Uint8Array[] = [];
+    let size = 0;
     for (const field of fields) {
       const data = sample.fields[field]!;
-      ustarHeader(`${sample.key}.${field}`, data.byteLength).copy(bytes, at);
-      bytes.set(data, at + BLOCK);
-      const end = at + entryBytes(data.byteLength);
-      bytes.fill(0, at + BLOCK + data.byteLength, end);
-      at = end;
+      const padding = entryBytes(data.byteLength) - BLOCK - data.byteLength;
+      pieces.push(ustarHeader(`${sample.key}.${field}`, data.byteLength), data);
+      if (padding > 0) pieces.push(ZERO_PADDING.subarray(0, padding));
+      size += entryBytes(data.byteLength);
     }
-    await Promise.race([this.channel.push(bytes), this.uploadFailed]);
+    await Promise.race([this.channel.pushAll(pieces), this.uploadFailed]);
 
     const images = counts?.images ?? fields.filter(isImageField).length;
     const tokens = counts?.tokens ?? 0;

@@ -1,10 +1,11 @@
 /**
  * Preload for a process bench/build.bench.ts runs and measures (`node --import <this file> bin/m4data.mjs build ...`):
- * samples RSS every 20 ms and, when the process exits, writes its CPU time and peak RSS as JSON to the file named by
+ * samples RSS every 100 ms and, when the process exits, writes its CPU time, peak RSS and main-thread GC time as JSON to the file named by
  * M4_BENCH_USAGE_FILE. The kernel's peak (VmHWM) catches spikes between samples; getrusage's maxRSS would not do:
  * Linux carries the peak RSS of the spawning process (here the benchmark) across fork and exec into it.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 
 function kernelPeak() {
   try {
@@ -18,10 +19,19 @@ function kernelPeak() {
 const out = process.env.M4_BENCH_USAGE_FILE;
 if (out) {
   let sampled = process.memoryUsage.rss();
+  // Not more often: under heavy libvips work one read of the RSS can block the event loop for a few hundred microseconds.
   const timer = setInterval(() => {
     sampled = Math.max(sampled, process.memoryUsage.rss());
-  }, 20);
+  }, 100);
   timer.unref();
+  let gcMs = 0;
+  let majorGcs = 0;
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gcMs += entry.duration;
+      if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majorGcs++;
+    }
+  }).observe({ entryTypes: ['gc'] });
   process.once('exit', (code) => {
     const usage = process.resourceUsage();
     writeFileSync(
@@ -35,6 +45,9 @@ if (out) {
         rusageMaxRss: usage.maxRSS * 1024,
         // Milliseconds since this process started: the parent's wall time minus this is spawn overhead.
         uptimeMs: performance.now(),
+        // Collections of the last moments before exit may not have been delivered yet: a slight undercount.
+        gcMs,
+        majorGcs,
       }),
     );
   });

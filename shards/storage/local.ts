@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { M4Error } from '../../core/errors.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
+const WRITE_BATCH = 1 << 20;
+
 /** A folder on a local disk. Writes go to `name.tmp-<random>` and are renamed into place once complete. */
 export class LocalStorage implements Storage {
   readonly root: string;
@@ -92,13 +94,25 @@ export class LocalStorage implements Storage {
     try {
       const file = await open(tmp, 'w');
       try {
-        // One write in flight while the next chunk is produced (and hashed, for shards): the two overlap.
+        // Chunks are gathered into writes of about 1 MiB (a shard arrives as one chunk per sample), and one write is in
+        // flight while the next chunks are produced (and hashed, for shards): the two overlap.
         let writing: Promise<unknown> = Promise.resolve();
-        for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+        let batch: Uint8Array[] = [];
+        let batched = 0;
+        const flush = async () => {
+          const buffers = batch;
+          batch = [];
+          batched = 0;
           await writing;
-          writing = file.write(chunk);
+          writing = file.writev(buffers);
+        };
+        for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+          batch.push(chunk);
+          batched += chunk.byteLength;
           size += chunk.byteLength;
+          if (batched >= WRITE_BATCH) await flush();
         }
+        if (batch.length > 0) await flush();
         await writing;
         // Durable before visible: after a power cut a renamed file must not turn out empty.
         await file.sync();
