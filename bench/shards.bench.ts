@@ -85,7 +85,8 @@ const write = await bestOf(rounds, {
   plain: () => plainWrite(tarBytes, join(root, 'plain')),
   m4data: () => writeShards(samples, join(root, 'm4')),
 });
-const read = await bestOf(rounds, {
+// Reads take a few rounds to warm up (JIT): five rounds let both sides reach their steady speed.
+const read = await bestOf(isQuick() ? 2 : 5, {
   raw: () => rawRead(shardPaths),
   m4data: () => m4Read(shardPaths),
   tarStream: () => tarStreamRead(shardPaths),
