@@ -52,6 +52,15 @@ def cpu_seconds() -> float:
     return total
 
 
+def own_peak_rss_mib() -> float:
+    """VmHWM: ru_maxrss also holds the peak of the process that spawned this one (kept across fork and exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("list", help="file with one image path a line")
@@ -70,7 +79,7 @@ def main() -> None:
     cpu = cpu_seconds() - cpu_before
 
     # ru_maxrss is in KiB on Linux; for children it is the largest single child, not their sum.
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    self_rss = own_peak_rss_mib()
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     ok = [s for s in sizes if s >= 0]
     print(json.dumps({
