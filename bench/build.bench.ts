@@ -39,7 +39,7 @@ import { Fetcher } from '../pipelines/engine/fetch/fetcher.ts';
 import type { ImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { findSource } from '../pipelines/registry.ts';
-import { writeParquetFixture } from '../test/helpers/parquet-files.ts';
+import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { isQuick, ratio, report, rssSampler } from './harness.ts';
 import { generateImageSet } from './image.bench.ts';
 

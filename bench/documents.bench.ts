@@ -8,8 +8,8 @@ import sharp from 'sharp';
 import { resolveBuildOptions } from '../pipelines/engine/build-options.ts';
 import { runBuild, type BuildSummary } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
-import { seededRandom } from '../test/helpers/images.ts';
-import { writeParquetFixture } from '../test/helpers/parquet-files.ts';
+import { seededRandom } from '../sandbox/images.ts';
+import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { generateImageSet } from './image.bench.ts';
 import { bestOf, isQuick, ratio, report } from './harness.ts';
 

@@ -19,7 +19,7 @@ import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { resolveImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
-import { jpeg, png, seededRandom } from '../test/helpers/images.ts';
+import { jpeg, png, seededRandom } from '../sandbox/images.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PYTHON = '/usr/bin/python3';

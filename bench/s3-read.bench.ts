@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { S3Storage } from '../shards/storage/s3.ts';
-import { applyEnv, startS3Server } from '../test/helpers/s3-server.ts';
+import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { bestOf, isQuick, MB, ratio, report } from './harness.ts';
 
 const MiB = 1024 * 1024;

@@ -8,7 +8,7 @@ import { LocalStorage } from '../shards/storage/local.ts';
 import { ShardWriter } from '../shards/shard-writer.ts';
 import { readShard } from '../shards/tar-reader.ts';
 import type { Sample } from '../shards/sample.ts';
-import { seededRandom } from '../test/helpers/images.ts';
+import { seededRandom } from '../sandbox/images.ts';
 import { bestOf, isQuick, MB, ratio, report } from './harness.ts';
 
 const root = join(process.cwd(), '.bench-tmp', 'shards');

@@ -7,10 +7,10 @@ import { runBuild } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { summarizeDataset } from '../shards/dataset-summary.ts';
 import { S3Storage } from '../shards/storage/s3.ts';
-import { startHostileServer, type HostileFile, type HostileServer } from '../test/helpers/hostile-server.ts';
-import { jpeg, png, truncatedJpeg } from '../test/helpers/images.ts';
-import { writeParquetFixture } from '../test/helpers/parquet-files.ts';
-import { applyEnv, startS3Server } from '../test/helpers/s3-server.ts';
+import { startHostileServer, type HostileFile, type HostileServer } from '../sandbox/hostile-server.ts';
+import { jpeg, png, truncatedJpeg } from '../sandbox/images.ts';
+import { writeParquetFixture } from '../sandbox/parquet-files.ts';
+import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
 
 export interface DemoOptions {

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readShard } from '../shards/tar-reader.ts';
-import { startHostileServer, type HostileFile } from './helpers/hostile-server.ts';
-import { jpeg } from './helpers/images.ts';
+import { startHostileServer, type HostileFile } from '../sandbox/hostile-server.ts';
+import { jpeg } from '../sandbox/images.ts';
 import { filesOf } from './helpers/pair-build.ts';
-import { writeParquetFixture } from './helpers/parquet-files.ts';
+import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 
 const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
 

@@ -10,8 +10,8 @@ import { findSource } from '../pipelines/registry.ts';
 import { readShard } from '../shards/tar-reader.ts';
 import { countTokens, documentSegments, END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
 import { startImageServer, TEST_FETCH } from './helpers/pair-build.ts';
-import { readParquetRows, writeParquetFixture, type FixtureValue } from './helpers/parquet-files.ts';
-import { jpeg } from './helpers/images.ts';
+import { readParquetRows, writeParquetFixture, type FixtureValue } from '../sandbox/parquet-files.ts';
+import { jpeg } from '../sandbox/images.ts';
 import type { ReadSample } from '../shards/sample.ts';
 
 const server = await startImageServer();

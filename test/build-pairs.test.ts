@@ -11,8 +11,8 @@ import { readShard } from '../shards/tar-reader.ts';
 import { readManifest } from '../shards/manifest.ts';
 import { LocalStorage } from '../shards/storage/local.ts';
 import { filesOf, hostileLaionRows, startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
-import { readParquetRows, writeParquetFixture } from './helpers/parquet-files.ts';
-import { jpeg } from './helpers/images.ts';
+import { readParquetRows, writeParquetFixture } from '../sandbox/parquet-files.ts';
+import { jpeg } from '../sandbox/images.ts';
 
 const server = await startImageServer();
 const dir = await mkdtemp(join(tmpdir(), 'm4-build-'));

@@ -9,9 +9,9 @@ import { runBuild } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { S3Storage } from '../shards/storage/s3.ts';
 import { readManifest } from '../shards/manifest.ts';
-import { applyEnv, startS3Server } from './helpers/s3-server.ts';
+import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { hostileLaionRows, startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
-import { writeParquetFixture } from './helpers/parquet-files.ts';
+import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 
 const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
 

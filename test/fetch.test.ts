@@ -7,7 +7,7 @@ import { isM4Error } from '../core/errors.ts';
 import { classifyAddress, createAddressPolicy, parseCidr } from '../pipelines/engine/fetch/address-policy.ts';
 import { resolveFetchOptions, type FetchOptions } from '../pipelines/engine/fetch/fetch-options.ts';
 import { Fetcher, parseRetryAfter, type FetchResult } from '../pipelines/engine/fetch/fetcher.ts';
-import { startHostileServer, type HostileFile, type HostileServer } from './helpers/hostile-server.ts';
+import { startHostileServer, type HostileFile, type HostileServer } from '../sandbox/hostile-server.ts';
 
 const CAT = Buffer.from('\xff\xd8\xff\xe0 not really a jpeg, but bytes all the same', 'latin1');
 const FILES = new Map<string, HostileFile>([

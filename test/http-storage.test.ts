@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash, randomBytes } from 'node:crypto';
 import { isM4Error } from '../core/errors.ts';
 import { HttpStorage } from '../shards/storage/http.ts';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from '../sandbox/tcp-proxy.ts';
 
 const MiB = 1024 * 1024;
 

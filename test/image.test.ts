@@ -6,7 +6,7 @@ import { isM4Error } from '../core/errors.ts';
 import { resolveImageOptions, type ImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage, type ImageResult } from '../pipelines/engine/image/process-image.ts';
 import { sniffFormat } from '../pipelines/engine/image/sniff-format.ts';
-import * as images from './helpers/images.ts';
+import * as images from '../sandbox/images.ts';
 
 const defaults = resolveImageOptions();
 

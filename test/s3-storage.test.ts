@@ -5,8 +5,8 @@ import pLimit from 'p-limit';
 import { isM4Error } from '../core/errors.ts';
 import { S3Storage, type S3StorageOptions } from '../shards/storage/s3.ts';
 import { compareKeys } from '../shards/storage/local.ts';
-import { applyEnv, startS3Server, type S3Server } from './helpers/s3-server.ts';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
+import { applyEnv, startS3Server, type S3Server } from '../sandbox/s3-server.ts';
+import { startTcpProxy, type TcpProxy } from '../sandbox/tcp-proxy.ts';
 
 const MiB = 1024 * 1024;
 

@@ -85,7 +85,7 @@ test("reads an archive written by Python's tarfile (PAX, long names)", async () 
 });
 
 test('reads a shard over http(s) as it reads a local one', async (t) => {
-  const { startHostileServer } = await import('./helpers/hostile-server.ts');
+  const { startHostileServer } = await import('../sandbox/hostile-server.ts');
   const root = join(dir, 'tree-http');
   await makeTree(root);
   const tarPath = join(dir, 'served.tar');

@@ -13,7 +13,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startHostileServer, type HostileFile } from '../../test/helpers/hostile-server.ts';
+import { startHostileServer, type HostileFile } from '../../sandbox/hostile-server.ts';
 
 const listFile = process.argv[2];
 if (listFile === undefined || process.send === undefined) {

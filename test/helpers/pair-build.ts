@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { readdir, readFile } from 'node:fs/promises';
-import { startHostileServer, type HostileFile, type HostileServer } from './hostile-server.ts';
-import { animatedGif, cmykJpeg, exifRotatedJpeg, jpeg, notAnImage, pixelBombPng, png, truncatedJpeg } from './images.ts';
-import { writeParquetFixture, type FixtureValue } from './parquet-files.ts';
+import { startHostileServer, type HostileFile, type HostileServer } from '../../sandbox/hostile-server.ts';
+import { animatedGif, cmykJpeg, exifRotatedJpeg, jpeg, notAnImage, pixelBombPng, png, truncatedJpeg } from '../../sandbox/images.ts';
+import { writeParquetFixture, type FixtureValue } from '../../sandbox/parquet-files.ts';
 
 /** One LAION row of the hostile fixture and the outcome it must end with. */
 export interface ExpectedRow {

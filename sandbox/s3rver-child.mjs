@@ -1,4 +1,4 @@
-// Runs s3rver for test/helpers/s3-server.ts, which starts it with NODE_OPTIONS=--openssl-legacy-provider:
+// Runs s3rver for sandbox/s3-server.ts, which starts it with NODE_OPTIONS=--openssl-legacy-provider:
 // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only offers through the legacy provider.
 import { rmSync } from 'node:fs';
 import S3rver from 's3rver';
