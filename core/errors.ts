@@ -8,8 +8,7 @@ export type ErrorCode =
   | 'E_UNSAFE_NAME' // a tar entry name with `..`, an absolute path or NUL
   | 'E_SAMPLE' // a sample that cannot be written (bad key, duplicate field)
   | 'E_INPUT' // source metadata that does not match what the pipeline expects
-  | 'E_FETCH' // an image download that failed
-  | 'E_IMAGE'; // an image that could not be decoded or processed
+  | 'E_FETCH'; // an image download that failed (recorded as an outcome, never thrown out of a build)
 
 export class M4Error extends Error {
   readonly code: ErrorCode;

@@ -19,10 +19,3 @@ export interface ReadSample extends Sample {
   offset: number;
   size: number;
 }
-
-/** Encodes text fields as UTF-8 and objects as JSON, leaving bytes as they are. */
-export function fieldBytes(value: Uint8Array | string | object): Uint8Array {
-  if (value instanceof Uint8Array) return value;
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  return Buffer.from(JSON.stringify(value), 'utf8');
-}

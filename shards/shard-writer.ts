@@ -118,23 +118,6 @@ export class ShardBuilder {
   }
 }
 
-export interface SampleWithCounts {
-  sample: Sample;
-  counts?: Partial<SampleCounts>;
-}
-
-/** Writes exactly the given samples into one shard; on any error the shard is abandoned and the error rethrown. */
-export async function writeShard(storage: Storage, key: string, samples: AsyncIterable<SampleWithCounts> | Iterable<SampleWithCounts>): Promise<ShardRecord> {
-  const builder = new ShardBuilder(storage, key);
-  try {
-    for await (const { sample, counts } of samples) await builder.add(sample, counts);
-    return await builder.finish();
-  } catch (err) {
-    await builder.abort(err as Error);
-    throw err;
-  }
-}
-
 export interface ShardWriterOptions {
   storage: Storage;
   /** Shards are named `{prefix}-{000000}.tar`; the prefix may hold a folder (`train/laion`). */

@@ -9,7 +9,6 @@ export const EOS = 2;
 /** Added tokens after LLaMA's 32,000 ids, in IDEFICS's order. */
 export const FAKE_TOKEN_AROUND_IMAGE = 32000;
 export const IMAGE_TOKEN = 32001;
-export const VOCAB_SIZE = 32002;
 
 /** `end_of_document` separates documents merged into one (see END_OF_DOCUMENT below). */
 export type Segment = { type: 'text'; text: string } | { type: 'image' } | { type: 'end_of_document' };
