@@ -20,6 +20,7 @@ import sharp from 'sharp';
 import { resolveImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { jpeg, png, seededRandom } from '../sandbox/images.ts';
+import { isQuick } from './harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PYTHON = '/usr/bin/python3';
@@ -161,7 +162,8 @@ async function runPeer(files: string[], listDir: string): Promise<PeerFigures | 
 }
 
 async function main(): Promise<void> {
-  const count = positiveInteger('image count', process.argv[2] ?? process.env.M4_BENCH_IMAGES ?? '2000');
+  const countArg = process.argv.slice(2).find((a) => !a.startsWith('--'));
+  const count = positiveInteger('image count', countArg ?? process.env.M4_BENCH_IMAGES ?? (isQuick() ? '300' : '2000'));
   const rounds = positiveInteger('M4_BENCH_ROUNDS', process.env.M4_BENCH_ROUNDS ?? '2');
   console.log(`image bench: ${count} images, ${rounds} rounds, ${os.availableParallelism()} cores, load average ${os.loadavg()[0]!.toFixed(1)}, sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}), sharp.concurrency() = ${sharp.concurrency()}, UV_THREADPOOL_SIZE = ${process.env.UV_THREADPOOL_SIZE ?? 4}`);
 
