@@ -1,6 +1,6 @@
 import { M4Error } from '../core/errors.ts';
 import type { Storage } from './storage/storage.ts';
-import { compareKeys } from './storage/local.ts';
+import { compareKeys } from './storage/storage.ts';
 
 /** One published shard as the manifest and its index describe it. */
 export interface ShardRecord {

@@ -1,7 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import type { Storage } from './storage/storage.ts';
 import { jsonBytes, readJson, type ShardRecord } from './manifest.ts';
-import { compareKeys } from './storage/local.ts';
+import { compareKeys } from './storage/storage.ts';
 
 /** Where one sample lies in its tar, and what it counts. */
 export interface IndexEntry {

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import { isM4Error } from '../core/errors.ts';
 import { S3Storage, type S3StorageOptions } from '../shards/storage/s3.ts';
-import { compareKeys } from '../shards/storage/local.ts';
+import { compareKeys } from '../shards/storage/storage.ts';
 import { applyEnv, startS3Server, type S3Server } from '../sandbox/s3-server.ts';
 import { startTcpProxy, type TcpProxy } from '../sandbox/tcp-proxy.ts';
 

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { M4Error } from '../../core/errors.ts';
-import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
+import { compareKeys, type Body, type ByteRange, type ObjectInfo, type Storage } from './storage.ts';
 
 const WRITE_BATCH = 1 << 20;
 
@@ -141,10 +141,6 @@ export class LocalStorage implements Storage {
   }
 }
 
-/** Byte-wise comparison, the order S3 lists keys in. */
-export function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
 
 function isTemporary(name: string): boolean {
   return /\.tmp-[0-9a-f]{12}$/.test(name);

@@ -42,3 +42,8 @@ export interface Storage {
   /** A URL or path for one key, for messages and shard lists. */
   urlOf(key: string): string;
 }
+
+/** Byte-wise comparison of keys: the order `list` yields them in, as S3 does. */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
