@@ -173,12 +173,11 @@ describe('processImage', () => {
     assert.equal(expectFailure(await processImage(new Uint8Array(0), defaults), 'failed_to_decode'), 'not an image: empty');
   });
 
-  it('refuses a pixel bomb from its header, fast', async () => {
+  it('refuses a pixel bomb from its header', async () => {
+    // 10^10 pixels would need 30 GB to decode: an answer at all means only the header was read.
     const bytes = images.pixelBombPng(100_000, 100_000);
     assert.ok(bytes.length < 2048);
-    const started = performance.now();
     const result = await processImage(bytes, defaults);
-    assert.ok(performance.now() - started < 1000);
     assert.match(expectFailure(result, 'failed_to_decode'), /pixel.*100000x100000/);
   });
 
@@ -267,9 +266,10 @@ describe('processImage', () => {
         assert.ok(Math.abs(short - Math.min(256, w, h)) <= 1, `${w}x${h} -> ${result.width}x${result.height}`);
         const scale = short / Math.min(w, h);
         assert.ok(Math.abs(Math.max(result.width, result.height) - Math.max(w, h) * scale) <= 1, `${w}x${h} -> ${result.width}x${result.height}`);
-        assert.equal(result.width >= result.height, w >= h);
+        // Orientation is never reversed; a near-square image (936x937) may round to a square.
+        assert.ok(w >= h ? result.width >= result.height : result.width <= result.height, `${w}x${h} -> ${result.width}x${result.height}`);
       }),
-      { numRuns: 40 },
+      { numRuns: 40, examples: [[936, 937]] },
     );
   });
 });
