@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { M4Error } from '../core/errors.ts';
+import { BackgroundHash } from '../core/background-hash.ts';
 import { ByteChannel } from '../core/byte-channel.ts';
 import type { Storage } from './storage/storage.ts';
 import { checkWritableName, isImageField } from './entry-name.ts';
@@ -24,7 +24,7 @@ export class ShardBuilder {
   readonly key: string;
   private readonly storage: Storage;
   private readonly channel = new ByteChannel();
-  private readonly hash = createHash('sha256');
+  private readonly hash = new BackgroundHash();
   private readonly upload: Promise<unknown>;
   private readonly uploadFailed: Promise<never>;
   private readonly entries: IndexEntry[] = [];
@@ -56,7 +56,7 @@ export class ShardBuilder {
 
   private async *hashed(): AsyncGenerator<Uint8Array> {
     for await (const chunk of this.channel) {
-      this.hash.update(chunk);
+      await this.hash.update(chunk);
       this.written += chunk.length;
       yield chunk;
     }
@@ -93,11 +93,17 @@ export class ShardBuilder {
 
   /** Completes the tar, waits until storage has published it, then writes its index. */
   async finish(): Promise<ShardRecord> {
-    await Promise.race([this.channel.push(END_OF_ARCHIVE), this.uploadFailed]);
-    this.channel.end();
-    await this.upload;
-    if (this.written !== this.bytes) {
-      throw new M4Error('E_STORAGE', 'shards', `${this.key}: wrote ${this.written} bytes, expected ${this.bytes}`, { shard: this.key });
+    let sha256: string;
+    try {
+      await Promise.race([this.channel.push(END_OF_ARCHIVE), this.uploadFailed]);
+      this.channel.end();
+      await this.upload;
+      if (this.written !== this.bytes) {
+        throw new M4Error('E_STORAGE', 'shards', `${this.key}: wrote ${this.written} bytes, expected ${this.bytes}`, { shard: this.key });
+      }
+      sha256 = await this.hash.digest();
+    } finally {
+      this.hash.dispose();
     }
     const record: ShardRecord = {
       shard: this.key,
@@ -105,7 +111,7 @@ export class ShardBuilder {
       images: this.images,
       tokens: this.tokens,
       bytes: this.written,
-      sha256: this.hash.digest('hex'),
+      sha256,
     };
     await writeShardIndex(this.storage, this.key, record, this.entries);
     return record;
@@ -115,6 +121,7 @@ export class ShardBuilder {
   async abort(reason: Error): Promise<void> {
     this.channel.fail(reason);
     await this.upload.catch(() => {});
+    this.hash.dispose();
   }
 }
 
