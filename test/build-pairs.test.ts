@@ -101,6 +101,18 @@ test('resuming with other settings is refused instead of mixing two datasets', a
   await assert.rejects(runBuild(laionOptions(join(dir, 'single'), { image: { imageSize: 128 } })), { code: 'E_USAGE', message: /imageSize|image/ });
 });
 
+test('resuming after the input file changed is refused, naming the file and its sizes', async () => {
+  const input = join(dir, 'changing.parquet');
+  const output = join(dir, 'changing');
+  await writeLaionParquet(input, server, rows.slice(0, 3));
+  await runBuild(laionOptions(output, { inputs: [input] }));
+  await writeLaionParquet(input, server, rows.slice(0, 4));
+  await assert.rejects(runBuild(laionOptions(output, { inputs: [input] })), {
+    code: 'E_USAGE',
+    message: /input files: .*changing\.parquet was \d+ bytes, now \d+/,
+  });
+});
+
 test('two workers plus a merge give the same dataset, byte for byte, as one worker', async () => {
   const single = join(dir, 'single');
   const split = join(dir, 'split');

@@ -8,6 +8,7 @@ import { buildFingerprint, type BuildOptions } from './build-options.ts';
 import { Fetcher } from './fetch/fetcher.ts';
 import { readParquet } from './metadata/read-parquet.ts';
 import { countRows } from './metadata/count-rows.ts';
+import { describeInputs, type InputFile } from './metadata/input-files.ts';
 import { writeParquet } from './metadata/write-parquet.ts';
 import { orderedMap } from './ordered-map.ts';
 import { IMAGE_OUTCOME_SCHEMA, OUTCOME_SCHEMA, addCounts, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
@@ -55,7 +56,7 @@ interface BuildFile {
  */
 export async function runBuild(options: BuildOptions, observer: BuildObserver = {}): Promise<BuildSummary> {
   const storage = openStorage(options.output);
-  const fingerprint = buildFingerprint(options);
+  const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs) };
   await checkBuildFile(storage, fingerprint, options.resume);
 
   const done = options.resume ? await doneShards(storage, options.prefix) : new Set<number>();
@@ -249,9 +250,9 @@ async function checkBuildFile(storage: Storage, fingerprint: Record<string, unkn
     const before = JSON.stringify(existing.fingerprint);
     const now = JSON.stringify(fingerprint);
     if (before !== now) {
-      const differing = Object.keys({ ...existing.fingerprint, ...fingerprint }).filter(
-        (k) => JSON.stringify(existing.fingerprint[k]) !== JSON.stringify(fingerprint[k]),
-      );
+      const differing = Object.keys({ ...existing.fingerprint, ...fingerprint })
+        .filter((k) => JSON.stringify(existing.fingerprint[k]) !== JSON.stringify(fingerprint[k]))
+        .map((k) => (k === 'inputFiles' ? inputChange(existing.fingerprint[k] as InputFile[] | undefined, fingerprint[k] as InputFile[]) : k));
       throw new M4Error(
         'E_USAGE',
         'build',
@@ -262,6 +263,18 @@ async function checkBuildFile(storage: Storage, fingerprint: Record<string, unkn
     return;
   }
   await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: null } satisfies BuildFile));
+}
+
+/** What changed in the input files since the build began, in words. */
+function inputChange(before: InputFile[] = [], now: InputFile[]): string {
+  const sizes = new Map(before.map((f) => [f.file, f.bytes]));
+  for (const f of now) {
+    const was = sizes.get(f.file);
+    if (was === undefined) return `input files: ${f.file} is new`;
+    if (was !== f.bytes) return `input files: ${f.file} was ${was} bytes, now ${f.bytes}`;
+  }
+  const gone = before.find((f) => !now.some((n) => n.file === f.file));
+  return gone ? `input files: ${gone.file} is gone` : 'input files: another order';
 }
 
 /**
