@@ -23,7 +23,7 @@
  * process.memoryUsage.rss(), and the kernel's peak where it can be reset). Ends with one JSON line {"bench":"build", ...}.
  */
 import { execFile, fork } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,12 +40,11 @@ import type { ImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
-import { isQuick, ratio, report, rssSampler } from './harness.ts';
+import { isQuick, ratio, report, rssSampler, runCommand as run } from './harness.ts';
 import { generateImageSet } from './image.bench.ts';
+import { runOpenCvPeer } from './peer/opencv-peer.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const PYTHON = '/usr/bin/python3';
-const PEER = path.join(ROOT, 'bench/peer/opencv_resize.py');
 const SERVER = path.join(ROOT, 'bench/peer/image-server.ts');
 const USAGE_PRELOAD = pathToFileURL(path.join(ROOT, 'bench/peer/usage-report.mjs')).href;
 const CLI = path.join(ROOT, 'bin/m4data.mjs');
@@ -337,21 +336,10 @@ function benchOptions(tmp: string): BuildOptions {
   });
 }
 
+/** The OpenCV peer over the listed files, as Figures; or why it could not run. */
 async function peer(listFile: string, images: number): Promise<PeerFigures | string> {
-  const probe = await run(PYTHON, ['-c', 'import cv2, numpy']);
-  if (probe.code !== 0) return `${PYTHON} cannot import cv2/numpy (apt-get install -y python3-opencv)`;
-  const processes = os.availableParallelism();
-  // The script's own RSS figure for its pool process is getrusage's, which on Linux includes this benchmark's RSS
-  // carried over fork and exec; the process tree is sampled from /proc instead.
-  let treePeak = 0;
-  const r = await run(PYTHON, [PEER, listFile, '--processes', String(processes)], undefined, (pid) => {
-    const timer = setInterval(() => (treePeak = Math.max(treePeak, treeRss(pid))), 25);
-    return () => clearInterval(timer);
-  });
-  if (r.code !== 0) return `peer failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
-    images: number; ok: number; wallSeconds: number; cpuSeconds: number; selfRssMiB: number; largestChildRssMiB: number; opencv: string;
-  };
+  const out = await runOpenCvPeer(listFile);
+  if (typeof out === 'string') return out;
   if (out.images !== images) throw new Error(`peer processed ${out.images} images, expected ${images}`);
   return {
     images: out.images,
@@ -362,32 +350,11 @@ async function peer(listFile: string, images: number): Promise<PeerFigures | str
     cpuShare: out.cpuSeconds / out.wallSeconds,
     cpuMsPerImage: (out.cpuSeconds * 1000) / out.images,
     startRssMiB: 0,
-    // Sum over the pool process and its workers (pages they share counted in each, as `ps` would).
-    peakRssMiB: treePeak / MiB,
-    largestWorkerRssMiB: out.largestChildRssMiB,
-    processes,
+    peakRssMiB: out.peakRssBytes / MiB,
+    largestWorkerRssMiB: out.largestWorkerRssMiB,
+    processes: out.processes,
     opencv: out.opencv,
   };
-}
-
-/** RSS of a process and all its descendants, summed, from /proc; 0 for a process that is gone. */
-function treeRss(root: number): number {
-  let total = 0;
-  const stack = [root];
-  while (stack.length > 0) {
-    const pid = stack.pop()!;
-    try {
-      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      total += match ? Number(match[1]) * 1024 : 0;
-      for (const task of readdirSync(`/proc/${pid}/task`)) {
-        const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-        if (children !== '') stack.push(...children.split(' ').map(Number));
-      }
-    } catch {
-      // exited between two reads
-    }
-  }
-  return total;
 }
 
 /** `node bin/m4data.mjs build ...` in a child process, measured by the bench/peer/usage-report.mjs preload. */
@@ -406,7 +373,7 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   ];
   const serverBefore = await server.cpuMicros();
   const started = performance.now();
-  const r = await run(process.execPath, args, { ...process.env, M4_BENCH_USAGE_FILE: usageFile });
+  const r = await run(process.execPath, args, { env: { ...process.env, M4_BENCH_USAGE_FILE: usageFile } });
   const wallSeconds = (performance.now() - started) / 1000;
   const serverCpu = ((await server.cpuMicros()) - serverBefore) / 1e6;
   if (r.code !== 0) throw new Error(`m4data build exited ${r.code}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`);
@@ -435,23 +402,6 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   };
 }
 
-/** Runs a command to its end; `watch` is called with its pid once started and may return a stop function. */
-function run(
-  command: string,
-  args: string[],
-  env?: NodeJS.ProcessEnv,
-  watch?: (pid: number) => () => void,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    let stop: (() => void) | undefined;
-    const child = execFile(command, args, { env, maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
-      stop?.();
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-    if (watch && child.pid !== undefined) stop = watch(child.pid);
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-/** Small shared tools for benchmarks: timing, best-of-N, peak RSS, and the closing JSON line. */
+// Small shared tools for benchmarks: timing, best-of-N, peak RSS, child processes, and the closing JSON line.
+import { execFile } from 'node:child_process';
+
+/** The time `fn` takes, and what it returns. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
   const start = process.hrtime.bigint();
   const value = await fn();
@@ -44,4 +47,21 @@ export function report(name: string, figures: Record<string, unknown>): void {
 
 export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 100) / 100;
+}
+
+/** Runs a command to its end; `watch` is called with its pid once started and may return a function that stops it. */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; watch?: (pid: number) => () => void } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    let stop: (() => void) | undefined;
+    const child = execFile(command, args, { env: options.env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      stop?.();
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
+      resolve({ code, stdout, stderr });
+    });
+    if (options.watch && child.pid !== undefined) stop = options.watch(child.pid);
+  });
 }

@@ -9,7 +9,6 @@
  * M4_BENCH_ROUNDS (default 2) alternates (b) and (c) that many times and keeps each side's best round.
  * Ends with one JSON line {"bench":"image", ...}.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,10 +20,9 @@ import { resolveImageOptions } from '../pipelines/engine/image/image-options.ts'
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { jpeg, png, seededRandom } from '../sandbox/images.ts';
 import { isQuick } from './harness.ts';
+import { runOpenCvPeer } from './peer/opencv-peer.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const PYTHON = '/usr/bin/python3';
-const PEER = path.join(ROOT, 'bench/peer/opencv_resize.py');
 const IN_FLIGHT_TRIALS = [2, 3, 4, 6];
 
 export interface ImageSetOptions {
@@ -129,23 +127,15 @@ async function runM4data(files: string[], inFlight: number): Promise<RunFigures>
 interface PeerFigures extends RunFigures {
   processes: number;
   opencv: string;
-  largestChildRssMiB: number;
+  largestWorkerRssMiB: number;
 }
 
 /** The OpenCV peer over the same files, or the reason it could not run. */
 async function runPeer(files: string[], listDir: string): Promise<PeerFigures | string> {
-  const probe = spawnSync(PYTHON, ['-c', 'import cv2, numpy'], { encoding: 'utf8' });
-  if (probe.status !== 0) {
-    return `${PYTHON} cannot import cv2/numpy; install them with: apt-get update && apt-get install -y python3-opencv python3-numpy`;
-  }
   const list = path.join(listDir, 'peer-files.txt');
   await writeFile(list, files.join('\n') + '\n');
-  const processes = os.availableParallelism();
-  const run = spawnSync(PYTHON, [PEER, list, '--processes', String(processes)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (run.status !== 0) return `peer failed (exit ${run.status}): ${run.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  const r = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
-    images: number; ok: number; wallSeconds: number; cpuSeconds: number; selfRssMiB: number; largestChildRssMiB: number; opencv: string;
-  };
+  const r = await runOpenCvPeer(list);
+  if (typeof r === 'string') return r;
   return {
     images: r.images,
     ok: r.ok,
@@ -153,10 +143,9 @@ async function runPeer(files: string[], listDir: string): Promise<PeerFigures | 
     wallSeconds: r.wallSeconds,
     cpuShare: r.cpuSeconds / r.wallSeconds,
     cpuMsPerImage: (r.cpuSeconds * 1e3) / r.images,
-    // RUSAGE_SELF + RUSAGE_CHILDREN as asked; the latter is the largest single worker, not all of them.
-    peakRssMiB: r.selfRssMiB + r.largestChildRssMiB,
-    largestChildRssMiB: r.largestChildRssMiB,
-    processes,
+    peakRssMiB: r.peakRssBytes / 2 ** 20,
+    largestWorkerRssMiB: r.largestWorkerRssMiB,
+    processes: r.processes,
     opencv: r.opencv,
   };
 }
@@ -198,7 +187,7 @@ async function main(): Promise<void> {
       continue;
     }
     peerRuns.push(peer);
-    console.log(`(c) round ${r} OpenCV ${peer.opencv} INTER_AREA + JPEG q95, ${peer.processes} processes: ${line(peer)}, largest worker ${peer.largestChildRssMiB.toFixed(0)} MiB`);
+    console.log(`(c) round ${r} OpenCV ${peer.opencv} INTER_AREA + JPEG q95, ${peer.processes} processes: ${line(peer)}, largest worker ${peer.largestWorkerRssMiB.toFixed(0)} MiB`);
   }
   const m4 = best(m4Runs)!;
   const peer = best(peerRuns);
