@@ -40,7 +40,7 @@ import type { ImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
-import { isQuick, ratio, report, rssSampler, runCommand as run } from './harness.ts';
+import { isQuick, ratio, report, rssSampler, runCommand as run, type ImageRunFigures } from './harness.ts';
 import { generateImageSet } from './image.bench.ts';
 import { runOpenCvPeer } from './peer/opencv-peer.ts';
 
@@ -59,18 +59,9 @@ const TARGET = quick ? 300 : 2000;
 const GENERATED = quick ? 400 : 2250;
 const ROUNDS = positiveInteger('M4_BENCH_ROUNDS', process.env.M4_BENCH_ROUNDS ?? '2');
 
-interface Figures {
-  images: number;
-  ok: number;
-  wallSeconds: number;
-  imagesPerSecond: number;
-  cpuSeconds: number;
-  /** CPU seconds / wall seconds: 2.0 is both cores of this machine. */
-  cpuShare: number;
-  cpuMsPerImage: number;
+interface Figures extends ImageRunFigures {
   /** RSS when the run started (what the process already held). */
   startRssMiB: number;
-  peakRssMiB: number;
   /** The image server's CPU seconds / wall, for contenders that download. */
   serverCpuShare?: number;
   /**
@@ -341,20 +332,7 @@ async function peer(listFile: string, images: number): Promise<PeerFigures | str
   const out = await runOpenCvPeer(listFile);
   if (typeof out === 'string') return out;
   if (out.images !== images) throw new Error(`peer processed ${out.images} images, expected ${images}`);
-  return {
-    images: out.images,
-    ok: out.ok,
-    wallSeconds: out.wallSeconds,
-    imagesPerSecond: out.images / out.wallSeconds,
-    cpuSeconds: out.cpuSeconds,
-    cpuShare: out.cpuSeconds / out.wallSeconds,
-    cpuMsPerImage: (out.cpuSeconds * 1000) / out.images,
-    startRssMiB: 0,
-    peakRssMiB: out.peakRssBytes / MiB,
-    largestWorkerRssMiB: out.largestWorkerRssMiB,
-    processes: out.processes,
-    opencv: out.opencv,
-  };
+  return { ...out, startRssMiB: 0 };
 }
 
 /** `node bin/m4data.mjs build ...` in a child process, measured by the bench/peer/usage-report.mjs preload. */

@@ -65,3 +65,17 @@ export function runCommand(
     if (options.watch && child.pid !== undefined) stop = options.watch(child.pid);
   });
 }
+
+/** What one contender that processes images did in one run. */
+export interface ImageRunFigures {
+  images: number;
+  ok: number;
+  wallSeconds: number;
+  imagesPerSecond: number;
+  cpuSeconds: number;
+  /** CPU seconds / wall seconds (children included where a contender has them): 2.0 is both cores of this machine. */
+  cpuShare: number;
+  /** CPU time per image: less sensitive than images/s to other load on the machine. */
+  cpuMsPerImage: number;
+  peakRssMiB: number;
+}

@@ -19,8 +19,8 @@ import sharp from 'sharp';
 import { resolveImageOptions } from '../pipelines/engine/image/image-options.ts';
 import { processImage } from '../pipelines/engine/image/process-image.ts';
 import { jpeg, png, seededRandom } from '../sandbox/images.ts';
-import { isQuick } from './harness.ts';
-import { runOpenCvPeer } from './peer/opencv-peer.ts';
+import { isQuick, type ImageRunFigures } from './harness.ts';
+import { runOpenCvPeer, type PeerRun } from './peer/opencv-peer.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IN_FLIGHT_TRIALS = [2, 3, 4, 6];
@@ -88,20 +88,8 @@ export async function generateImageSet(options: ImageSetOptions): Promise<ImageS
   return { dir, files: specs.map((s) => path.join(dir, s.name)), totalBytes, cached: false };
 }
 
-interface RunFigures {
-  images: number;
-  ok: number;
-  imagesPerSecond: number;
-  wallSeconds: number;
-  /** CPU seconds / wall seconds (children included for the peer). */
-  cpuShare: number;
-  /** CPU time per image: less sensitive than images/s to other load on the machine. */
-  cpuMsPerImage: number;
-  peakRssMiB: number;
-}
-
 /** processImage over `files` with `inFlight` images at a time: read, process, keep only the size. */
-async function runM4data(files: string[], inFlight: number): Promise<RunFigures> {
+async function runM4data(files: string[], inFlight: number): Promise<ImageRunFigures> {
   const options = resolveImageOptions();
   const limit = pLimit(inFlight);
   let peakRss = process.memoryUsage.rss();
@@ -113,41 +101,24 @@ async function runM4data(files: string[], inFlight: number): Promise<RunFigures>
   const cpu = process.cpuUsage(cpuBefore);
   clearInterval(sampler);
   peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   return {
     images: files.length,
     ok: statuses.filter((s) => s === 'success').length,
     imagesPerSecond: files.length / wallSeconds,
     wallSeconds,
-    cpuShare: (cpu.user + cpu.system) / 1e6 / wallSeconds,
-    cpuMsPerImage: (cpu.user + cpu.system) / 1e3 / files.length,
+    cpuSeconds,
+    cpuShare: cpuSeconds / wallSeconds,
+    cpuMsPerImage: (cpuSeconds * 1e3) / files.length,
     peakRssMiB: peakRss / 2 ** 20,
   };
 }
 
-interface PeerFigures extends RunFigures {
-  processes: number;
-  opencv: string;
-  largestWorkerRssMiB: number;
-}
-
 /** The OpenCV peer over the same files, or the reason it could not run. */
-async function runPeer(files: string[], listDir: string): Promise<PeerFigures | string> {
+async function runPeer(files: string[], listDir: string): Promise<PeerRun | string> {
   const list = path.join(listDir, 'peer-files.txt');
   await writeFile(list, files.join('\n') + '\n');
-  const r = await runOpenCvPeer(list);
-  if (typeof r === 'string') return r;
-  return {
-    images: r.images,
-    ok: r.ok,
-    imagesPerSecond: r.images / r.wallSeconds,
-    wallSeconds: r.wallSeconds,
-    cpuShare: r.cpuSeconds / r.wallSeconds,
-    cpuMsPerImage: (r.cpuSeconds * 1e3) / r.images,
-    peakRssMiB: r.peakRssBytes / 2 ** 20,
-    largestWorkerRssMiB: r.largestWorkerRssMiB,
-    processes: r.processes,
-    opencv: r.opencv,
-  };
+  return runOpenCvPeer(list);
 }
 
 async function main(): Promise<void> {
@@ -172,8 +143,8 @@ async function main(): Promise<void> {
   console.log(`    in-flight trial on ${subset.length} images (images/s): ${IN_FLIGHT_TRIALS.map((n) => `${n}: ${trials[n]!.toFixed(1)}`).join(', ')} -> ${inFlight}`);
 
   // Rounds alternate the two sides so that a busy neighbour slows both alike; the best round of each is kept.
-  const m4Runs: RunFigures[] = [];
-  const peerRuns: PeerFigures[] = [];
+  const m4Runs: ImageRunFigures[] = [];
+  const peerRuns: PeerRun[] = [];
   let skipped: string | undefined;
   for (let r = 1; r <= rounds; r++) {
     const m4 = await runM4data(set.files, inFlight);
@@ -210,7 +181,7 @@ async function main(): Promise<void> {
   );
 }
 
-function best<T extends RunFigures>(runs: T[]): T | undefined {
+function best<T extends ImageRunFigures>(runs: T[]): T | undefined {
   return runs.reduce<T | undefined>((a, b) => (a === undefined || b.imagesPerSecond > a.imagesPerSecond ? b : a), undefined);
 }
 
@@ -220,7 +191,7 @@ function positiveInteger(name: string, text: string): number {
   return value;
 }
 
-function line(r: RunFigures): string {
+function line(r: ImageRunFigures): string {
   return `${r.imagesPerSecond.toFixed(1)} images/s (${r.ok}/${r.images} ok in ${r.wallSeconds.toFixed(1)} s), CPU share ${r.cpuShare.toFixed(2)}, ${r.cpuMsPerImage.toFixed(1)} CPU ms/image, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`;
 }
 

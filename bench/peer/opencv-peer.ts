@@ -7,18 +7,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCommand } from '../harness.ts';
+import { runCommand, type ImageRunFigures } from '../harness.ts';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'opencv_resize.py');
 
-export interface PeerRun {
-  images: number;
-  ok: number;
-  wallSeconds: number;
-  cpuSeconds: number;
-  /** Sum over the pool process and its workers (pages they share counted in each, as `ps` would), in bytes. */
-  peakRssBytes: number;
+/** CPU and peak RSS are the pool process's and its workers' together (shared pages counted in each, as `ps` would). */
+export interface PeerRun extends ImageRunFigures {
   largestWorkerRssMiB: number;
   processes: number;
   opencv: string;
@@ -43,8 +38,11 @@ export async function runOpenCvPeer(listFile: string): Promise<PeerRun | string>
     images: out.images,
     ok: out.ok,
     wallSeconds: out.wallSeconds,
+    imagesPerSecond: out.images / out.wallSeconds,
     cpuSeconds: out.cpuSeconds,
-    peakRssBytes,
+    cpuShare: out.cpuSeconds / out.wallSeconds,
+    cpuMsPerImage: (out.cpuSeconds * 1000) / out.images,
+    peakRssMiB: peakRssBytes / 2 ** 20,
     largestWorkerRssMiB: out.largestChildRssMiB,
     processes,
     opencv: out.opencv,
