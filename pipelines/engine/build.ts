@@ -271,10 +271,14 @@ function inputChange(before: InputFile[] = [], now: InputFile[]): string {
   for (const f of now) {
     const was = sizes.get(f.file);
     if (was === undefined) return `input files: ${f.file} is new`;
-    if (was !== f.bytes) return `input files: ${f.file} was ${was} bytes, now ${f.bytes}`;
+    if (was !== f.bytes) return `input files: ${f.file} was ${sizeOf(was)}, now ${sizeOf(f.bytes)}`;
   }
   const gone = before.find((f) => !now.some((n) => n.file === f.file));
   return gone ? `input files: ${gone.file} is gone` : 'input files: another order';
+}
+
+function sizeOf(bytes: number | null): string {
+  return bytes === null ? 'of unknown size' : `${bytes} bytes`;
 }
 
 /**

@@ -1,10 +1,11 @@
-import { M4Error } from '../../../core/errors.ts';
+import { isM4Error, M4Error } from '../../../core/errors.ts';
 import { openObject } from '../../../shards/storage/open.ts';
 import { resolveInputs } from './read-parquet.ts';
 
 export interface InputFile {
   file: string;
-  bytes: number;
+  /** null where the store would not tell (an HTTP server without Content-Length in its answer to HEAD). */
+  bytes: number | null;
 }
 
 /**
@@ -16,9 +17,13 @@ export async function describeInputs(inputs: readonly string[]): Promise<InputFi
   return Promise.all(
     files.map(async (file) => {
       const { storage, key } = openObject(file);
-      const info = await storage.stat(key);
-      if (!info) throw new M4Error('E_NOT_FOUND', 'metadata', `no such input: ${file}`, { input: file });
-      return { file, bytes: info.size };
+      const info = await storage.stat(key).catch((err: unknown) => {
+        // Reading the file will say what is wrong with it; a size is only a check.
+        if (isM4Error(err, 'E_STORAGE')) return null;
+        throw err;
+      });
+      if (info === undefined) throw new M4Error('E_NOT_FOUND', 'metadata', `no such input: ${file}`, { input: file });
+      return { file, bytes: info?.size ?? null };
     }),
   );
 }
