@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 
 /**
  * A SHA-256 computed on a worker thread while the caller goes on writing. Hashing on the main thread held shard
- * writing to about 630 MB/s on this 2-core machine, against 700 from a worker (bench/shards.bench.ts); where a core
+ * writing to about 620 MB/s on this 2-core machine, against 680 from a worker (bench/shards.bench.ts); where a core
  * is free for it, the hash leaves the writer's path altogether. Bytes are copied into a few fixed staging buffers
  * that travel to the worker and back (transferred, not cloned), so memory stays bounded: `update` waits while every
  * buffer is with the worker.
