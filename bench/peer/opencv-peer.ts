@@ -49,7 +49,6 @@ export async function runOpenCvPeer(listFile: string): Promise<PeerRun | string>
   };
 }
 
-
 /** RSS of a process and all its descendants, summed, from /proc; 0 for a process that is gone. */
 function treeRss(root: number): number {
   let total = 0;
