@@ -53,6 +53,11 @@ export interface MixtureStreamOptions {
   resume?: MixtureState;
   /** Shards read ahead per source (default 2). */
   prefetchShards?: number;
+  /**
+   * Keep going past the plan's end by the same rule (further epochs, same shares), so a consumer that needs a fixed
+   * number of batches on every rank (the bridge) never runs dry. Default false: the stream ends with the plan.
+   */
+  endless?: boolean;
   /** Corrupt shards skipped before the stream fails (default 3). */
   maxBadShards?: number;
   signal?: AbortSignal;
