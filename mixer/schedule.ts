@@ -4,14 +4,17 @@ import { SourceOrder, type OrderedSample } from './source-order.ts';
 import { pickSource, type BalancerSource } from './token-balancer.ts';
 import { nameId } from './seeded-random.ts';
 
+/** What the schedule reads of a dataset: shard sizes and index entries (SourceDataset, or anything indexed). */
+export type IndexedDataset = Pick<SourceDataset, 'shards' | 'entries'>;
+
 /** One source as the schedule draws from it. */
-export interface ScheduleSource {
+export interface ScheduleSource<D extends IndexedDataset = SourceDataset> {
   name: string;
   /** Planned share of the mixture's tokens, a fraction of 1. */
   share: number;
-  /** Planned tokens: the source is drawn from until it has given this many. */
+  /** Planned tokens: the source is drawn from until it is within half a sample of this many. */
   target: number;
-  dataset: SourceDataset;
+  dataset: D;
 }
 
 /** One position of the single-rank stream: which sample of which source, and the cursors just after it. */
@@ -53,7 +56,7 @@ interface Head {
  * The single-rank stream as a pure function of (plan, seed, position), read from the sources' indexes only (no tar is
  * opened): each source in its seeded order (SourceOrder), the sources merged by tokens (pickSource).
  */
-export async function* schedule(sources: readonly ScheduleSource[], options: ScheduleOptions): AsyncGenerator<ScheduledSample> {
+export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample> {
   const openShards = options.openShards ?? 4;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const orders = sources.map((s) => new SourceOrder(s.dataset.shards.map((r) => r.samples), options.seed, nameId(s.name), openShards));
@@ -64,7 +67,7 @@ export async function* schedule(sources: readonly ScheduleSource[], options: Sch
   for (let position = options.start?.position ?? 0; ; position++) {
     const active: number[] = [];
     sources.forEach((s, i) => {
-      if (heads[i] && s.share > 0 && (options.endless || cursors[i]!.tokens < s.target)) active.push(i);
+      if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.tokens, s.target))) active.push(i);
     });
     if (active.length === 0) return;
     const c = pickSource(balance, active);
@@ -92,7 +95,16 @@ export async function* schedule(sources: readonly ScheduleSource[], options: Sch
   }
 }
 
-async function headOf(source: ScheduleSource, order: Iterator<OrderedSample>): Promise<Head | undefined> {
+/**
+ * A source takes its next sample while that brings it nearer its target than stopping would: it ends within half a
+ * sample of the target, and exactly on it when the target is whole epochs.
+ */
+function wantsMore(tokens: number, next: number, target: number): boolean {
+  // A tie (half a sample either way) stops; the margin keeps float noise in a target (0.2 x 840) from breaking one.
+  return tokens + next / 2 < target * (1 - 1e-12);
+}
+
+async function headOf(source: ScheduleSource<IndexedDataset>, order: Iterator<OrderedSample>): Promise<Head | undefined> {
   const step = order.next();
   if (step.done) return undefined;
   const entry = (await source.dataset.entries(step.value.shard))[step.value.entry]!;
