@@ -43,6 +43,11 @@ export class ReadAhead<T> {
     }
   }
 
+  /** The next item if one is already read, without waiting (undefined otherwise: then call `next`). */
+  ready(): T | undefined {
+    return this.queue.length > 0 ? this.taken(this.queue.shift()!) : undefined;
+  }
+
   /** The next item, or undefined at the end; throws what the source threw, after the items before it. */
   async next(): Promise<T | undefined> {
     while (this.queue.length === 0 && !this.done) await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
@@ -52,6 +57,10 @@ export class ReadAhead<T> {
       if (this.error !== undefined) throw this.error;
       return undefined;
     }
+    return this.taken(item);
+  }
+
+  private taken(item: T): T {
     this.weight -= this.weigh(item);
     this.wakePump?.();
     this.wakePump = undefined;

@@ -25,7 +25,9 @@ export class MixtureSampleStream implements MixtureStream {
   private readonly rank: number;
   private readonly worldSize: number;
   private readonly maxBadShards: number;
-  private current: MixtureState;
+  /** The state after the last sample this stream processed (yielded, or lost to a bad shard). */
+  private start: MixtureState;
+  private last: { position: number; after: readonly SourceCursor[] } | undefined;
   private readonly delivered: { tokens: number; samples: number; images: number; lostSamples: number; lostTokens: number }[];
   private readonly badShards = new Map<string, string>();
   private remainder = 0;
@@ -44,7 +46,7 @@ export class MixtureSampleStream implements MixtureStream {
     this.maxBadShards = options.maxBadShards ?? 3;
     const resume = options.resume;
     if (resume) checkResume(resume, plan, this.rank, this.worldSize, sources);
-    this.current = resume ?? {
+    this.start = resume ?? {
       format: 'm4data-mixture-state',
       version: 1,
       seed: plan.seed,
@@ -57,7 +59,8 @@ export class MixtureSampleStream implements MixtureStream {
   }
 
   state(): MixtureState {
-    return structuredClone(this.current);
+    if (!this.last) return structuredClone(this.start);
+    return { ...this.start, position: this.last.position + 1, sources: this.last.after.map((c) => ({ ...c })) };
   }
 
   realised(): RealisedReport {
@@ -90,7 +93,7 @@ export class MixtureSampleStream implements MixtureStream {
   }
 
   private async *run(): AsyncGenerator<MixedSample> {
-    const start = this.options.resume ? { position: this.current.position, sources: this.current.sources } : undefined;
+    const start = this.options.resume ? { position: this.start.position, sources: this.start.sources } : undefined;
     const items = schedule(this.sources, { seed: this.plan.seed, endless: this.options.endless, ...(start ? { start } : {}) });
     const events = rankSlice(items, this.rank, this.worldSize, (n) => (this.remainder = n))[Symbol.asyncIterator]();
     const window: SliceEvent[] = [];
@@ -106,7 +109,10 @@ export class MixtureSampleStream implements MixtureStream {
             break;
           }
           window.push(step.value);
-          if (step.value.kind === 'sample') await this.opened(open, step.value.item.source, step.value.item.epoch, step.value.item.shard).then((s) => s.pending++);
+          if (step.value.kind === 'sample') {
+            const { source, epoch, shard } = step.value.item;
+            (open.get(shardId(source, epoch, shard)) ?? (await this.open(open, source, epoch, shard))).pending++;
+          }
         }
         const event = window.shift();
         if (!event) return;
@@ -126,7 +132,7 @@ export class MixtureSampleStream implements MixtureStream {
         shard.pending--;
         if (shard.reader.problem !== undefined) this.recordBadShard(shard.reader);
         if (shard.ended && shard.pending === 0) await this.close(open, id);
-        this.current = { ...this.current, position: item.position + 1, sources: item.after };
+        this.last = item;
         const d = this.delivered[item.source]!;
         if (!sample) {
           d.lostSamples++;
@@ -152,15 +158,11 @@ export class MixtureSampleStream implements MixtureStream {
     }
   }
 
-  private async opened(open: Map<string, OpenShard>, source: number, epoch: number, shard: number): Promise<OpenShard> {
-    const id = shardId(source, epoch, shard);
-    let entry = open.get(id);
-    if (!entry) {
-      const dataset = this.sources[source]!.dataset;
-      const keys = (await dataset.entries(shard)).map((e) => e.key);
-      entry = { reader: new ShardSampleReader(dataset, shard, keys), pending: 0, ended: false };
-      open.set(id, entry);
-    }
+  private async open(open: Map<string, OpenShard>, source: number, epoch: number, shard: number): Promise<OpenShard> {
+    const dataset = this.sources[source]!.dataset;
+    const keys = (await dataset.entries(shard)).map((e) => e.key);
+    const entry: OpenShard = { reader: new ShardSampleReader(dataset, shard, keys), pending: 0, ended: false };
+    open.set(shardId(source, epoch, shard), entry);
     return entry;
   }
 

@@ -1,3 +1,4 @@
+import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceCursor } from './mixture-stream-types.ts';
 import type { SourceDataset } from './source-dataset.ts';
 import { SourceOrder, type OrderedSample } from './source-order.ts';
@@ -30,8 +31,8 @@ export interface ScheduledSample {
   images: number;
   /** True when this is the last sample of its shard in this epoch. */
   lastOfShard: boolean;
-  /** The cursors after this sample: a state taken here resumes at the next position. */
-  after: SourceCursor[];
+  /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
+  after: readonly SourceCursor[];
 }
 
 export interface ScheduleOptions {
@@ -41,10 +42,11 @@ export interface ScheduleOptions {
   /** Ignore the targets and go on forever. */
   endless?: boolean;
   /** Start here instead of at position 0. */
-  start?: { position: number; sources: SourceCursor[] };
+  start?: { position: number; sources: readonly SourceCursor[] };
 }
 
 interface Head {
+  source: number;
   order: Iterator<OrderedSample>;
   next: OrderedSample;
   key: string;
@@ -60,8 +62,9 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
   const openShards = options.openShards ?? 4;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const orders = sources.map((s) => new SourceOrder(s.dataset.shards.map((r) => r.samples), options.seed, nameId(s.name), openShards));
+  const indexes = new IndexCache(sources, 2 * openShards);
   const heads: (Head | undefined)[] = [];
-  for (let i = 0; i < sources.length; i++) heads.push(await headOf(sources[i]!, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
+  for (let i = 0; i < sources.length; i++) heads.push(await headOf(indexes, i, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
 
   const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.tokens ?? 0 }));
   for (let position = options.start?.position ?? 0; ; position++) {
@@ -88,9 +91,10 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
       tokens: head.tokens,
       images: head.images,
       lastOfShard: head.next.entry === shardSamples - 1,
-      after: cursors.map((x) => ({ ...x })),
+      // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
+      after: [...cursors],
     };
-    heads[c] = await headOf(sources[c]!, head.order);
+    heads[c] = await headOf(indexes, c, head.order);
     balance[c]!.next = heads[c]?.tokens ?? 0;
   }
 }
@@ -104,9 +108,34 @@ function wantsMore(tokens: number, next: number, target: number): boolean {
   return tokens + next / 2 < target * (1 - 1e-12);
 }
 
-async function headOf(source: ScheduleSource<IndexedDataset>, order: Iterator<OrderedSample>): Promise<Head | undefined> {
+async function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSample>): Promise<Head | undefined> {
   const step = order.next();
   if (step.done) return undefined;
-  const entry = (await source.dataset.entries(step.value.shard))[step.value.entry]!;
-  return { order, next: step.value, key: entry.key, tokens: entry.tokens, images: entry.images };
+  const entry = (indexes.get(source, step.value.shard) ?? (await indexes.load(source, step.value.shard)))[step.value.entry]!;
+  return { source, order, next: step.value, key: entry.key, tokens: entry.tokens, images: entry.images };
+}
+
+/** The index entries of the shards each source is reading, at hand without an await once loaded. */
+class IndexCache {
+  private readonly loaded: Map<number, IndexEntry[]>[];
+
+  constructor(
+    private readonly sources: readonly ScheduleSource<IndexedDataset>[],
+    private readonly perSource: number,
+  ) {
+    this.loaded = sources.map(() => new Map());
+  }
+
+  get(source: number, shard: number): IndexEntry[] | undefined {
+    return this.loaded[source]!.get(shard);
+  }
+
+  async load(source: number, shard: number): Promise<IndexEntry[]> {
+    const entries = await this.sources[source]!.dataset.entries(shard);
+    const map = this.loaded[source]!;
+    map.set(shard, entries);
+    // Shards are read a group at a time: the oldest loaded is the first done with.
+    if (map.size > this.perSource) map.delete(map.keys().next().value!);
+    return entries;
+  }
 }

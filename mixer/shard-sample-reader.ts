@@ -37,7 +37,7 @@ export class ShardSampleReader {
       let sample = this.held;
       this.held = undefined;
       try {
-        sample ??= await this.ahead.next();
+        sample ??= this.ahead.ready() ?? (await this.ahead.next());
       } catch (err) {
         // A shard that cannot be opened is a bad shard like a corrupt one; storage failing after its retries is not.
         if (!isM4Error(err, 'E_NOT_FOUND')) throw err;

@@ -29,7 +29,6 @@ const sourcesArb = fc
   .array(
     fc.record({
       shards: fc.array(fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 0, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
-      weight: fc.integer({ min: 1, max: 100 }),
       epochs: fc.double({ min: 0.2, max: 3, noNaN: true }),
     }),
     { minLength: 1, maxLength: 4 },
@@ -96,7 +95,7 @@ test('every prefix holds each source\'s tokens within one sample (the stream\'s 
       const tokens = sources.map(() => 0);
       let total = 0;
       for (const item of items) {
-        tokens[item.source] += item.tokens;
+        tokens[item.source] = tokens[item.source]! + item.tokens;
         total += item.tokens;
         sources.forEach((s, i) => {
           const deviation = Math.abs(tokens[i]! - s.share * total);
@@ -138,9 +137,9 @@ test('whole epochs give each sample exactly that many times; a fractional epoch 
 
 test('integer epochs: every sample exactly `epochs` times', async () => {
   const specs = [
-    { shards: [[10, 20, 30], [5, 5], [40]], weight: 1, epochs: 3 },
-    { shards: [[100, 200], [300, 50, 60, 70]], weight: 1, epochs: 1 },
-    { shards: [[7, 8, 9, 10, 11, 12]], weight: 1, epochs: 2 },
+    { shards: [[10, 20, 30], [5, 5], [40]], epochs: 3 },
+    { shards: [[100, 200], [300, 50, 60, 70]], epochs: 1 },
+    { shards: [[7, 8, 9, 10, 11, 12]], epochs: 2 },
   ];
   const sources = planned(specs);
   const items = await collect(schedule(sources, { seed: 9 }));
@@ -154,8 +153,8 @@ test('integer epochs: every sample exactly `epochs` times', async () => {
 
 test('same seed, same stream; another seed, another order of the same multiset', async () => {
   const specs = [
-    { shards: [[10, 20, 30, 15], [5, 5, 6]], weight: 1, epochs: 2 },
-    { shards: [[100, 200], [300, 50, 60]], weight: 1, epochs: 1 },
+    { shards: [[10, 20, 30, 15], [5, 5, 6]], epochs: 2 },
+    { shards: [[100, 200], [300, 50, 60]], epochs: 1 },
   ];
   const key = (x: ScheduledSample) => `${x.source}/${x.key}`;
   const a = (await collect(schedule(planned(specs), { seed: 1 }))).map(key);
@@ -203,7 +202,7 @@ test('the schedule resumes from the cursors taken at any position', async () => 
 });
 
 test('endless goes on past the plan by the same rule', async () => {
-  const sources = planned([{ shards: [[10, 20]], weight: 1, epochs: 1 }, { shards: [[5]], weight: 1, epochs: 1 }]);
+  const sources = planned([{ shards: [[10, 20]], epochs: 1 }, { shards: [[5]], epochs: 1 }]);
   const finite = await collect(schedule(sources, { seed: 3 }));
   const endless = await collect(schedule(sources, { seed: 3, endless: true }), 50);
   assert.equal(finite.length, 3);
