@@ -191,6 +191,7 @@ test('the schedule resumes from the cursors taken at any position', async () => 
     fc.asyncProperty(sourcesArb, fc.nat(1000), fc.double({ min: 0, max: 1, noNaN: true }), async (specs, seed, where) => {
       const sources = planned(specs);
       const whole = await collect(schedule(sources, { seed }));
+      if (whole.length === 0) return; // every target under half a sample: nothing to resume
       const cut = Math.min(whole.length - 1, Math.floor(where * whole.length));
       const at = whole[cut]!;
       const resumed = await collect(schedule(sources, { seed, start: { position: at.position + 1, sources: at.after } }));
