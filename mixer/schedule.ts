@@ -37,7 +37,7 @@ export interface ScheduledSample {
 
 export interface ScheduleOptions {
   seed: number;
-  /** Shards of one source read (and interleaved) together (default 4). */
+  /** Shards of one source read (and interleaved) together (default 2). */
   openShards?: number;
   /** Ignore the targets and go on forever. */
   endless?: boolean;
@@ -46,7 +46,6 @@ export interface ScheduleOptions {
 }
 
 interface Head {
-  source: number;
   order: Iterator<OrderedSample>;
   next: OrderedSample;
   key: string;
@@ -59,7 +58,15 @@ interface Head {
  * opened): each source in its seeded order (SourceOrder), the sources merged by tokens (pickSource).
  */
 export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample> {
-  const openShards = options.openShards ?? 4;
+  for await (const chunk of scheduleChunks(sources, options)) yield* chunk;
+}
+
+/** Positions handed on together: one await per chunk rather than per sample keeps the schedule off the profile. */
+const CHUNK = 64;
+
+/** The schedule in chunks of consecutive positions (what the stream consumes). */
+export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample[]> {
+  const openShards = options.openShards ?? 2;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const orders = sources.map((s) => new SourceOrder(s.dataset.shards.map((r) => r.samples), options.seed, nameId(s.name), openShards));
   const indexes = new IndexCache(sources, 2 * openShards);
@@ -67,12 +74,16 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
   for (let i = 0; i < sources.length; i++) heads.push(await headOf(indexes, i, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
 
   const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.tokens ?? 0 }));
+  let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
     const active: number[] = [];
     sources.forEach((s, i) => {
       if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.tokens, s.target))) active.push(i);
     });
-    if (active.length === 0) return;
+    if (active.length === 0) {
+      if (chunk.length > 0) yield chunk;
+      return;
+    }
     const c = pickSource(balance, active);
     const head = heads[c]!;
     const cursor = cursors[c]!;
@@ -81,7 +92,7 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
     cursors[c] = { name: cursor.name, epoch: taken === epochSamples ? head.next.epoch + 1 : head.next.epoch, taken: taken === epochSamples ? 0 : taken, tokens: cursor.tokens + head.tokens };
     balance[c]!.tokens = cursors[c]!.tokens;
     const shardSamples = sources[c]!.dataset.shards[head.next.shard]!.samples;
-    yield {
+    chunk.push({
       position,
       source: c,
       epoch: head.next.epoch,
@@ -93,8 +104,13 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
       lastOfShard: head.next.entry === shardSamples - 1,
       // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
       after: [...cursors],
-    };
-    heads[c] = await headOf(indexes, c, head.order);
+    });
+    if (chunk.length === CHUNK) {
+      yield chunk;
+      chunk = [];
+    }
+    const next = headOf(indexes, c, head.order);
+    heads[c] = next instanceof Promise ? await next : next;
     balance[c]!.next = heads[c]?.tokens ?? 0;
   }
 }
@@ -108,11 +124,17 @@ function wantsMore(tokens: number, next: number, target: number): boolean {
   return tokens + next / 2 < target * (1 - 1e-12);
 }
 
-async function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSample>): Promise<Head | undefined> {
+/** The source's next sample; a promise only when its shard's index must be read first. */
+function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSample>): Head | undefined | Promise<Head | undefined> {
   const step = order.next();
   if (step.done) return undefined;
-  const entry = (indexes.get(source, step.value.shard) ?? (await indexes.load(source, step.value.shard)))[step.value.entry]!;
-  return { source, order, next: step.value, key: entry.key, tokens: entry.tokens, images: entry.images };
+  const next = step.value;
+  const head = (entries: IndexEntry[]): Head => {
+    const entry = entries[next.entry]!;
+    return { order, next, key: entry.key, tokens: entry.tokens, images: entry.images };
+  };
+  const cached = indexes.get(source, next.shard);
+  return cached ? head(cached) : indexes.load(source, next.shard).then(head);
 }
 
 /** The index entries of the shards each source is reading, at hand without an await once loaded. */

@@ -4,8 +4,8 @@ import type { ReadSample } from '../shards/sample.ts';
 import { newReadCounters, readShard, type ReadCounters } from '../shards/tar-reader.ts';
 import type { SourceDataset } from './source-dataset.ts';
 
-/** Read-ahead per open shard: enough that a consumer never waits at a shard boundary, bounded in bytes. */
-const AHEAD_SAMPLES = 64;
+/** Read-ahead per open shard, bounded in samples and bytes (samples held long cost garbage-collection time). */
+const AHEAD_SAMPLES = 16;
 const AHEAD_BYTES = 8 << 20;
 
 /**

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { ShardRecord } from '../shards/manifest.ts';
 import { rankSlice } from '../mixer/rank-slice.ts';
-import { schedule, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
+import { schedule, scheduleChunks, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
 import { SourceOrder } from '../mixer/source-order.ts';
 
 /** An in-memory indexed dataset: shards of given sizes, each sample's tokens from the list. */
@@ -173,7 +173,7 @@ test('rank slices are disjoint, equal in length, and their union is the single-r
       const slices: number[][] = [];
       const remainders: number[] = [];
       for (let rank = 0; rank < world; rank++) {
-        const events = await collect(rankSlice(schedule(sources, { seed }), rank, world, (n) => remainders.push(n)));
+        const events = (await collect(rankSlice(scheduleChunks(sources, { seed }), rank, world, (n) => remainders.push(n)))).flat();
         slices.push(events.flatMap((e) => (e.kind === 'sample' ? [e.item.position] : [])));
       }
       const kept = whole.length - (whole.length % world);
