@@ -6,21 +6,13 @@ import type { ShardRecord } from '../shards/manifest.ts';
 import { rankSlice } from '../mixer/rank-slice.ts';
 import { schedule, scheduleChunks, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
 import { SourceOrder } from '../mixer/source-order.ts';
+import { collect } from './helpers/mixtures.ts';
 
 /** An in-memory indexed dataset: shards of given sizes, each sample's tokens from the list. */
 function dataset(name: string, shardTokens: number[][]): IndexedDataset {
   const shards: ShardRecord[] = shardTokens.map((tokens, k) => ({ shard: `${name}-${k}.tar`, samples: tokens.length, images: tokens.length, tokens: tokens.reduce((a, b) => a + b, 0), bytes: 0, sha256: '' }));
   const entries: IndexEntry[][] = shardTokens.map((tokens, k) => tokens.map((t, i) => ({ key: `${k}_${i}`, offset: 0, size: 0, images: 1, tokens: t })));
   return { shards, entries: async (shard: number) => entries[shard]! };
-}
-
-async function collect<T>(items: AsyncIterable<T>, limit = Infinity): Promise<T[]> {
-  const out: T[] = [];
-  for await (const item of items) {
-    out.push(item);
-    if (out.length >= limit) break;
-  }
-  return out;
 }
 
 const tokensOf = (d: IndexedDataset) => d.shards.reduce((a, s) => a + s.tokens, 0);
