@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { materialize } from '../mixer/materialize.ts';
+import { summarizeDataset } from '../shards/dataset-summary.ts';
 import { S3Storage } from '../shards/storage/s3.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { collect, planFour, writeFourSources } from './helpers/mixtures.ts';
@@ -27,6 +29,11 @@ test('sources on S3 stream the same samples as on local disk; a corrupt shard th
     fromDisk.map((s) => [s.position, s.source, s.key, s.fields]),
   );
   assert.match(fromS3[0]!.shard, /^s3:\/\//);
+
+  const materialized = await materialize(await planFour(`s3://${s3.bucket}/mix-out`, remote, { budget: 3000 }), { samplesPerShard: 30 });
+  const summary = await summarizeDataset(`s3://${s3.bucket}/mix-out`);
+  assert.equal(summary.samples, materialized.realised.samples);
+  assert.equal(summary.shards, materialized.manifest.totals.shards);
 
   await new S3Storage(`s3://${s3.bucket}/data/obelisc`).write('obelisc-000001.tar', Buffer.alloc(4096, 1));
   const stream = (await planFour(`s3://${s3.bucket}/mix-bad`, remote, { mode: 'epochs' })).stream();
