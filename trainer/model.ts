@@ -54,6 +54,7 @@ export class AtumModel {
   /** Embeddings, targets, image features and masks of a batch; call `dispose()` on the result. */
   prepare(batch: Batch): PreparedBatch {
     const { batchSize: rows, seqLen: length, maxImages } = batch;
+    checkBatchShape(batch, this.config.vision.imageSize);
     const vocab = this.config.language.vocabSize;
     for (const id of batch.inputIds) if (id < 0 || id >= vocab) throw new M4Error('E_INPUT', 'trainer', `input id ${id} outside the vocabulary of ${vocab}`);
     const targets = new Int32Array(rows * length).fill(IGNORE_INDEX);
@@ -147,5 +148,20 @@ export class AtumModel {
     for (const { rotary, causal } of this.layouts.values()) tf.dispose([rotary.cos, rotary.sin, causal]);
     this.layouts.clear();
     this.weights.dispose();
+  }
+}
+
+/** Array lengths must match the batch's B, L and N (a bridge bug shows here, not as a wrong tensor shape later). */
+function checkBatchShape(batch: Batch, imageSize: number): void {
+  const { batchSize: B, seqLen: L, maxImages: N } = batch;
+  const expected: [string, number, number][] = [
+    ['inputIds', batch.inputIds.length, B * L],
+    ['labels', batch.labels.length, B * L],
+    ['attentionMask', batch.attentionMask.length, B * L],
+    ['imageAttentionMask', batch.imageAttentionMask.length, B * L * N],
+    ['pixelValues', batch.pixelValues.length, B * N * 3 * imageSize * imageSize],
+  ];
+  for (const [field, actual, wanted] of expected) {
+    if (actual !== wanted) throw new M4Error('E_INPUT', 'trainer', `batch ${field} holds ${actual} values, its shape [B=${B}, L=${L}, N=${N}] needs ${wanted}`, { field });
   }
 }

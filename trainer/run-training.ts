@@ -101,6 +101,8 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   let checkpoint: string | null = null;
   let stoppedBy: RunTrainingResult['stoppedBy'] = 'steps';
   let microBatches = 0;
+  // Set when an abort left a read in flight: an async generator's return() would wait for that read to finish.
+  let readPending = false;
 
   const save = async () => {
     const info: CheckpointInfo = {
@@ -132,6 +134,7 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
         const waitStart = performance.now();
         const next = await nextOrAbort(iterator, options.signal);
         waited += performance.now() - waitStart;
+        if (next === 'aborted') readPending = true;
         if (next === 'aborted' || next.done) {
           stoppedBy = next === 'aborted' ? 'abort' : 'end-of-data';
           trainer.discard();
@@ -177,7 +180,9 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     if (step > savedStep) await save();
     else await writeLossSvg(options.runDir);
   } finally {
-    await iterator.return?.();
+    const closing = iterator.return?.();
+    if (readPending) closing?.catch(() => {});
+    else await closing;
     trainer.dispose();
     model.dispose();
   }
