@@ -28,19 +28,19 @@ const ADAM_EPSILON = 1e-8;
 export function resolveHyperParameters(profile: MixProfile, steps: number, overrides: HyperParameterOverrides = {}): HyperParameters {
   if (!Number.isSafeInteger(steps) || steps < 1) throw new M4Error('E_USAGE', 'trainer', `steps must be a whole number over 0 (got ${steps})`);
   const t = profile.training;
+  const { adamBeta1, adamBeta2, ...rest } = overrides;
   const derived: HyperParameters = {
     steps,
     learningRate: t.learningRate.initial,
     finalLearningRate: t.learningRate.final,
     warmupSteps: Math.round((t.learningRate.warmupSteps * steps) / profile.maxSteps),
     weightDecay: t.weightDecay,
-    adamBetas: [overrides.adamBeta1 ?? t.adamBetas[0], overrides.adamBeta2 ?? t.adamBetas[1]],
+    adamBetas: [adamBeta1 ?? t.adamBetas[0], adamBeta2 ?? t.adamBetas[1]],
     adamEpsilon: ADAM_EPSILON,
     gradientClipping: t.gradientClipping,
     zLossWeight: t.zLossWeight,
     tokensPerStep: profile.tokensPerStep,
   };
-  const { adamBeta1: _beta1, adamBeta2: _beta2, ...rest } = overrides;
   const defined = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
   const out = { ...derived, ...defined } as HyperParameters;
   if (out.warmupSteps > steps) throw new M4Error('E_USAGE', 'trainer', `warmup of ${out.warmupSteps} steps exceeds the run's ${steps} steps`);

@@ -83,24 +83,13 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   const parameters = parameterCounts(config);
   let startStep = 0;
   let bridgeState: BridgeState | null = null;
-  if (existing) {
-    const info = await loadCheckpoint(options.runDir, model, trainer.optimizer);
-    startStep = info.step;
-    bridgeState = info.bridgeState;
-    await truncateMetrics(options.runDir, startStep);
-    log(`resuming ${options.runDir} at step ${startStep}`);
-  } else {
-    await truncateMetrics(options.runDir, 0);
-  }
-
-  const source = typeof options.batches === 'function' ? options.batches(bridgeState ?? undefined) : options.batches;
-  const iterator = source[Symbol.asyncIterator]();
   const metrics: StepMetrics[] = [];
-  let step = startStep;
-  let savedStep = startStep;
+  let step = 0;
+  let savedStep = 0;
   let checkpoint: string | null = null;
   let stoppedBy: RunTrainingResult['stoppedBy'] = 'steps';
   let microBatches = 0;
+  let iterator: AsyncIterator<Batch> | undefined;
   // Set when an abort left a read in flight: an async generator's return() would wait for that read to finish.
   let readPending = false;
 
@@ -121,6 +110,17 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   };
 
   try {
+    if (existing) {
+      const info = await loadCheckpoint(options.runDir, model, trainer.optimizer);
+      startStep = step = savedStep = info.step;
+      bridgeState = info.bridgeState;
+      await truncateMetrics(options.runDir, startStep);
+      log(`resuming ${options.runDir} at step ${startStep}`);
+    } else {
+      await truncateMetrics(options.runDir, 0);
+    }
+    const source = typeof options.batches === 'function' ? options.batches(bridgeState ?? undefined) : options.batches;
+    iterator = source[Symbol.asyncIterator]();
     steps: while (step < hyper.steps) {
       if (options.signal?.aborted) {
         stoppedBy = 'abort';
@@ -180,7 +180,7 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     if (step > savedStep) await save();
     else await writeLossSvg(options.runDir);
   } finally {
-    const closing = iterator.return?.();
+    const closing = iterator?.return?.();
     if (readPending) closing?.catch(() => {});
     else await closing;
     trainer.dispose();
