@@ -70,10 +70,11 @@ export function lossSvg(points: readonly { step: number; loss: number }[], title
   const finite = points.filter((p) => Number.isFinite(p.loss));
   const steps = finite.map((p) => p.step);
   const losses = finite.map((p) => p.loss);
-  const minStep = Math.min(...steps, 0);
-  const maxStep = Math.max(...steps, minStep + 1);
-  const minLoss = Math.min(...losses, Infinity);
-  const maxLoss = Math.max(...losses, -Infinity);
+  // Reductions, not Math.min(...xs): a long run's steps would overflow the call stack as arguments.
+  const minStep = steps.reduce((a, b) => Math.min(a, b), 0);
+  const maxStep = steps.reduce((a, b) => Math.max(a, b), minStep + 1);
+  const minLoss = losses.reduce((a, b) => Math.min(a, b), Infinity);
+  const maxLoss = losses.reduce((a, b) => Math.max(a, b), -Infinity);
   const low = Number.isFinite(minLoss) ? minLoss : 0;
   const high = Number.isFinite(maxLoss) && maxLoss > low ? maxLoss : low + 1;
   const x = (step: number) => pad.left + ((step - minStep) / (maxStep - minStep)) * (width - pad.left - pad.right);

@@ -126,6 +126,10 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
         stoppedBy = 'abort';
         break;
       }
+      if (options.stopAt !== undefined && step >= options.stopAt) {
+        stoppedBy = 'stop-at';
+        break;
+      }
       const started = performance.now();
       let waited = 0;
       let tokens = 0;
@@ -171,10 +175,6 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
       metrics.push(m);
       await appendMetrics(options.runDir, m);
       log(formatStep(m, hyper.steps));
-      if (options.stopAt !== undefined && step >= options.stopAt) {
-        stoppedBy = 'stop-at';
-        break;
-      }
       if (step % checkpointEvery === 0) await save();
     }
     if (step > savedStep) await save();
