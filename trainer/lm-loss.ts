@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { M4Error } from '../core/errors.ts';
 import { IGNORE_INDEX } from '../trainer-bridge/batch.ts';
 import { customOp, type FrozenMatrix } from './ops.ts';
 
@@ -58,7 +59,7 @@ export function lmHeadLoss(
           row.fill(0);
           continue;
         }
-        if (target < 0 || target >= vocab) throw new RangeError(`label ${target} outside the vocabulary of ${vocab}`);
+        if (target < 0 || target >= vocab) throw new M4Error('E_INPUT', 'trainer', `label ${target} outside the vocabulary of ${vocab} (and not ${IGNORE_INDEX})`);
         const targetLogit = row[target]!;
         let max = -Infinity;
         for (let j = 0; j < vocab; j++) if (row[j]! > max) max = row[j]!;

@@ -79,6 +79,7 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   const backend = await selectBackend(options.backend ?? 'auto');
   log(`backend ${backend.name}${backend.skipped.length > 0 ? ` (unavailable: ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
   const model = await AtumModel.create(config, { frozenWeights });
+  if (frozenWeights.length > 0) log(`frozen weights: ${model.loadedFrozen.length} read from ${frozenWeights.join(', ')}, the rest seeded random`);
   const trainer = new Trainer(model, hyper);
   const parameters = parameterCounts(config);
   let startStep = 0;

@@ -1,3 +1,4 @@
+import { M4Error } from '../core/errors.ts';
 import { CLIP_MEAN, CLIP_STD, IMAGE_SIZE, type Batch, type BridgeState } from '../trainer-bridge/batch.ts';
 import { BOS, EOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from '../trainer-bridge/token-layout.ts';
 
@@ -39,7 +40,7 @@ export class SyntheticBatches {
     const overhead = 5; // <fake><image><fake> ... </s>, and the row's <s>
     const captionTokens = options.captionTokens ?? Math.floor((options.seqLen - 1) / options.pairsPerRow) - overhead;
     if (captionTokens < 1 || 1 + options.pairsPerRow * (captionTokens + overhead - 1) > options.seqLen) {
-      throw new RangeError(`${options.pairsPerRow} pairs of ${captionTokens} caption tokens do not fit ${options.seqLen} tokens`);
+      throw new M4Error('E_USAGE', 'trainer', `${options.pairsPerRow} pairs of ${captionTokens} caption tokens do not fit ${options.seqLen} tokens`);
     }
     this.options = { classes: 4, seed: 1, captionTokens, ...options };
   }
