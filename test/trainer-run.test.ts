@@ -1,0 +1,174 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { isM4Error } from '../core/errors.ts';
+import { loadProfile } from '../mixer/profile.ts';
+import { selectBackend } from '../trainer/backend.ts';
+import { readCheckpointInfo } from '../trainer/checkpoint.ts';
+import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
+import { readMetrics } from '../trainer/metrics.ts';
+import { modelPreset } from '../trainer/model-config.ts';
+import { AtumModel } from '../trainer/model.ts';
+import { runTraining, type RunTrainingOptions } from '../trainer/run-training.ts';
+import { SyntheticBatches } from '../trainer/synthetic-batches.ts';
+import { Trainer } from '../trainer/trainer.ts';
+import type { Batch } from '../trainer-bridge/batch.ts';
+import type { LossSums } from '../trainer/lm-loss.ts';
+
+await selectBackend('wasm');
+const profile = await loadProfile('atum-9b');
+const SHAPE = { batchSize: 1, seqLen: 32, pairsPerRow: 2 };
+const OVERRIDES = { learningRate: 1e-2, finalLearningRate: 1e-3, warmupSteps: 2, tokensPerStep: 32 };
+/** Resumed losses must equal uninterrupted ones within this (relative); the same backend gives identical floats. */
+const RESUME_TOLERANCE = 1e-6;
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'm4-trainer-run-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** runTraining on the synthetic set, resumable through the bridge-state factory. */
+function run(runDir: string, options: Partial<RunTrainingOptions> = {}) {
+  const data = new SyntheticBatches({ ...SHAPE, classes: 2 });
+  return runTraining({
+    batches: (state) => data.batches(state),
+    bridgeState: () => data.state(),
+    runDir,
+    steps: 8,
+    model: 'tiny',
+    backend: 'wasm',
+    profile,
+    overrides: OVERRIDES,
+    checkpointEvery: 3,
+    log: () => {},
+    ...options,
+  });
+}
+
+test('frozen weights stay bit-identical over training steps, trainable ones change, and no tensor leaks per step', async () => {
+  const model = await AtumModel.create(modelPreset('tiny'));
+  const trainer = new Trainer(model, resolveHyperParameters(profile, 10, OVERRIDES));
+  const data = new SyntheticBatches(SHAPE);
+  const frozenBefore = new Map([...model.weights.frozen].map(([name, t]) => [name, t.dataSync().slice()]));
+  const trainableBefore = new Map([...model.trainableVariables()].map(([name, t]) => [name, t.dataSync().slice()]));
+  const live: number[] = [];
+  for (let step = 0; step < 4; step++) {
+    trainer.accumulate(data.batch(step));
+    trainer.update(step);
+    live.push(tf.memory().numTensors);
+  }
+  // The first step makes the cached transposes and rotary tables; from then on the count is flat.
+  assert.deepEqual(live.slice(1), [live[1], live[1], live[1]]);
+  for (const [name, t] of model.weights.frozen) assert.deepEqual(t.dataSync(), frozenBefore.get(name), name);
+  const unchanged = [...model.trainableVariables()].filter(([name, v]) => v.dataSync().every((x, i) => x === trainableBefore.get(name)![i]));
+  assert.deepEqual(unchanged.map(([name]) => name), []);
+  assert.equal(trainer.optimizer.m.size, model.trainableVariables().size);
+  trainer.dispose();
+  model.dispose();
+  assert.equal(tf.memory().numTensors, 0);
+});
+
+test('the loss falls over a few dozen steps on captions the image determines, and the model comes to use the image', async () => {
+  const model = await AtumModel.create(modelPreset('tiny'));
+  const trainer = new Trainer(model, resolveHyperParameters(profile, 40, OVERRIDES));
+  const data = new SyntheticBatches({ ...SHAPE, classes: 2 });
+  const losses: number[] = [];
+  for (let step = 0; step < 40; step++) {
+    trainer.accumulate(data.batch(step));
+    losses.push(trainer.update(step).loss);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  assert.ok(mean(losses.slice(-4)) < mean(losses.slice(0, 4)) - 2, `loss ${losses[0]} -> ${losses[39]}`);
+  // Held-out rows whose two pairs are of different classes: with the two images swapped, every caption is wrong.
+  const evaluate = (batch: Batch) => {
+    const prepared = model.prepare(batch);
+    const sums: LossSums = { crossEntropy: 0, zLoss: 0, count: 0 };
+    tf.tidy(() => {
+      model.objective(prepared, sums, { zWeight: 0 });
+    });
+    prepared.dispose();
+    return sums.crossEntropy / sums.count;
+  };
+  const plane = 3 * 224 * 224;
+  let gap = 0;
+  let rows = 0;
+  for (let i = 1000; i < 1040; i++) {
+    const batch = data.batch(i);
+    // A row is <s>, then per pair <fake><image><fake> caption </s>: captions start at 4 and 4 + pairLength.
+    const pairLength = data.options.captionTokens + 4;
+    if (batch.inputIds[4] === batch.inputIds[4 + pairLength]) continue;
+    const swapped = batch.pixelValues.slice();
+    swapped.set(batch.pixelValues.subarray(0, plane), plane);
+    swapped.set(batch.pixelValues.subarray(plane, 2 * plane), 0);
+    gap += evaluate({ ...batch, pixelValues: swapped }) - evaluate(batch);
+    rows++;
+  }
+  assert.ok(rows >= 10);
+  assert.ok(gap / rows > 0.15, `swapped images cost ${(gap / rows).toFixed(3)} nats per token`);
+  trainer.dispose();
+  model.dispose();
+});
+
+test('a run stopped at step k and resumed logs the same losses as one that never stopped', async () => {
+  await withDir(async (dir) => {
+    const whole = join(dir, 'whole');
+    const split = join(dir, 'split');
+    // Two micro-batches per step: accumulation and the bridge state at step ends are both exercised.
+    const overrides = { ...OVERRIDES, tokensPerStep: 64 };
+    await run(whole, { overrides });
+    const first = await run(split, { overrides, stopAt: 5 });
+    assert.equal(first.stoppedBy, 'stop-at');
+    assert.equal((await readCheckpointInfo(split))?.step, 5);
+    assert.equal((await readCheckpointInfo(split))?.bridgeState?.batches, 10);
+    const second = await run(split, { overrides, resume: true });
+    assert.deepEqual([second.startStep, second.endStep, second.stoppedBy], [5, 8, 'steps']);
+    const a = await readMetrics(whole);
+    const b = await readMetrics(split);
+    assert.ok(a.every((m) => Number.isFinite(m.loss) && m.tokens > 0 && m.images === 4));
+    const svg = await readFile(join(split, 'loss.svg'), 'utf8');
+    assert.match(svg, /^<svg[^>]*>[\s\S]*<polyline[^>]*points="([\d.]+,[\d.]+ ){7}[\d.]+,[\d.]+"/);
+    assert.deepEqual(b.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    a.forEach((m, i) => {
+      for (const key of ['loss', 'zLoss', 'gradNorm', 'learningRate'] as const) {
+        assert.ok(Math.abs(m[key] - b[i]![key]) <= RESUME_TOLERANCE * Math.abs(m[key]), `step ${m.step} ${key}: ${m[key]} vs ${b[i]![key]}`);
+      }
+    });
+  });
+});
+
+test('a run directory holding another run is refused with a message that says why', async () => {
+  await withDir(async (dir) => {
+    await run(dir, { steps: 2 });
+    await assert.rejects(run(dir, { steps: 2 }), (err) => isM4Error(err, 'E_USAGE') && /already holds a checkpoint at step 2/.test(err.message));
+    await assert.rejects(run(dir, { steps: 4, resume: true, profile: await loadProfile('atum-80b') }), (err) => isM4Error(err, 'E_USAGE') && /profile atum-9b, not atum-80b/.test(err.message));
+    const wider = { ...modelPreset('tiny'), language: { ...modelPreset('tiny').language, layers: 2 } };
+    await assert.rejects(run(dir, { steps: 4, resume: true, model: wider }), (err) => isM4Error(err, 'E_USAGE') && /differs in language/.test(err.message));
+  });
+});
+
+test('an abort checkpoints the last completed step and returns, also while waiting for a batch', async () => {
+  await withDir(async (dir) => {
+    const controller = new AbortController();
+    const result = await run(dir, { signal: controller.signal, log: (line) => line.startsWith('step 2/') && controller.abort() });
+    assert.deepEqual([result.stoppedBy, result.endStep], ['abort', 2]);
+    assert.equal((await readCheckpointInfo(dir))?.step, 2);
+    assert.equal(tf.memory().numTensors, 0);
+  });
+  await withDir(async (dir) => {
+    const controller = new AbortController();
+    // An async generator stuck in a read: its return() would wait for that read, so the run must not await it.
+    async function* never(): AsyncGenerator<Batch> {
+      await new Promise(() => {});
+    }
+    setTimeout(() => controller.abort(), 50);
+    const result = await run(dir, { batches: never(), signal: controller.signal });
+    assert.deepEqual([result.stoppedBy, result.endStep, result.checkpoint], ['abort', 0, null]);
+  });
+});

@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { isM4Error } from '../core/errors.ts';
+import { selectBackend } from '../trainer/backend.ts';
+import { MODEL_PRESETS, flopsPerToken, modelPreset, parameterCounts } from '../trainer/model-config.ts';
+import { AtumModel } from '../trainer/model.ts';
+import { elementCount, parameterSpecs } from '../trainer/parameters.ts';
+import { encodeSafetensors, openSafetensors } from '../trainer/safetensors.ts';
+
+await selectBackend('cpu');
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'm4-trainer-weights-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A safetensors file by hand: header length, JSON header, then raw bytes. */
+function rawSafetensors(header: Record<string, unknown>, data: Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([length, json, data]);
+}
+
+test('safetensors: F32 written and read back, F16 and BF16 decoded, metadata kept', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'a.safetensors');
+    const values = new Float32Array([1.5, -2.25, 3e-3, 0, 7, 8]);
+    await writeFile(path, encodeSafetensors([{ name: 'x', shape: [2, 3], data: values }], { note: 'hi' }));
+    const file = await openSafetensors(path);
+    assert.deepEqual(file.entries.get('x')?.shape, [2, 3]);
+    assert.deepEqual(file.metadata, { note: 'hi' });
+    assert.deepEqual([...(await file.read('x'))], [...values]);
+    await file.close();
+
+    // 1.5 as F16 is 0x3E00, -2 is 0xC000, 2^-24 (the smallest subnormal) is 0x0001; 1.5 as BF16 is 0x3FC0.
+    const half = Buffer.alloc(6);
+    [0x3e00, 0xc000, 0x0001].forEach((h, i) => half.writeUInt16LE(h, 2 * i));
+    const brain = Buffer.alloc(4);
+    [0x3fc0, 0xc0a0].forEach((h, i) => brain.writeUInt16LE(h, 2 * i));
+    const mixed = join(dir, 'b.safetensors');
+    await writeFile(
+      mixed,
+      rawSafetensors({ h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] }, b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] } }, Buffer.concat([half, brain])),
+    );
+    const decoded = await openSafetensors(mixed);
+    assert.deepEqual([...(await decoded.read('h'))], [1.5, -2, 2 ** -24]);
+    assert.deepEqual([...(await decoded.read('b'))], [1.5, -5]);
+    await decoded.close();
+
+    const broken = join(dir, 'c.safetensors');
+    await writeFile(broken, rawSafetensors({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, Buffer.alloc(8)));
+    await assert.rejects(openSafetensors(broken), (err) => isM4Error(err, 'E_INPUT'));
+  });
+});
+
+test('frozen weights load from a safetensors file by name; a wrong shape is refused', async () => {
+  await withDir(async (dir) => {
+    const config = modelPreset('tiny');
+    const spec = parameterSpecs(config).find((s) => s.name === 'language.layers.1.wq')!;
+    const values = Float32Array.from({ length: elementCount(spec.shape) }, (_, i) => (i % 13) / 13);
+    const path = join(dir, 'lm.safetensors');
+    await writeFile(path, encodeSafetensors([{ name: spec.name, shape: spec.shape, data: values }, { name: 'unrelated', shape: [1], data: new Float32Array([1]) }]));
+    const model = await AtumModel.create(config, { frozenWeights: [path] });
+    assert.deepEqual(model.loadedFrozen, [spec.name]);
+    assert.deepEqual([...model.weights.get(spec.name).dataSync()], [...values]);
+    model.dispose();
+
+    const wrong = join(dir, 'wrong.safetensors');
+    await writeFile(wrong, encodeSafetensors([{ name: spec.name, shape: [spec.shape[1]!, spec.shape[0]! + 1], data: new Float32Array(spec.shape[1]! * (spec.shape[0]! + 1)) }]));
+    await assert.rejects(AtumModel.create(config, { frozenWeights: [wrong] }), (err) => isM4Error(err, 'E_INPUT') && /\[in, out\]/.test(err.message));
+  });
+});
+
+test('parameter counts on paper equal the specs the model allocates, for every preset; the card sizes come out near 9B and 80B', async () => {
+  for (const name of Object.keys(MODEL_PRESETS)) {
+    const config = modelPreset(name);
+    const specs = parameterSpecs(config);
+    const counts = parameterCounts(config);
+    const sum = (trainable: boolean) => specs.filter((s) => s.trainable === trainable).reduce((a, s) => a + elementCount(s.shape), 0);
+    assert.equal(counts.trainable, sum(true), `${name} trainable`);
+    assert.equal(counts.frozen, sum(false), `${name} frozen`);
+  }
+  const nine = parameterCounts(modelPreset('atum-9b'));
+  const eighty = parameterCounts(modelPreset('atum-80b'));
+  assert.ok(nine.total > 8.5e9 && nine.total < 9.5e9, `9b: ${nine.total}`);
+  assert.ok(eighty.total > 78e9 && eighty.total < 82e9, `80b: ${eighty.total}`);
+  const tiny = modelPreset('tiny');
+  const model = await AtumModel.create(tiny);
+  let allocated = 0;
+  for (const t of [...model.weights.frozen.values(), ...model.weights.trainable.values()]) allocated += t.size;
+  assert.equal(allocated, parameterCounts(tiny).total);
+  model.dispose();
+  // Training FLOPs per text token of the frozen decoder alone are at least 4 per frozen weight of the 7B decoder.
+  assert.ok(flopsPerToken(modelPreset('atum-9b'), { seqLen: 1024, imagesPerToken: 0 }).perTextToken > 4 * 6.4e9);
+  assert.equal(tf.memory().numTensors, 0);
+});
