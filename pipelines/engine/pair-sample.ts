@@ -1,9 +1,12 @@
 import { countTokens } from '../../trainer-bridge/token-layout.ts';
+import { textTooLong } from './text-bound.ts';
 import type { AssembledSample, DroppedRow, ImageOutcome, RejectedRow, SourceOptions } from './source-adapter.ts';
 
-/** Caption rules shared by the pair sources; the word bounds are the original trainers' LAION filter (1..256). */
+/** Caption rules shared by the pair sources: the text bound, then the word bounds (the original trainers' LAION filter, 1..256). */
 export function checkCaption(caption: unknown, options: SourceOptions): RejectedRow | undefined {
   if (typeof caption !== 'string' || caption.trim() === '') return { kind: 'rejected', status: 'filtered', error: 'empty caption' };
+  const tooLong = textTooLong([caption], options, 'caption');
+  if (tooLong) return { kind: 'rejected', status: 'filtered', error: tooLong };
   const words = caption.trim().split(/\s+/).length;
   const { minWords, maxWords } = options as { minWords?: number; maxWords?: number };
   if (minWords !== undefined && words < minWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words < ${minWords}` };
