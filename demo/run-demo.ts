@@ -13,6 +13,7 @@ import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
 import { M4Error } from '../core/errors.ts';
+import { checkLocalOutput } from '../shards/storage/local-output.ts';
 
 export interface DemoOptions {
   /** Output folder (default `out/demo`): new, empty, or one an earlier demo made (then emptied first). */
@@ -74,6 +75,7 @@ export const DEMO_MARKER = '.m4data-demo';
  * Any other folder holds what the user put there and is refused (E_USAGE).
  */
 async function prepareOutput(out: string): Promise<void> {
+  await checkLocalOutput(out, '--out');
   const info = await stat(out).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw err;

@@ -51,7 +51,7 @@ export const laion: SourceAdapter<LaionPayload> = {
       kind: 'planned',
       images: [{ url }],
       payload: {
-        caption: row.TEXT as string,
+        caption: typeof row.TEXT === 'string' ? row.TEXT : '',
         fields: {
           similarity: similarity ?? null,
           punsafe: punsafe ?? null,

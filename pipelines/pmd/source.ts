@@ -37,7 +37,7 @@ export const pmd: SourceAdapter<PmdPayload> = {
       kind: 'planned',
       images: [image],
       payload: {
-        caption: row.text as string,
+        caption: typeof row.text === 'string' ? row.text : '',
         fields: { source: row.source ?? null, meta: parseMeta(row.meta), image_path: struct?.path ?? null, inline_image: 'bytes' in image },
       },
     };
