@@ -1,7 +1,7 @@
 import { M4Error } from '../../core/errors.ts';
 import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
 import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
-import { collectShardRecords } from '../../shards/shard-index.ts';
+import { collectShardRecords, indexKeyOf } from '../../shards/shard-index.ts';
 import { checkLocalOutput } from '../../shards/storage/local-output.ts';
 import { LocalStorage } from '../../shards/storage/local.ts';
 import { openStorage } from '../../shards/storage/open.ts';
@@ -24,7 +24,8 @@ export interface BuildObserver {
   /** `rowsToProcess` (rows of this worker's shards still to build) is known up front for local inputs, else undefined. */
   started?(info: { shardsDone: number; rowsToProcess: number | undefined }): void;
   row?(outcome: RowOutcome): void;
-  shard?(stats: ShardStats, record: ShardRecord): void;
+  /** `record` is undefined for a shard whose rows all failed: no tar is published for it. */
+  shard?(stats: ShardStats, record: ShardRecord | undefined): void;
 }
 
 export interface BuildSummary {
@@ -175,7 +176,7 @@ interface OpenShard {
   index: number;
   builder: ShardBuilder;
   add(result: RowResult): Promise<void>;
-  finish(): Promise<{ stats: ShardStats; record: ShardRecord }>;
+  finish(): Promise<{ stats: ShardStats; record: ShardRecord | undefined }>;
 }
 
 function openShard(storage: Storage, prefix: string, index: number, samplesPerShard: number, recordImages: boolean): OpenShard {
@@ -194,7 +195,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
       for (const record of result.imageRecords) images.push({ key: result.outcome.key, row: result.row, ...record });
     },
     async finish() {
-      const record = await builder.finish();
+      const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
       const base = key.replace(/\.tar$/, '');
       await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
       if (recordImages) await storage.write(`${base}.images.parquet`, await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
@@ -220,6 +221,19 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
       return { stats, record };
     },
   };
+}
+
+/**
+ * A shard whose rows all failed gets no tar and no index: webdataset raises "No samples found" on an empty tar (and
+ * a DataLoader worker dies with it), so manifest.json and wids.json could not list it anyway. Its outcome records and
+ * stats are written as for any shard, so it counts as done and a resume skips it. A tar and index of an earlier
+ * build of this shard (--no-resume) are removed, so no stale shard is listed.
+ */
+async function discardEmpty(storage: Storage, builder: ShardBuilder): Promise<undefined> {
+  await builder.abort(new Error('no sample: the shard is not published'));
+  await storage.delete(builder.key);
+  await storage.delete(indexKeyOf(builder.key));
+  return undefined;
 }
 
 /** Leftovers of a killed build of this shard; a store that cannot list them (s3rver) is not a reason to stop. */
