@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startImageServer, writeLaionParquet } from './helpers/pair-build.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { ustarHeader } from '../shards/ustar.ts';
+import { asM4Error } from '../core/errors.ts';
 
 // Regression tests for issue 10's data loss, hangs and misleading messages, each through the CLI as a user meets it.
 
@@ -37,6 +38,18 @@ test('demo --out refuses a non-empty folder it did not make, and leaves the user
   assert.equal(r.code, 2, r.err);
   assertErrorLine(r.err, 'E_USAGE', /not empty and was not made by the demo/);
   assert.equal(await readFile(join(out, 'thesis.txt'), 'utf8'), 'years of work');
+});
+
+test('demo --out empties a folder an earlier demo made (its marker is there), and marks the new one', async () => {
+  const out = join(dir, 'earlier-demo');
+  await mkdir(out);
+  await writeFile(join(out, '.m4data-demo'), '');
+  await writeFile(join(out, 'stale.txt'), 'from the earlier demo');
+  const r = await runCli(['demo', '--out', out], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.err);
+  await assert.rejects(stat(join(out, 'stale.txt')), /ENOENT/);
+  await stat(join(out, '.m4data-demo'));
+  await stat(join(out, 'laion', 'manifest.json'));
 });
 
 test('--output under /proc fails fast with a message instead of spinning in mkdir', async () => {
@@ -74,6 +87,14 @@ test('an --output on a read-only file system is reported as EROFS', async (t) =>
   const r = await runCli(['build', '--source', 'laion', '--input', input, '--output', join(ro, 'out'), ...LOOPBACK]);
   assert.equal(r.code, 2, r.err);
   assertErrorLine(r.err, 'E_USAGE', /read-only file system \(EROFS\)/);
+});
+
+test('a file-system error m4data did not raise keeps its errno in the message and gets a code', () => {
+  const erofs = Object.assign(new Error("EROFS: read-only file system, open '/ro/out/x.tar'"), { code: 'EROFS' });
+  const error = asM4Error(erofs);
+  assert.equal(error.code, 'E_STORAGE');
+  assert.match(error.message, /^EROFS: read-only file system/);
+  assert.equal(asM4Error(new TypeError('x is undefined')).code, 'E_INTERNAL');
 });
 
 test('a run that fails before building leaves no build.json to block the next run', async () => {
