@@ -117,24 +117,22 @@ test('a run that fails before building leaves no build.json to block the next ru
 });
 
 test('usage errors name the flag and print in the one error format, exit 2', async () => {
-  const body = await runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o1'), '--max-body-size', '1e12']);
+  const [body, limit, unknown, notBuilt, missing] = await Promise.all([
+    runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o1'), '--max-body-size', '1e12']),
+    runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o2'), '--limit', '0']),
+    runCli(['inspect', 'x', '--no-such-flag']),
+    runCli(['train']),
+    runCli(['inspect', join(dir, 'nope.tar')]),
+  ]);
   assert.equal(body.code, 2);
   assertErrorLine(body.err, 'E_USAGE', /--max-body-size.*from 0\.001 to 2000 MB, got "1e12"/);
   assert.doesNotMatch(body.err, /maxBodyBytes|e\+18|1000000000000000000/);
-
-  const limit = await runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o2'), '--limit', '0']);
   assert.equal(limit.code, 2);
   assertErrorLine(limit.err, 'E_USAGE', /--limit/);
-
-  const unknown = await runCli(['inspect', 'x', '--no-such-flag']);
   assert.equal(unknown.code, 2);
   assertErrorLine(unknown.err, 'E_USAGE', /unknown option '--no-such-flag'/);
-
-  const notBuilt = await runCli(['train']);
   assert.equal(notBuilt.code, 2);
   assertErrorLine(notBuilt.err, 'E_USAGE', /not built yet/);
-
-  const missing = await runCli(['inspect', join(dir, 'nope.tar')]);
   assert.equal(missing.code, 1);
   assertErrorLine(missing.err, 'E_NOT_FOUND', /no such shard/);
 });
