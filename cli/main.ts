@@ -48,4 +48,3 @@ export async function main(argv: string[]): Promise<number> {
 function usageLine(text: string, write: (line: string) => void): void {
   write(`m4data: ${text.trim().replace(/^error: /, '')} [E_USAGE]\n`);
 }
-

@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { M4Error } from '../core/errors.ts';
 
@@ -39,7 +39,9 @@ export async function* gunzipIfCompressed(source: AsyncIterable<Uint8Array>, url
     return;
   }
   onGzip?.();
-  const gunzip = Readable.from(rest(), { objectMode: false }).pipe(createGunzip());
+  const gunzip = createGunzip();
+  // pipeline, not pipe: a read that fails mid-stream (a dropped connection) must end the loop below, not stall it.
+  pipeline(Readable.from(rest(), { objectMode: false }), gunzip, () => {});
   try {
     for await (const chunk of gunzip) yield chunk as Buffer;
   } catch (err) {

@@ -9,6 +9,7 @@ import { resolveBuildOptions } from '../pipelines/engine/build-options.ts';
 import { runBuild } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { newReadCounters, readShard } from '../shards/tar-reader.ts';
+import { gunzipIfCompressed } from '../shards/gunzip.ts';
 import { startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
 import { runCli } from './helpers/run-cli.ts';
 
@@ -119,6 +120,21 @@ test('the reader reads .tgz and .tar.gz like any tar, and says so of a gzip file
   const cut = join(dir, 'cut.tgz');
   await writeFile(cut, (await readFile(tgz)).subarray(0, 60));
   await assert.rejects(samplesOf(cut), (err: unknown) => isM4Error(err, 'E_TAR_TRUNCATED') && /cut\.tgz: gzip data ends early/.test(err.message));
+});
+
+test('a gzip shard whose read fails mid-stream ends in that error, not a stall', async () => {
+  const bytes = await readFile(tgz);
+  async function* dropped(): AsyncGenerator<Uint8Array> {
+    yield bytes.subarray(0, 20);
+    throw new Error('connection dropped');
+  }
+  const chunks = gunzipIfCompressed(dropped(), 'gz.tgz');
+  await assert.rejects(
+    (async () => {
+      for await (const chunk of chunks) void chunk;
+    })(),
+    /connection dropped/,
+  );
 });
 
 test('inspect finds .tgz, .tar.gz and .TAR in a folder, and takes a file of any name for a shard, never a folder', async () => {
