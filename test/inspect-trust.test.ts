@@ -122,7 +122,7 @@ test('the reader reads .tgz and .tar.gz like any tar, and says so of a gzip file
   await assert.rejects(samplesOf(cut), (err: unknown) => isM4Error(err, 'E_TAR_TRUNCATED') && /cut\.tgz: gzip data ends early/.test(err.message));
 });
 
-test('a gzip shard whose read fails mid-stream ends in that error, not a stall', async () => {
+test('a gzip shard whose read fails mid-stream ends in that error, not a stall', { timeout: 30_000 }, async () => {
   const bytes = await readFile(tgz);
   async function* dropped(): AsyncGenerator<Uint8Array> {
     yield bytes.subarray(0, 20);
