@@ -79,10 +79,19 @@ export async function summarizeDataset(target: string, options: SummaryOptions =
   return scan(target, shards, firstCount, options);
 }
 
-/** The target as one shard: named like one, or an existing local file, whatever its name. Undefined for a folder. */
+/**
+ * The target as one shard: named like one, or an existing local file or S3 object, whatever its name. Undefined for
+ * a folder or prefix. (An http(s) URL not named like a shard is taken for a folder: a server answers for folders too.)
+ */
 async function asShard(target: string): Promise<ShardRef | undefined> {
   const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) && !target.startsWith('file://');
   if (!SHARD_NAME.test(target)) {
+    // s3://bucket/key: one HEAD tells an object from a prefix.
+    if (/^s3:\/\/[^/]+\/.*[^/]$/.test(target)) {
+      const { storage, key } = openObject(target);
+      const info = await storage.stat(key);
+      return info ? { storage, key, bytes: info.size } : undefined;
+    }
     if (isUrl) return undefined;
     const path = target.startsWith('file://') ? fileURLToPath(target) : target;
     const info = await stat(path).catch(() => undefined);
