@@ -40,9 +40,10 @@ export interface MetadataBatch {
 }
 
 /**
- * Streams the rows of metadata files (parquet, or csv, tsv, json, jsonl, txt: see input-format.ts) in a deterministic order: inputs in the order given, the files a glob
- * matches in sorted order, rows in file order. Each file's schema is checked against `columns` before it is read;
- * memory stays flat however large the files, as rows are converted one DuckDB chunk (2048 rows) at a time.
+ * Streams the rows of metadata files (parquet, or csv, tsv, json, jsonl, txt: see input-format.ts) in a deterministic
+ * order: inputs in the order given, the files a glob matches in sorted order, rows in file order. Each file's schema
+ * is checked against `columns` before it is read; memory stays flat however large the files, as rows are converted
+ * one DuckDB chunk (2048 rows) at a time.
  */
 export async function* readParquet(inputs: string[], options: ReadParquetOptions): AsyncIterable<MetadataBatch> {
   const batchSize = options.batchSize ?? 2048;
