@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { M4Error, errorMessage, isM4Error } from '../core/errors.ts';
+import { asM4Error } from '../core/errors.ts';
 import { ExitCode } from '../core/exit-codes.ts';
 import { buildCommand } from './commands/build.ts';
 import { inspectCommand } from './commands/inspect.ts';
@@ -22,7 +22,8 @@ export function buildProgram(): Command {
   program.addCommand(notBuiltCommand('train', 'pack the mixture into 1024-token sequences and feed a TensorFlow.js trainer'));
   program.addCommand(inspectCommand());
   program.addCommand(demoCommand());
-  for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
+  program.configureOutput({ outputError: usageLine });
+  for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput({ outputError: usageLine });
   return program;
 }
 
@@ -37,17 +38,14 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end through here too, with exit code 0.
       return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
     }
-    if (isM4Error(err, 'E_USAGE')) {
-      process.stderr.write(`m4data: ${err.message}\n`);
-      return ExitCode.USAGE;
-    }
-    process.stderr.write(`m4data: ${describeError(err)}\n`);
+    const error = asM4Error(err);
+    process.stderr.write(`m4data: ${error.message} [${error.code}]\n`);
     if (process.env.M4DATA_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    return ExitCode.FAILURE;
+    return error.code === 'E_USAGE' ? ExitCode.USAGE : ExitCode.FAILURE;
   }
 }
 
-function describeError(err: unknown): string {
-  if (err instanceof M4Error) return `${err.message} [${err.code}]`;
-  return errorMessage(err);
+/** Commander's own usage errors (`error: unknown option ...`) in m4data's one error format. */
+function usageLine(text: string, write: (line: string) => void): void {
+  write(`m4data: ${text.trim().replace(/^error: /, '')} [E_USAGE]\n`);
 }

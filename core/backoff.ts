@@ -38,6 +38,8 @@ export function isConnectionDrop(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > 5) return false;
   const code = (err as NodeJS.ErrnoException).code;
   if (code !== undefined && DROP_CODES.has(code)) return true;
+  // The S3 client's idle deadline (no code): the connection is given up, and a resumed read opens a new one.
+  if (err.name === 'TimeoutError') return true;
   if (/socket hang up|^aborted$|premature close|other side closed/i.test(err.message)) return true;
   return isConnectionDrop(err.cause, depth + 1);
 }

@@ -8,7 +8,8 @@ export type ErrorCode =
   | 'E_UNSAFE_NAME' // a tar entry name with `..`, an absolute path or NUL
   | 'E_SAMPLE' // a sample that cannot be written (bad key, duplicate field)
   | 'E_INPUT' // source metadata that does not match what the pipeline expects
-  | 'E_FETCH'; // an image download that failed (recorded as an outcome, never thrown out of a build)
+  | 'E_FETCH' // an image download that failed (recorded as an outcome, never thrown out of a build)
+  | 'E_INTERNAL'; // anything m4data did not raise on purpose: a bug, or a failure nothing above names
 
 export class M4Error extends Error {
   readonly code: ErrorCode;
@@ -32,4 +33,25 @@ export function isM4Error(err: unknown, code?: ErrorCode): err is M4Error {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** File-system error codes and the code m4data reports them under. */
+const ERRNO_CODES: Record<string, ErrorCode> = {
+  ENOENT: 'E_NOT_FOUND',
+  ENOTDIR: 'E_STORAGE',
+  EISDIR: 'E_STORAGE',
+  EACCES: 'E_STORAGE',
+  EPERM: 'E_STORAGE',
+  EROFS: 'E_STORAGE',
+  ENOSPC: 'E_STORAGE',
+  EDQUOT: 'E_STORAGE',
+  EEXIST: 'E_STORAGE',
+};
+
+/** Any thrown value as an M4Error, so every failure prints one way (`m4data: message [E_CODE]`); an M4Error is kept as it is. */
+export function asM4Error(err: unknown): M4Error {
+  if (err instanceof M4Error) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const code = (errno !== undefined && ERRNO_CODES[errno]) || 'E_INTERNAL';
+  return new M4Error(code, 'cli', errorMessage(err), { errno }, { cause: err });
 }

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { formatSummary } from '../cli/commands/inspect.ts';
 import { formatBuildSummary } from '../cli/commands/build.ts';
@@ -12,9 +12,11 @@ import { jpeg, png, truncatedJpeg } from '../sandbox/images.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
+import { M4Error } from '../core/errors.ts';
+import { checkLocalOutput } from '../shards/storage/local-output.ts';
 
 export interface DemoOptions {
-  /** Output folder (default `out/demo`), emptied first. */
+  /** Output folder (default `out/demo`): new, empty, or one an earlier demo made (then emptied first). */
   out: string;
   log: (line: string) => void;
 }
@@ -28,7 +30,7 @@ const PHOTOS = 24;
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   const out = resolve(options.out);
-  await rm(out, { recursive: true, force: true });
+  await prepareOutput(out);
   await mkdir(join(out, 'inputs'), { recursive: true });
   const log = options.log;
 
@@ -63,6 +65,31 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await s3.stop();
     await images.close();
   }
+}
+
+/** Marks a folder the demo made, so that a later demo may empty it; nothing else is ever emptied. */
+export const DEMO_MARKER = '.m4data-demo';
+
+/**
+ * Empties `out` only when an earlier demo made it (its marker is there); a new or empty folder is used as it is.
+ * Any other folder holds what the user put there and is refused (E_USAGE).
+ */
+async function prepareOutput(out: string): Promise<void> {
+  await checkLocalOutput(out, '--out');
+  const info = await stat(out).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (info && !info.isDirectory()) throw new M4Error('E_USAGE', 'demo', `--out ${out} is a file, not a folder`, { out });
+  const entries = info ? await readdir(out) : [];
+  if (entries.length > 0) {
+    if (!entries.includes(DEMO_MARKER)) {
+      throw new M4Error('E_USAGE', 'demo', `--out ${out} is not empty and was not made by the demo (no ${DEMO_MARKER} in it); the demo empties its folder, so give it a new or empty one`, { out });
+    }
+    await rm(out, { recursive: true, force: true });
+  }
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, DEMO_MARKER), 'made by `m4data demo`, which empties this folder when it runs again\n');
 }
 
 function demoBuild(source: string, input: string, output: string): BuildOptionsInput {

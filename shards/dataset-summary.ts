@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { M4Error } from '../core/errors.ts';
 import { isImageField } from './entry-name.ts';
-import { MANIFEST_NAME, readManifest } from './manifest.ts';
+import { MANIFEST_NAME, readManifest, type ShardRecord } from './manifest.ts';
 import { openObject, openStorage } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { newReadCounters, readShard, type ReadCounters } from './tar-reader.ts';
@@ -26,13 +29,19 @@ export interface DatasetSummary {
   skippedSamples: number;
   badShards: number;
   errors: string[];
+  /** What was read well but is worth saying (a gzip file named .tar). */
+  notes: string[];
+  /** With a manifest: whether every shard's sha256 was checked (--verify), or only its size. */
+  verified?: boolean;
 }
 
 export interface SummaryOptions {
   /** How many samples to describe (default 5). */
   first?: number;
-  /** Called after each shard of a scan, for progress. */
-  onShard?: (done: number, total: number) => void;
+  /** Called after each shard of a scan or a verification, for progress. */
+  onShard?: (done: number, total: number, shard: string) => void;
+  /** With a manifest, check every shard's sha256 too, not only its size (reads every byte). */
+  verify?: boolean;
 }
 
 interface ShardRef {
@@ -41,38 +50,79 @@ interface ShardRef {
   bytes: number;
 }
 
+/** Names a folder scan takes for shards: `.tar` in any case, and gzip-compressed `.tgz` and `.tar.gz`. */
+export const SHARD_NAME = /\.(tar|tgz|tar\.gz)$/i;
+
 /**
- * Summarises a shard (`x.tar`), a manifest (`manifest.json`), or a folder or S3 prefix (its manifest when it has one,
- * else every `.tar` in it, scanned). Bad shards and samples are counted, not thrown.
+ * Summarises a shard (`x.tar`, `x.tgz`, `x.tar.gz`, or any existing local file), a manifest (`manifest.json`), or a
+ * folder or S3 prefix (its manifest when it has one, else every shard in it, scanned). With a manifest, every shard's
+ * size is checked against it (and its sha256, with `verify`). Bad and missing shards are counted, not thrown; a target
+ * that holds no shard at all is E_NOT_FOUND.
  */
 export async function summarizeDataset(target: string, options: SummaryOptions = {}): Promise<DatasetSummary> {
   const firstCount = options.first ?? 5;
   if (/\.json$/i.test(target)) {
     const { storage, key } = openObject(target);
-    return fromManifest(target, storage, key, firstCount);
+    return fromManifest(target, storage, key, firstCount, options);
   }
-  if (/\.tar$/i.test(target)) {
-    const { storage, key } = openObject(target);
-    const info = await storage.stat(key);
-    if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such shard: ${storage.urlOf(key)}`, { url: storage.urlOf(key) });
-    return scan(target, [{ storage, key, bytes: info.size }], firstCount, options);
-  }
+  const shard = await asShard(target);
+  if (shard) return scan(target, [shard], firstCount, options);
   const storage = openStorage(target);
-  if (await storage.stat(MANIFEST_NAME)) return fromManifest(target, storage, MANIFEST_NAME, firstCount);
+  if (await storage.stat(MANIFEST_NAME)) return fromManifest(target, storage, MANIFEST_NAME, firstCount, options);
   const shards: ShardRef[] = [];
   for await (const info of storage.list()) {
-    if (info.key.endsWith('.tar')) shards.push({ storage, key: info.key, bytes: info.size });
+    if (SHARD_NAME.test(info.key)) shards.push({ storage, key: info.key, bytes: info.size });
+  }
+  if (shards.length === 0) {
+    throw new M4Error('E_NOT_FOUND', 'shards', `no shard (.tar, .tgz, .tar.gz) and no manifest.json in ${storage.root}`, { url: storage.root });
   }
   return scan(target, shards, firstCount, options);
 }
 
-async function fromManifest(target: string, storage: Storage, key: string, firstCount: number): Promise<DatasetSummary> {
+/**
+ * The target as one shard: named like one, or an existing local file or S3 object, whatever its name. Undefined for
+ * a folder or prefix. (An http(s) URL not named like a shard is taken for a folder: a server answers for folders too.)
+ */
+async function asShard(target: string): Promise<ShardRef | undefined> {
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) && !target.startsWith('file://');
+  if (!SHARD_NAME.test(target)) {
+    // s3://bucket/key: one HEAD tells an object from a prefix.
+    if (/^s3:\/\/[^/]+\/.*[^/]$/.test(target)) {
+      const { storage, key } = openObject(target);
+      const info = await storage.stat(key);
+      return info ? { storage, key, bytes: info.size } : undefined;
+    }
+    if (isUrl) return undefined;
+    const path = target.startsWith('file://') ? fileURLToPath(target) : target;
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such file or folder: ${path}`, { url: path });
+    if (info.isDirectory()) return undefined;
+  }
+  const { storage, key } = openObject(target);
+  const info = await storage.stat(key);
+  if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such shard: ${storage.urlOf(key)}`, { url: storage.urlOf(key) });
+  return { storage, key, bytes: info.size };
+}
+
+async function fromManifest(target: string, storage: Storage, key: string, firstCount: number, options: SummaryOptions): Promise<DatasetSummary> {
   const manifest = await readManifest(storage, key);
   // Shard names in a manifest are relative to the folder that holds it.
   const dir = key.includes('/') ? key.slice(0, key.lastIndexOf('/') + 1) : '';
   const counters = newReadCounters();
-  const first: SampleSummary[] = [];
+  const good: ShardRecord[] = [];
+  let done = 0;
   for (const shard of manifest.shards) {
+    const problem = await checkShard(storage, dir + shard.shard, shard, options.verify === true);
+    if (problem) {
+      counters.badShards++;
+      counters.errors.push(problem);
+    } else {
+      good.push(shard);
+    }
+    if (options.verify) options.onShard?.(++done, manifest.shards.length, shard.shard);
+  }
+  const first: SampleSummary[] = [];
+  for (const shard of good) {
     if (first.length >= firstCount) break;
     for await (const sample of readShard({ storage, key: dir + shard.shard }, { onError: 'skip', counters })) {
       first.push(describe(sample));
@@ -80,12 +130,25 @@ async function fromManifest(target: string, storage: Storage, key: string, first
     }
   }
   const { shards, samples, images, tokens, bytes } = manifest.totals;
-  return { target, from: 'manifest', shards, samples, images, tokens, bytes, first, ...problems(counters) };
+  return { target, from: 'manifest', shards, samples, images, tokens, bytes, first, ...problems(counters), verified: options.verify === true };
+}
+
+/** What is wrong with one shard the manifest lists: missing, another size, or (verifying) another sha256. */
+async function checkShard(storage: Storage, key: string, record: ShardRecord, verify: boolean): Promise<string | undefined> {
+  const url = storage.urlOf(key);
+  const info = await storage.stat(key);
+  if (!info) return `${url}: missing (the manifest lists it)`;
+  if (info.size !== record.bytes) return `${url}: ${info.size} bytes, the manifest says ${record.bytes} (truncated or replaced)`;
+  if (!verify) return undefined;
+  const hash = createHash('sha256');
+  for await (const chunk of storage.read(key)) hash.update(chunk);
+  const sha256 = hash.digest('hex');
+  return sha256 === record.sha256 ? undefined : `${url}: sha256 ${sha256}, the manifest says ${record.sha256} (corrupt)`;
 }
 
 async function scan(target: string, refs: ShardRef[], firstCount: number, options: SummaryOptions): Promise<DatasetSummary> {
   const counters = newReadCounters();
-  const summary: DatasetSummary = { target, from: 'scan', shards: refs.length, samples: 0, images: 0, tokens: 0, bytes: 0, first: [], skippedSamples: 0, badShards: 0, errors: [] };
+  const summary: DatasetSummary = { target, from: 'scan', shards: refs.length, samples: 0, images: 0, tokens: 0, bytes: 0, first: [], skippedSamples: 0, badShards: 0, errors: [], notes: [] };
   let done = 0;
   for (const ref of refs) {
     summary.bytes += ref.bytes;
@@ -101,13 +164,13 @@ async function scan(target: string, refs: ShardRef[], firstCount: number, option
       counters.badShards++;
       counters.errors.push(`${ref.storage.urlOf(ref.key)}: ${(err as Error).message}`);
     }
-    options.onShard?.(++done, refs.length);
+    options.onShard?.(++done, refs.length, ref.key);
   }
   return { ...summary, ...problems(counters) };
 }
 
-function problems(counters: ReadCounters): Pick<DatasetSummary, 'skippedSamples' | 'badShards' | 'errors'> {
-  return { skippedSamples: counters.skippedSamples, badShards: counters.badShards, errors: counters.errors };
+function problems(counters: ReadCounters): Pick<DatasetSummary, 'skippedSamples' | 'badShards' | 'errors' | 'notes'> {
+  return { skippedSamples: counters.skippedSamples, badShards: counters.badShards, errors: counters.errors, notes: counters.notes };
 }
 
 function describe(sample: ReadSample): SampleSummary {

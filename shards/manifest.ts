@@ -11,6 +11,8 @@ export interface ShardRecord {
   tokens: number;
   bytes: number;
   sha256: string;
+  /** MD5 of the tar, as wids' shard index records it; absent from indexes written before m4data computed it. */
+  md5?: string;
 }
 
 export interface Totals {
@@ -49,13 +51,16 @@ export function buildManifest(records: readonly ShardRecord[], dataset: Record<s
   return { format: 'm4data-webdataset', version: 1, dataset, totals: totalsOf(shards), shards };
 }
 
-/** The shard list Python's `wids.ShardListDataset` opens for random access; URLs are relative to this file. */
+/**
+ * The shard list Python's `wids.ShardListDataset` opens for random access; URLs are relative to this file. Each shard
+ * has the fields wids' own index writer (`python -m wids.wids_index create`) gives it: url, nsamples, filesize, md5sum.
+ */
 export function widsIndex(manifest: Manifest, name?: string): object {
   return {
     __kind__: 'wids-shard-index-v1',
     wids_version: 1,
     ...(name ? { name } : {}),
-    shardlist: manifest.shards.map((s) => ({ url: s.shard, nsamples: s.samples })),
+    shardlist: manifest.shards.map((s) => ({ url: s.shard, nsamples: s.samples, filesize: s.bytes, ...(s.md5 ? { md5sum: s.md5 } : {}) })),
   };
 }
 

@@ -44,8 +44,8 @@ export async function collectShardRecords(storage: Storage, prefix = ''): Promis
   const records: ShardRecord[] = [];
   for await (const info of storage.list(prefix)) {
     if (!info.key.endsWith(INDEX_SUFFIX)) continue;
-    const { shard, samples, images, tokens, bytes, sha256 } = await readShardIndex(storage, info.key);
-    records.push({ shard, samples, images, tokens, bytes, sha256 });
+    const { shard, samples, images, tokens, bytes, sha256, md5 } = await readShardIndex(storage, info.key);
+    records.push({ shard, samples, images, tokens, bytes, sha256, ...(md5 ? { md5 } : {}) });
   }
   return records.sort((a, b) => compareKeys(a.shard, b.shard));
 }

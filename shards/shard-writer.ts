@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import { BackgroundHash } from '../core/background-hash.ts';
+import { BackgroundHash, type Digests } from '../core/background-hash.ts';
 import { ByteChannel } from '../core/byte-channel.ts';
 import type { Storage } from './storage/storage.ts';
 import { checkWritableName, isImageField } from './entry-name.ts';
@@ -93,7 +93,7 @@ export class ShardBuilder {
 
   /** Completes the tar, waits until storage has published it, then writes its index. */
   async finish(): Promise<ShardRecord> {
-    let sha256: string;
+    let digests: Digests;
     try {
       await Promise.race([this.channel.push(END_OF_ARCHIVE), this.uploadFailed]);
       this.channel.end();
@@ -101,7 +101,7 @@ export class ShardBuilder {
       if (this.written !== this.bytes) {
         throw new M4Error('E_STORAGE', 'shards', `${this.key}: wrote ${this.written} bytes, expected ${this.bytes}`, { shard: this.key });
       }
-      sha256 = await this.hash.digest();
+      digests = await this.hash.digest();
     } finally {
       this.hash.dispose();
     }
@@ -111,7 +111,8 @@ export class ShardBuilder {
       images: this.images,
       tokens: this.tokens,
       bytes: this.written,
-      sha256,
+      sha256: digests.sha256,
+      md5: digests.md5,
     };
     await writeShardIndex(this.storage, this.key, record, this.entries);
     return record;

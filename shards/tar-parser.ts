@@ -102,6 +102,7 @@ function corrupt(message: string, offset: number): M4Error {
 
 function checkChecksum(header: Buffer, offset: number): void {
   const stored = parseOctal(header.subarray(148, 156));
+  if (Number.isNaN(stored)) throw corrupt(`bad tar header checksum at byte ${offset} (the checksum field holds no number): not a tar, or corrupt`, offset);
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {

@@ -3,6 +3,7 @@ import { openObject } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { checkEntryName, isMetaEntry, splitEntryName } from './entry-name.ts';
 import { parseTar } from './tar-parser.ts';
+import { GZIP_TAR_NAME, gunzipIfCompressed } from './gunzip.ts';
 import type { ReadSample } from './sample.ts';
 
 export interface ReadShardOptions {
@@ -23,17 +24,21 @@ export interface ReadCounters {
   badShards: number;
   /** Messages of what was skipped, each naming the shard and byte offset. */
   errors: string[];
+  /** What was read well but is worth saying: a gzip-compressed shard named `.tar`. */
+  notes: string[];
 }
 
 export function newReadCounters(): ReadCounters {
-  return { samples: 0, skippedSamples: 0, badShards: 0, errors: [] };
+  return { samples: 0, skippedSamples: 0, badShards: 0, errors: [], notes: [] };
 }
 
 export type ShardLocation = string | { storage: Storage; key: string };
 
 /**
  * Streams the samples of one shard, grouped by key exactly as Python's webdataset groups them: consecutive entries
- * sharing a key make one sample. Errors name the shard and the byte offset.
+ * sharing a key make one sample. Errors name the shard and the byte offset. A gzip-compressed tar (`.tgz`,
+ * `.tar.gz`, or any file starting with gzip's magic bytes) is read through gunzip; offsets are then those of the
+ * decompressed tar, and a gzip file named `.tar` is noted in `counters.notes`.
  */
 export async function* readShard(location: ShardLocation, options: ReadShardOptions = {}): AsyncGenerator<ReadSample> {
   const { storage, key } = typeof location === 'string' ? openObject(location) : location;
@@ -59,7 +64,10 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
   };
 
   try {
-    for await (const entry of parseTar(storage.read(key), { maxEntryBytes: options.maxEntryBytes })) {
+    const onGzip = () => {
+      if (!GZIP_TAR_NAME.test(key)) counters.notes.push(`${url} is gzip-compressed, though not named .tgz or .tar.gz: read through gunzip`);
+    };
+    for await (const entry of parseTar(gunzipIfCompressed(storage.read(key), url, onGzip), { maxEntryBytes: options.maxEntryBytes })) {
       if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
       let problem: M4Error | undefined;
       try {

@@ -5,9 +5,9 @@ import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { BackgroundHash } from '../core/background-hash.ts';
 
-const sha256 = (chunks: Uint8Array[]) => chunks.reduce((h, c) => h.update(c), createHash('sha256')).digest('hex');
+const digest = (algorithm: string, chunks: Uint8Array[]) => chunks.reduce((h, c) => h.update(c), createHash(algorithm)).digest('hex');
 
-test('a background hash equals a sha256 of the same bytes, however they are chunked', async () => {
+test('a background hash equals a sha256 and an md5 of the same bytes, however they are chunked', async () => {
   // Chunk sizes straddle the 1 MiB staging buffers: empty, tiny, just under, over, and several buffers at once.
   const size = fc.oneof(fc.constantFrom(0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 5 << 20), fc.integer({ min: 0, max: 300_000 }));
   await fc.assert(
@@ -15,7 +15,7 @@ test('a background hash equals a sha256 of the same bytes, however they are chun
       const chunks = shape.map(([n, fill]) => new Uint8Array(n).map((_, i) => (i * 31 + fill) & 255));
       const hash = new BackgroundHash();
       for (const chunk of chunks) await hash.update(chunk);
-      assert.equal(await hash.digest(), sha256(chunks));
+      assert.deepEqual(await hash.digest(), { sha256: digest('sha256', chunks), md5: digest('md5', chunks) });
     }),
     { numRuns: 30 },
   );
@@ -32,7 +32,20 @@ test('hashes running at once stay apart, and a chunk is copied when given (the c
       await hash.update(reused);
     }
   }
-  assert.deepEqual(await Promise.all(hashes.map((h) => h.digest())), expected.map((h) => h.digest('hex')));
+  assert.deepEqual((await Promise.all(hashes.map((h) => h.digest()))).map((d) => d.sha256), expected.map((h) => h.digest('hex')));
+});
+
+test('hashing works in a process started with --input-type=module', () => {
+  const script = `
+    import { BackgroundHash } from './core/background-hash.ts';
+    const hash = new BackgroundHash();
+    await hash.update(new Uint8Array(3 << 20));
+    console.log((await hash.digest()).md5);
+  `;
+  const cwd = new URL('..', import.meta.url).pathname;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd, encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), digest('md5', [new Uint8Array(3 << 20)]));
 });
 
 test('an abandoned hash does not keep the process alive', () => {

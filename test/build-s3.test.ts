@@ -9,11 +9,18 @@ import { runBuild } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { S3Storage } from '../shards/storage/s3.ts';
 import { readManifest } from '../shards/manifest.ts';
+import { summarizeDataset } from '../shards/dataset-summary.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { hostileLaionRows, startImageServer, TEST_FETCH, writeLaionParquet } from './helpers/pair-build.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 
 const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
+
+async function readObject(storage: S3Storage, key: string): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of storage.read(key)) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
 
 test('build reads parquet from S3 and writes shards to S3; inspect reads them back', async (t) => {
   const s3 = await startS3Server();
@@ -59,6 +66,16 @@ test('build reads parquet from S3 and writes shards to S3; inspect reads them ba
   const summaryJson = JSON.parse(inspected.out);
   assert.deepEqual([summaryJson.shards, summaryJson.samples, summaryJson.images, summaryJson.tokens], [3, expected, expected, manifest.totals.tokens]);
   assert.equal(summaryJson.first.length, 5);
+
+  // An object of any name is one shard, never taken for a prefix; a shard whose size differs from the manifest is named.
+  const shard = await readObject(bucket, 'datasets/laion/laion-000000.tar');
+  await bucket.write('odd/name.bin', shard);
+  const odd = await summarizeDataset(`s3://${s3.bucket}/odd/name.bin`);
+  assert.deepEqual([odd.from, odd.shards, odd.samples], ['scan', 1, manifest.shards[0]!.samples]);
+  await bucket.write('datasets/laion/laion-000001.tar', shard.subarray(0, 1024));
+  const checked = await summarizeDataset(output);
+  assert.equal(checked.badShards, 1);
+  assert.match(checked.errors[0]!, /laion-000001\.tar: 1024 bytes, the manifest says \d+/);
 
   // Documents too: the repeated-URL count and the read both come through the storage layer.
   const docs = join(dir, 'docs.parquet');

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 import { isM4Error } from '../core/errors.ts';
 import { resolveImageOptions, type ImageOptions } from '../pipelines/engine/image/image-options.ts';
-import { processImage, type ImageResult } from '../pipelines/engine/image/process-image.ts';
+import { processImage, roundHalfEven, type ImageResult } from '../pipelines/engine/image/process-image.ts';
 import { sniffFormat } from '../pipelines/engine/image/sniff-format.ts';
 import * as images from '../sandbox/images.ts';
 
@@ -202,6 +202,8 @@ describe('processImage', () => {
     const cases: [ImageOptions['resizeMode'], Buffer, [number, number]][] = [
       ['keep_ratio', landscape, [341, 256]],
       ['keep_ratio', portrait, [256, 341]],
+      ['keep_ratio_largest', landscape, [256, 192]],
+      ['keep_ratio_largest', portrait, [192, 256]],
       ['center_crop', landscape, [256, 256]],
       ['center_crop', portrait, [256, 256]],
       ['border', landscape, [256, 256]],
@@ -226,9 +228,19 @@ describe('processImage', () => {
     };
     assert.deepEqual(await sizes({}), [200, 160]);
     assert.deepEqual(await sizes({ resizeMode: 'center_crop' }), [160, 160]);
+    assert.deepEqual(await sizes({ resizeMode: 'keep_ratio_largest' }), [200, 160]);
+    assert.deepEqual(await sizes({ upscale: true, resizeMode: 'keep_ratio_largest' }), [256, 205]);
     assert.deepEqual(await sizes({ resizeMode: 'border' }), [256, 256]);
     assert.deepEqual(await sizes({ upscale: true }), [320, 256]);
     assert.deepEqual(await sizes({ upscale: true, resizeMode: 'center_crop' }), [256, 256]);
+  });
+
+  it('rounds sizes half to even, as img2dataset (Python round) does: 512x769 at 256 is 256x384', async () => {
+    const result = expectSuccess(await processImage(await images.jpeg(512, 769), defaults));
+    assert.deepEqual([result.width, result.height], [256, 384]);
+    const wide = expectSuccess(await processImage(await images.jpeg(771, 512), defaults));
+    assert.deepEqual([wide.width, wide.height], [386, 256]); // 385.5 rounds up to the even 386
+    assert.deepEqual([0.5, 1.5, 2.5, 384.5, 385.5, 2.4, 2.6].map(roundHalfEven), [0, 2, 2, 384, 386, 2, 3]);
   });
 
   it('encodes the asked format, as sniffed back', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -113,8 +114,15 @@ test('index offsets and sizes locate each sample exactly, and counts add up in t
       __kind__: 'wids-shard-index-v1',
       wids_version: 1,
       name: 'test',
-      shardlist: records.map((r) => ({ url: r.shard, nsamples: r.samples })),
+      shardlist: await Promise.all(
+        records.map(async (r) => {
+          // As wids' index writer gives them: the file's size and the md5 of its bytes.
+          const tar = await readFile(join(dir, r.shard));
+          return { url: r.shard, nsamples: r.samples, filesize: tar.length, md5sum: createHash('md5').update(tar).digest('hex') };
+        }),
+      ),
     });
+    for (const r of back.shards) assert.equal(r.md5, createHash('md5').update(await readFile(join(dir, r.shard))).digest('hex'));
   });
 });
 

@@ -4,7 +4,9 @@ import { formatBytes, formatCount, plural } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
 import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
 import { STATUSES } from '../../pipelines/engine/outcomes.ts';
-import type { SourceOptions } from '../../pipelines/engine/source-adapter.ts';
+import type { SourceAdapter, SourceOptions } from '../../pipelines/engine/source-adapter.ts';
+import { RESIZE_MODES, type ResizeMode } from '../../pipelines/engine/image/image-options.ts';
+import { INPUT_FORMATS, type InputFormat } from '../../pipelines/engine/metadata/input-format.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
 import { openStorage } from '../../shards/storage/open.ts';
 import { readJson } from '../../shards/manifest.ts';
@@ -14,6 +16,7 @@ import { integerIn } from '../parse.ts';
 interface BuildFlags {
   source?: string;
   input?: string[];
+  inputFormat?: InputFormat;
   output?: string;
   prefix?: string;
   samplesPerShard?: number;
@@ -29,7 +32,7 @@ interface BuildFlags {
   maxBodySize?: number;
   userAgent?: string;
   allowPrivateNetwork?: boolean | string;
-  resizeMode?: 'no' | 'keep_ratio' | 'center_crop' | 'border';
+  resizeMode?: ResizeMode;
   imageSize?: number;
   format?: 'jpg' | 'webp' | 'png';
   quality?: number;
@@ -43,12 +46,23 @@ interface BuildFlags {
   [sourceFlag: string]: unknown;
 }
 
-function numberIn(min: number): (value: string) => number {
+function numberIn(min: number, max = Infinity, unit = ''): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`expected a number of at least ${min}, got ${JSON.stringify(value)}`);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}${unit ? ` ${unit}` : ''}`;
+      throw new InvalidArgumentError(`expected a number ${range}, got ${JSON.stringify(value)}`);
+    }
     return n;
   };
+}
+
+/** A body is held in memory whole (it is decoded next); 2 GB is far past any image and within what a Buffer holds. */
+const MAX_BODY_MB = 2000;
+
+/** `laion 3, obelisc 2, ...`: a default each source sets for itself, as --help lists it. */
+function perSource(value: (source: SourceAdapter) => unknown): string {
+  return SOURCES.map((s) => `${s.name} ${String(value(s))}`).join(', ');
 }
 
 function workerSpec(value: string): { index: number; count: number } {
@@ -61,33 +75,39 @@ function workerSpec(value: string): { index: number; count: number } {
 
 export function buildCommand(): Command {
   const command = new Command('build')
-    .description("read a source's parquet metadata, download and process its images, write WebDataset shards")
-    .addOption(new Option('-s, --source <name>', 'which source the parquet holds').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
-    .option('-i, --input <parquet...>', 'parquet files or globs: local, file://, s3://bucket/key, http(s)://')
-    .option('-o, --output <location>', 'output folder or s3://bucket/prefix')
+    .description("read a source's metadata (parquet, csv, tsv, json, jsonl or txt), download and process its images, write WebDataset shards")
+    .addOption(new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
+    .option('-i, --input <files...>', 'metadata files or globs: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
+    .addOption(new Option('--input-format <format>', 'format of the inputs (default: from each extension, parquet when none)').choices([...INPUT_FORMATS]))
+    .option('-o, --output <location>', 'output folder or s3://bucket/prefix (required)')
     .option('--prefix <name>', 'shard names are {prefix}-000000.tar (default: the source name)')
     .option('--samples-per-shard <n>', 'input rows per shard; shard k holds rows [k*n, (k+1)*n)', integerIn(1), 10_000)
     .option('--worker <i/n>', 'build only shards k with k % n == i (one of n machines)', workerSpec)
     .option('--merge', 'write the manifest from the shards the workers built, and check none is missing')
-    .option('--limit <n>', 'read at most n input rows', integerIn(0))
+    .option('--limit <n>', 'read at most n input rows (default: all)', integerIn(1))
     .option('--no-resume', 'rebuild shards already published instead of skipping them')
     .option('-j, --concurrency <n>', 'downloads in flight', integerIn(1, 10_000), 64)
     .option('--image-workers <n>', 'images decoded and encoded at once (default: 2 per core)', integerIn(1, 256))
-    .option('--max-connections-per-host <n>', 'connections kept open to one host (default 16)', integerIn(1, 1000))
-    .option('--timeout <seconds>', 'connect and response-header timeout; the body gets twice this (default 15)', numberIn(0.1))
-    .option('--retries <n>', 'retries on 429, 5xx and network errors, with jittered backoff honouring Retry-After (default 2)', integerIn(0, 20))
-    .option('--max-body-size <MB>', 'largest image downloaded, in MB (default 20)', numberIn(0.001))
-    .option('--user-agent <string>', 'User-Agent sent with every download (default names m4data and its X-Robots-Tag policy)')
-    .option('--allow-private-network [cidrs]', 'allow downloads from private, loopback and link-local addresses (all, or a comma list of CIDRs)')
-    .addOption(new Option('--resize-mode <mode>', 'no | keep_ratio (shortest side to --image-size) | center_crop | border (default keep_ratio)').choices(['no', 'keep_ratio', 'center_crop', 'border']))
-    .option('--image-size <px>', 'target side in pixels (default 256: the model sees 224x224 crops)', integerIn(1, 16384))
-    .addOption(new Option('--format <format>', 'output encoding (default jpg)').choices(['jpg', 'webp', 'png']))
-    .option('--quality <q>', 'jpg/webp quality 1..100 (default 95)', integerIn(1, 100))
+    .option('--max-connections-per-host <n>', 'connections kept open to one host (default: 16)', integerIn(1, 1000))
+    .option('--timeout <seconds>', 'connect and response-header timeout; the body gets twice this (default: 15)', numberIn(0.1))
+    .option('--retries <n>', 'retries on 429, 5xx and network errors, with jittered backoff honouring Retry-After (default: 2)', integerIn(0, 20))
+    .option('--max-body-size <MB>', `largest image downloaded, in MB, at most ${MAX_BODY_MB} (default: 20)`, numberIn(0.001, MAX_BODY_MB, 'MB'))
+    .option('--user-agent <string>', 'User-Agent sent with every download (default: one naming m4data and its X-Robots-Tag policy)')
+    .option('--allow-private-network [cidrs]', 'allow downloads from private, loopback and link-local addresses: all, or a comma list of CIDRs (default: none)')
+    .addOption(
+      new Option(
+        '--resize-mode <mode>',
+        'keep_ratio (shortest side to --image-size), keep_ratio_largest (longest side to it), center_crop (the centre square), border (fit inside the square, padded white) or no (default: keep_ratio)',
+      ).choices([...RESIZE_MODES]),
+    )
+    .option('--image-size <px>', 'target side in pixels; the model sees 224x224 crops (default: 256)', integerIn(1, 16384))
+    .addOption(new Option('--format <format>', 'output encoding (default: jpg)').choices(['jpg', 'webp', 'png']))
+    .option('--quality <q>', 'jpg/webp quality 1..100 (default: 95)', integerIn(1, 100))
     .option('--upscale', 'enlarge images smaller than --image-size (default: never upscale)')
-    .option('--min-side <px>', "drop images whose shorter side is smaller (default 150, the published builders')", integerIn(0))
-    .option('--max-side <px>', "drop images whose longer side is larger (default 20000; laion 10000)", integerIn(1))
-    .option('--max-aspect-ratio <r>', 'drop images whose long/short side ratio is larger (default: laion 3, pmd none)', numberIn(1))
-    .option('--max-pixels <n>', 'refuse images whose header claims more pixels (decompression bombs; default 134217728)', integerIn(1))
+    .option('--min-side <px>', "drop images whose shorter side is smaller, as the published builders did (default: 150)", integerIn(0))
+    .option('--max-side <px>', `drop images whose longer side is larger (default: ${perSource((s) => s.imageDefaults.maxSide ?? 20_000)})`, integerIn(1))
+    .option('--max-aspect-ratio <r>', `drop images whose long/short side ratio is larger (default: ${perSource((s) => s.imageDefaults.maxAspectRatio ?? 'none')})`, numberIn(1))
+    .option('--max-pixels <n>', 'refuse images whose header claims more pixels, before decoding: decompression bombs (default: 134217728)', integerIn(1))
     .option('-q, --quiet', 'no progress output')
     .option('--json', 'print the summary as one JSON object on stdout');
   const seen = new Set<string>();
@@ -95,7 +115,7 @@ export function buildCommand(): Command {
     for (const flag of source.flags) {
       if (seen.has(flag.key)) continue;
       seen.add(flag.key);
-      const description = `${flag.description}${flag.default !== undefined && flag.type !== 'boolean' && !flag.description.includes('default') ? ` (default ${flag.default})` : ''}`;
+      const description = `${flag.description}${flag.default !== undefined && flag.type !== 'boolean' && !flag.description.includes('default') ? ` (default: ${flag.default})` : ''}`;
       if (flag.type === 'boolean') command.option(flag.flag, description);
       else command.option(flag.flag, description, flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity));
     }
@@ -133,6 +153,7 @@ Examples:
         adapter,
         sourceOptions,
         inputs: flags.input,
+        inputFormat: flags.inputFormat,
         output: flags.output,
         prefix: flags.prefix,
         samplesPerShard: flags.samplesPerShard,

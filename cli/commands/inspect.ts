@@ -7,22 +7,31 @@ import { integerIn } from '../parse.ts';
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description('summarise a shard, a dataset folder, a manifest or an S3 prefix: shards, samples, images, tokens, bytes, first samples')
-    .argument('<target>', 'a .tar shard, a manifest.json, or a folder / s3://bucket/prefix holding shards')
+    .argument('<target>', 'a shard (.tar, .tgz, .tar.gz), a manifest.json, or a folder / s3://bucket/prefix holding shards')
     .option('-n, --first <n>', 'how many samples to list', integerIn(0, 10_000), 5)
+    .option('--verify', "with a manifest: check every shard's sha256, not only its size (reads every byte; progress on stderr)")
     .option('--json', 'print one JSON object instead of text')
     .addHelpText(
       'after',
-      '\nWith a manifest, totals come from it; otherwise every shard is read. Truncated or corrupt shards and bad samples\n' +
-        'are counted and listed. Exit status: 0 all good, 3 bad data found, 1 target unreadable, 2 bad usage.\n' +
+      '\nWith a manifest, totals come from it and each shard\'s size is checked against it (--verify: its sha256 too);\n' +
+        'otherwise every shard is read. Missing, truncated or corrupt shards and bad samples are counted and listed.\n' +
+        'Gzip-compressed tars are read through gunzip. Exit status: 0 all good, 3 bad data found, 1 target unreadable\n' +
+        'or holding no shard, 2 bad usage.\n' +
         'Examples:\n  m4data inspect out/laion\n  m4data inspect s3://bucket/datasets/laion --json\n  m4data inspect out/laion/laion-000003.tar -n 20',
     )
-    .action(async (target: string, options: { first: number; json?: boolean }) => {
-      const progress = !options.json && process.stderr.isTTY;
+    .action(async (target: string, options: { first: number; json?: boolean; verify?: boolean }) => {
+      const tty = process.stderr.isTTY;
+      // A verification reads every byte, so its progress is shown wherever stderr goes: a line per shard off a terminal.
+      const progress = options.verify || (!options.json && tty);
+      const verb = options.verify ? 'verifying' : 'reading';
       const summary = await summarizeDataset(target, {
         first: options.first,
-        onShard: progress ? (done, total) => process.stderr.write(`\rreading shards ${done}/${total}`) : undefined,
+        verify: options.verify,
+        onShard: progress
+          ? (done, total, shard) => process.stderr.write(tty ? `\r${verb} shards ${done}/${total}` : `${verb} shards ${done}/${total}: ${shard}\n`)
+          : undefined,
       });
-      if (progress) process.stderr.write('\r\x1b[K');
+      if (progress && tty) process.stderr.write('\r\x1b[K');
       process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
       if (summary.badShards > 0 || summary.skippedSamples > 0) process.exitCode = ExitCode.BAD_DATA;
     });
@@ -30,7 +39,7 @@ export function inspectCommand(): Command {
 
 export function formatSummary(s: DatasetSummary): string {
   const lines = [
-    `${s.target} (${s.from === 'manifest' ? 'totals from its manifest' : 'every shard read'})`,
+    `${s.target} (${s.from === 'manifest' ? `totals from its manifest; shard ${s.verified ? 'sizes and sha256 verified' : 'sizes checked'}` : 'every shard read'})`,
     table([
       ['shards', formatCount(s.shards)],
       ['samples', formatCount(s.samples)],
@@ -46,6 +55,7 @@ export function formatSummary(s: DatasetSummary): string {
       lines.push(`  ${sample.key}  ${fields.join(', ')}  (${sample.shard})`);
     }
   }
+  for (const note of s.notes) lines.push(`note: ${note}`);
   if (s.badShards > 0 || s.skippedSamples > 0) {
     lines.push(`problems: ${s.badShards} bad shard${s.badShards === 1 ? '' : 's'}, ${s.skippedSamples} sample${s.skippedSamples === 1 ? '' : 's'} skipped`);
     for (const error of s.errors.slice(0, 20)) lines.push(`  ${error}`);

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { M4Error } from '../../core/errors.ts';
-import type { FetchOptions } from './fetch/fetch-options.ts';
+import { resolveFetchOptions, type FetchOptions } from './fetch/fetch-options.ts';
+import { inputFormatOf, type InputFormat } from './metadata/input-format.ts';
 import { resolveImageOptions, type ImageOptions } from './image/image-options.ts';
 import type { SourceAdapter, SourceOptions } from './source-adapter.ts';
 
@@ -8,8 +9,10 @@ import type { SourceAdapter, SourceOptions } from './source-adapter.ts';
 export interface BuildOptions {
   adapter: SourceAdapter;
   sourceOptions: SourceOptions;
-  /** Parquet files or globs: local paths, file://, s3://, http(s)://. */
+  /** Metadata files or globs: local paths, file://, s3://, http(s)://. */
   inputs: string[];
+  /** Their format (--input-format); default: each file's extension, parquet when it names none. */
+  inputFormat: InputFormat | undefined;
   /** Output folder or s3:// prefix. */
   output: string;
   /** Shard name prefix (default: the source name). */
@@ -30,8 +33,9 @@ export interface BuildOptions {
   resume: boolean;
 }
 
-export type BuildOptionsInput = Omit<BuildOptions, 'image' | 'sourceOptions' | 'prefix' | 'samplesPerShard' | 'worker' | 'concurrency' | 'imageWork' | 'resume' | 'fetch' | 'limit'> & {
+export type BuildOptionsInput = Omit<BuildOptions, 'image' | 'sourceOptions' | 'prefix' | 'samplesPerShard' | 'worker' | 'concurrency' | 'imageWork' | 'resume' | 'fetch' | 'limit' | 'inputFormat'> & {
   limit?: number;
+  inputFormat?: InputFormat;
   image?: Partial<ImageOptions>;
   sourceOptions?: SourceOptions;
   prefix?: string;
@@ -53,6 +57,8 @@ export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
   for (const key of Object.keys(defined(input.sourceOptions))) {
     if (!adapter.flags.some((f) => f.key === key)) usage(`option ${key} does not apply to --source ${adapter.name}`);
   }
+  // Resolved here only to reject bad settings (a bad CIDR) before the build touches its output.
+  resolveFetchOptions(input.fetch);
   const worker = input.worker ?? { index: 0, count: 1 };
   if (!(Number.isInteger(worker.count) && worker.count >= 1 && Number.isInteger(worker.index) && worker.index >= 0 && worker.index < worker.count)) {
     usage(`--worker must be i/n with 0 <= i < n, got ${worker.index}/${worker.count}`);
@@ -61,6 +67,7 @@ export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
     adapter,
     sourceOptions,
     inputs: input.inputs,
+    inputFormat: input.inputFormat,
     output: input.output,
     prefix: input.prefix ?? adapter.name,
     samplesPerShard: input.samplesPerShard ?? 10_000,
@@ -76,7 +83,8 @@ export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
   positiveInteger('--samples-per-shard', options.samplesPerShard);
   positiveInteger('--concurrency', options.concurrency);
   positiveInteger('--image-workers', options.imageWork);
-  if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 0)) usage(`--limit must be a whole number, got ${options.limit}`);
+  if (options.limit !== undefined) positiveInteger('--limit', options.limit);
+  if (options.inputFormat !== undefined) inputFormatOf('', options.inputFormat);
   return options;
 }
 
@@ -99,6 +107,8 @@ export function buildFingerprint(options: BuildOptions): Record<string, unknown>
     prefix: options.prefix,
     samplesPerShard: options.samplesPerShard,
     limit: options.limit ?? null,
+    // Only when given, so that builds recorded before the flag existed still resume.
+    ...(options.inputFormat ? { inputFormat: options.inputFormat } : {}),
     image: { ...options.image, maxAspectRatio: options.image.maxAspectRatio ?? null },
     sourceOptions: Object.fromEntries(Object.entries(options.sourceOptions).map(([k, v]) => [k, v ?? null])),
   };

@@ -1,7 +1,9 @@
 import { M4Error } from '../../core/errors.ts';
 import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
 import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
-import { collectShardRecords } from '../../shards/shard-index.ts';
+import { collectShardRecords, indexKeyOf } from '../../shards/shard-index.ts';
+import { checkLocalOutput } from '../../shards/storage/local-output.ts';
+import { LocalStorage } from '../../shards/storage/local.ts';
 import { openStorage } from '../../shards/storage/open.ts';
 import type { Storage } from '../../shards/storage/storage.ts';
 import { buildFingerprint, type BuildOptions } from './build-options.ts';
@@ -22,7 +24,8 @@ export interface BuildObserver {
   /** `rowsToProcess` (rows of this worker's shards still to build) is known up front for local inputs, else undefined. */
   started?(info: { shardsDone: number; rowsToProcess: number | undefined }): void;
   row?(outcome: RowOutcome): void;
-  shard?(stats: ShardStats, record: ShardRecord): void;
+  /** `record` is undefined for a shard whose rows all failed: no tar is published for it. */
+  shard?(stats: ShardStats, record: ShardRecord | undefined): void;
 }
 
 export interface BuildSummary {
@@ -55,19 +58,28 @@ interface BuildFile {
  * manifest when every shard of the dataset is done, whichever worker finishes last.
  */
 export async function runBuild(options: BuildOptions, observer: BuildObserver = {}): Promise<BuildSummary> {
+  // Everything that can be checked is checked before build.json is written: a run that fails at once must not leave
+  // a build.json that makes the next run refuse as "a build with other settings".
   const storage = openStorage(options.output);
+  if (storage instanceof LocalStorage) await checkLocalOutput(storage.root);
   const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs) };
-  await checkBuildFile(storage, fingerprint, options.resume);
+  const existing = await readBuildFile(storage);
+  if (existing && options.resume) checkFingerprint(storage, existing, fingerprint);
+  let recorded = existing !== undefined && options.resume;
+  const recordStart = async () => {
+    if (!recorded) await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: null } satisfies BuildFile));
+    recorded = true;
+  };
 
   const done = options.resume ? await doneShards(storage, options.prefix) : new Set<number>();
-  const inputRows = await countRows(options.inputs, options.limit);
+  const inputRows = await countRows(options.inputs, options.limit, options.inputFormat);
   const S = options.samplesPerShard;
   const { index: worker, count: workers } = options.worker;
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
-  observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
 
-  const context = await options.adapter.prepare?.(options.inputs, options.sourceOptions, options.limit);
+  const context = await options.adapter.prepare?.(options.inputs, options.sourceOptions, options.limit, options.inputFormat);
   const fetcher = new Fetcher(options.fetch);
+  observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
   const processor = new RowProcessor({
     context,
     adapter: options.adapter,
@@ -87,7 +99,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const skipped = new Set<number>();
 
   async function* ownedRows(): AsyncGenerator<{ row: Row; index: number }> {
-    for await (const batch of readParquet(options.inputs, { columns: [...options.adapter.columns], limit: options.limit })) {
+    for await (const batch of readParquet(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat })) {
       for (let i = 0; i < batch.rows.length; i++) {
         const index = batch.firstIndex + i;
         totalRows = index + 1;
@@ -111,6 +123,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
         current = undefined;
       }
       if (!current) {
+        await recordStart();
         await discardIncomplete(storage, shardName(options.prefix, shard));
         current = openShard(storage, options.prefix, shard, S, options.adapter.layout === 'document');
       }
@@ -163,7 +176,7 @@ interface OpenShard {
   index: number;
   builder: ShardBuilder;
   add(result: RowResult): Promise<void>;
-  finish(): Promise<{ stats: ShardStats; record: ShardRecord }>;
+  finish(): Promise<{ stats: ShardStats; record: ShardRecord | undefined }>;
 }
 
 function openShard(storage: Storage, prefix: string, index: number, samplesPerShard: number, recordImages: boolean): OpenShard {
@@ -182,7 +195,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
       for (const record of result.imageRecords) images.push({ key: result.outcome.key, row: result.row, ...record });
     },
     async finish() {
-      const record = await builder.finish();
+      const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
       const base = key.replace(/\.tar$/, '');
       await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
       if (recordImages) await storage.write(`${base}.images.parquet`, await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
@@ -208,6 +221,19 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
       return { stats, record };
     },
   };
+}
+
+/**
+ * A shard whose rows all failed gets no tar and no index: webdataset raises "No samples found" on an empty tar (and
+ * a DataLoader worker dies with it), so manifest.json and wids.json could not list it anyway. Its outcome records and
+ * stats are written as for any shard, so it counts as done and a resume skips it. A tar and index of an earlier
+ * build of this shard (--no-resume) are removed, so no stale shard is listed.
+ */
+async function discardEmpty(storage: Storage, builder: ShardBuilder): Promise<undefined> {
+  await builder.abort(new Error('no sample: the shard is not published'));
+  await storage.delete(builder.key);
+  await storage.delete(indexKeyOf(builder.key));
+  return undefined;
 }
 
 /** Leftovers of a killed build of this shard; a store that cannot list them (s3rver) is not a reason to stop. */
@@ -244,25 +270,22 @@ async function doneShards(storage: Storage, prefix: string): Promise<Set<number>
   return done;
 }
 
-async function checkBuildFile(storage: Storage, fingerprint: Record<string, unknown>, resume: boolean): Promise<void> {
-  const existing = (await storage.stat(BUILD_FILE)) ? ((await readJson(storage, BUILD_FILE)) as BuildFile) : undefined;
-  if (existing && resume) {
-    const before = JSON.stringify(existing.fingerprint);
-    const now = JSON.stringify(fingerprint);
-    if (before !== now) {
-      const differing = Object.keys({ ...existing.fingerprint, ...fingerprint })
-        .filter((k) => JSON.stringify(existing.fingerprint[k]) !== JSON.stringify(fingerprint[k]))
-        .map((k) => (k === 'inputFiles' ? inputChange(existing.fingerprint[k] as InputFile[] | undefined, fingerprint[k] as InputFile[]) : k));
-      throw new M4Error(
-        'E_USAGE',
-        'build',
-        `${storage.urlOf(BUILD_FILE)} holds a build with other settings (${differing.join(', ')}); resuming would mix two datasets. ` +
-          'Use another --output, or --no-resume to rebuild it.',
-      );
-    }
-    return;
-  }
-  await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: null } satisfies BuildFile));
+async function readBuildFile(storage: Storage): Promise<BuildFile | undefined> {
+  return (await storage.stat(BUILD_FILE)) ? ((await readJson(storage, BUILD_FILE)) as BuildFile) : undefined;
+}
+
+/** Refuses to resume a build whose recorded settings or input files differ: it would mix two datasets. */
+function checkFingerprint(storage: Storage, existing: BuildFile, fingerprint: Record<string, unknown>): void {
+  if (JSON.stringify(existing.fingerprint) === JSON.stringify(fingerprint)) return;
+  const differing = Object.keys({ ...existing.fingerprint, ...fingerprint })
+    .filter((k) => JSON.stringify(existing.fingerprint[k]) !== JSON.stringify(fingerprint[k]))
+    .map((k) => (k === 'inputFiles' ? inputChange(existing.fingerprint[k] as InputFile[] | undefined, fingerprint[k] as InputFile[]) : k));
+  throw new M4Error(
+    'E_USAGE',
+    'build',
+    `${storage.urlOf(BUILD_FILE)} holds a build with other settings (${differing.join(', ')}); resuming would mix two datasets. ` +
+      'Use another --output, or --no-resume to rebuild it.',
+  );
 }
 
 /** What changed in the input files since the build began, in words. */
@@ -286,7 +309,7 @@ function sizeOf(bytes: number | null): string {
  * (a merge reports it; a worker that is not last just leaves the manifest to the one that is).
  */
 export async function writeManifestIfComplete(storage: Storage, prefix: string, fingerprint?: Record<string, unknown>): Promise<Manifest> {
-  const build = (await storage.stat(BUILD_FILE)) ? ((await readJson(storage, BUILD_FILE)) as BuildFile) : undefined;
+  const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
   }

@@ -1,5 +1,7 @@
 import { countTokens, documentSegments } from '../../trainer-bridge/token-layout.ts';
 import { countRepeatedUrls } from './metadata/count-url-repeats.ts';
+import type { InputFormat } from './metadata/input-format.ts';
+import { MAX_TEXT_BYTES, maxTextBytesFlag, textTooLong } from './text-bound.ts';
 import type {
   AssembledSample,
   DroppedRow,
@@ -37,6 +39,7 @@ export const DOCUMENT_FLAGS: readonly SourceFlag[] = [
   { flag: '--max-images <n>', key: 'maxImages', description: 'documents: drop documents with more images', type: 'integer', default: 30 },
   { flag: '--max-url-repeats <n>', key: 'maxUrlRepeats', description: 'documents: remove image URLs found in more than n documents of the input', type: 'integer', default: 10 },
   { flag: '--strict-docs', key: 'strictDocs', description: 'documents: drop a document when any of its images fails (default: drop the image, keep the document)', type: 'boolean', default: false },
+  maxTextBytesFlag(MAX_TEXT_BYTES.document),
 ];
 
 export function documentOptions(options: SourceOptions): DocumentOptions {
@@ -50,8 +53,8 @@ export function documentOptions(options: SourceOptions): DocumentOptions {
 
 /** Counts, with one DuckDB query over the input, the image URLs that appear in more than `maxUrlRepeats` documents. */
 export function repeatedUrls(column: string) {
-  return async (inputs: readonly string[], options: SourceOptions, limit: number | undefined): Promise<Map<string, number>> =>
-    countRepeatedUrls([...inputs], { column, threshold: documentOptions(options).maxUrlRepeats, limit });
+  return async (inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<Map<string, number>> =>
+    countRepeatedUrls([...inputs], { column, threshold: documentOptions(options).maxUrlRepeats, limit, format });
 }
 
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */
@@ -83,6 +86,8 @@ export function planDocument(
   });
 
   if (imageList.length !== textList.length) return reject('malformed', `images has ${imageList.length} entries, texts ${textList.length}`);
+  const tooLong = textTooLong(textList.filter((t): t is string => typeof t === 'string'), options, 'document text');
+  if (tooLong) return reject('filtered', tooLong);
   const items: DocumentItem[] = [];
   for (let position = 0; position < imageList.length; position++) {
     const image = imageList[position];

@@ -1,11 +1,15 @@
 import { countTokens } from '../../trainer-bridge/token-layout.ts';
+import { textTooLong } from './text-bound.ts';
 import type { AssembledSample, DroppedRow, ImageOutcome, RejectedRow, SourceOptions } from './source-adapter.ts';
 
-/** Caption rules shared by the pair sources; the word bounds are the original trainers' LAION filter (1..256). */
+/** Caption rules shared by the pair sources: the text bound, then the word bounds (the original trainers' LAION filter, 1..256). */
 export function checkCaption(caption: unknown, options: SourceOptions): RejectedRow | undefined {
-  if (typeof caption !== 'string' || caption.trim() === '') return { kind: 'rejected', status: 'filtered', error: 'empty caption' };
-  const words = caption.trim().split(/\s+/).length;
   const { minWords, maxWords } = options as { minWords?: number; maxWords?: number };
+  // --min-words 0 keeps pairs without a caption (a txt input is a list of URLs only).
+  if (typeof caption !== 'string' || caption.trim() === '') return minWords === 0 ? undefined : { kind: 'rejected', status: 'filtered', error: 'empty caption' };
+  const tooLong = textTooLong([caption], options, 'caption');
+  if (tooLong) return { kind: 'rejected', status: 'filtered', error: tooLong };
+  const words = caption.trim().split(/\s+/).length;
   if (minWords !== undefined && words < minWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words < ${minWords}` };
   if (maxWords !== undefined && words > maxWords) return { kind: 'rejected', status: 'filtered', error: `caption has ${words} words > ${maxWords}` };
   return undefined;

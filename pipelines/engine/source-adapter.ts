@@ -1,6 +1,7 @@
 import type { ColumnSpec } from './metadata/columns.ts';
 import type { ImageOptions, OutputFormat } from './image/image-options.ts';
 import type { Status } from './outcomes.ts';
+import type { InputFormat } from './metadata/input-format.ts';
 
 /**
  * What a source folder provides: its row schema, and how a row becomes a sample. Everything else (reading parquet,
@@ -88,7 +89,7 @@ export interface SourceAdapter<P = unknown> {
   imageDefaults: Partial<ImageOptions>;
   flags: readonly SourceFlag[];
   /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
-  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined): Promise<unknown>;
+  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<unknown>;
   plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;
   assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
 }

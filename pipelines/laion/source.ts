@@ -1,4 +1,5 @@
 import { assemblePair, checkCaption, WORD_FLAGS } from '../engine/pair-sample.ts';
+import { MAX_TEXT_BYTES, maxTextBytesFlag } from '../engine/text-bound.ts';
 import type { RejectedRow, SourceAdapter } from '../engine/source-adapter.ts';
 
 /** LAION-2B-en metadata: one row per image-caption pair ("joined" variant columns optional). */
@@ -26,6 +27,7 @@ export const laion: SourceAdapter<LaionPayload> = {
   imageDefaults: { minSide: 150, maxSide: 10_000, maxAspectRatio: 3 },
   flags: [
     ...WORD_FLAGS,
+    maxTextBytesFlag(MAX_TEXT_BYTES.laion),
     { flag: '--max-punsafe <p>', key: 'maxPunsafe', description: 'laion: drop rows whose punsafe is above p (default: keep all)', type: 'number' },
     { flag: '--max-pwatermark <p>', key: 'maxPwatermark', description: 'laion: drop rows whose pwatermark is above p (default: keep all)', type: 'number' },
     { flag: '--min-similarity <s>', key: 'minSimilarity', description: 'laion: drop rows whose CLIP similarity is below s (default: keep all)', type: 'number' },
@@ -49,7 +51,7 @@ export const laion: SourceAdapter<LaionPayload> = {
       kind: 'planned',
       images: [{ url }],
       payload: {
-        caption: row.TEXT as string,
+        caption: typeof row.TEXT === 'string' ? row.TEXT : '',
         fields: {
           similarity: similarity ?? null,
           punsafe: punsafe ?? null,

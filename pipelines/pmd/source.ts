@@ -1,4 +1,5 @@
 import { assemblePair, checkCaption, WORD_FLAGS } from '../engine/pair-sample.ts';
+import { MAX_TEXT_BYTES, maxTextBytesFlag } from '../engine/text-bound.ts';
 import type { ImageSource, SourceAdapter } from '../engine/source-adapter.ts';
 
 /** PMD (facebook/pmd): pairs whose image is either a URL (`image_url`) or bytes in the parquet (`image`), per row. */
@@ -21,7 +22,7 @@ export const pmd: SourceAdapter<PmdPayload> = {
   ],
   imageDefaults: {},
   // Localized Narratives captions run long, so PMD keeps no upper word bound by default.
-  flags: [WORD_FLAGS[0], { ...WORD_FLAGS[1], default: undefined }],
+  flags: [WORD_FLAGS[0], { ...WORD_FLAGS[1], default: undefined }, maxTextBytesFlag(MAX_TEXT_BYTES.pmd)],
 
   plan(row, options) {
     const url = typeof row.image_url === 'string' && row.image_url !== '' ? row.image_url : null;
@@ -36,7 +37,7 @@ export const pmd: SourceAdapter<PmdPayload> = {
       kind: 'planned',
       images: [image],
       payload: {
-        caption: row.text as string,
+        caption: typeof row.text === 'string' ? row.text : '',
         fields: { source: row.source ?? null, meta: parseMeta(row.meta), image_path: struct?.path ?? null, inline_image: 'bytes' in image },
       },
     };

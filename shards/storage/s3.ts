@@ -41,6 +41,8 @@ export class S3Storage implements Storage {
   private readonly client: S3Client;
   private readonly maxResumes: number;
   private readonly partSize: number;
+  /** Where requests go, for messages: AWS_ENDPOINT_URL, or AWS's regional endpoint. */
+  private readonly endpoint: string;
 
   constructor(location: string, opts: S3StorageOptions = {}) {
     const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(location);
@@ -54,7 +56,9 @@ export class S3Storage implements Storage {
       throw new M4Error('E_USAGE', 'storage', `S3 part size ${this.partSize} is under the 5 MiB minimum`, { partSize: this.partSize });
     }
     this.maxResumes = opts.maxResumes ?? 5;
-    this.client = sharedClient(opts.maxAttempts ?? 5, opts.retryMode ?? 'standard');
+    const { client, endpoint } = sharedClient(opts.maxAttempts ?? 5, opts.retryMode ?? 'standard');
+    this.client = client;
+    this.endpoint = endpoint;
   }
 
   urlOf(key: string): string {
@@ -199,8 +203,8 @@ export class S3Storage implements Storage {
     }
     if (status === 412) return this.changed(key, undefined, undefined, err);
     const detail = `${name ?? ''} ${err instanceof Error ? err.message : String(err)}`.trim();
-    const message = `S3 ${op} of ${url} failed${attempts ? ` after ${attempts} attempts` : ''}: ${detail}`;
-    return new M4Error('E_STORAGE', 'storage', message, { url, op, status, attempts }, { cause: err });
+    const message = `S3 ${op} of ${url} at ${this.endpoint} failed${attempts ? ` after ${attempts} attempts` : ''}: ${detail}`;
+    return new M4Error('E_STORAGE', 'storage', message, { url, op, status, attempts, endpoint: this.endpoint }, { cause: err });
   }
 
   private changed(key: string, expected: string | undefined, got: string | undefined, cause?: unknown): M4Error {
@@ -214,16 +218,47 @@ function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
-const clients = new Map<string, S3Client>();
+/**
+ * Deadlines of every S3 request, in ms, from the environment. Without them an endpoint that accepts connections and
+ * never answers hangs a build forever. Each attempt is bounded, and the SDK retries a timed-out attempt like any
+ * transient failure (maxAttempts in all), so one call ends within about maxAttempts x (connect + request) plus backoff.
+ */
+export interface S3Timeouts {
+  /** TCP (and TLS) connect. M4DATA_S3_CONNECT_TIMEOUT_MS, default 10,000. */
+  connectMs: number;
+  /** From sending a request (an uploaded part's bytes included) to its response headers. M4DATA_S3_REQUEST_TIMEOUT_MS, default 60,000. */
+  requestMs: number;
+  /** Silence on an open connection, a response body's included. M4DATA_S3_IDLE_TIMEOUT_MS, default 60,000. */
+  idleMs: number;
+}
 
-/** One client (and so one connection pool) per endpoint, region and retry setting in the process. */
-function sharedClient(maxAttempts: number, retryMode: string): S3Client {
+export function s3Timeouts(env: NodeJS.ProcessEnv = process.env): S3Timeouts {
+  return {
+    connectMs: envMs(env, 'M4DATA_S3_CONNECT_TIMEOUT_MS', 10_000),
+    requestMs: envMs(env, 'M4DATA_S3_REQUEST_TIMEOUT_MS', 60_000),
+    idleMs: envMs(env, 'M4DATA_S3_IDLE_TIMEOUT_MS', 60_000),
+  };
+}
+
+function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text.trim() === '') return fallback;
+  const ms = Number(text);
+  if (!Number.isSafeInteger(ms) || ms < 1) throw new M4Error('E_USAGE', 'storage', `${name} must be a whole number of milliseconds of at least 1, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+const clients = new Map<string, { client: S3Client; endpoint: string }>();
+
+/** One client (and so one connection pool) per endpoint, region, retry and timeout setting in the process. */
+function sharedClient(maxAttempts: number, retryMode: string): { client: S3Client; endpoint: string } {
   const endpoint = process.env.AWS_ENDPOINT_URL || undefined;
   const region = process.env.AWS_REGION || 'us-east-1';
-  const id = JSON.stringify([endpoint, region, maxAttempts, retryMode]);
-  let client = clients.get(id);
-  if (!client) {
-    client = new S3Client({
+  const timeouts = s3Timeouts();
+  const id = JSON.stringify([endpoint, region, maxAttempts, retryMode, timeouts]);
+  let shared = clients.get(id);
+  if (!shared) {
+    const client = new S3Client({
       region,
       endpoint,
       forcePathStyle: endpoint !== undefined, // S3-compatible stores rarely have per-bucket host names
@@ -231,8 +266,17 @@ function sharedClient(maxAttempts: number, retryMode: string): S3Client {
       retryMode,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // The SDK builds its NodeHttpHandler from these; throwOnRequestTimeout makes the request deadline an error
+      // (otherwise only a logged warning).
+      requestHandler: {
+        connectionTimeout: timeouts.connectMs,
+        requestTimeout: timeouts.requestMs,
+        throwOnRequestTimeout: true,
+        socketTimeout: timeouts.idleMs,
+      },
     });
-    clients.set(id, client);
+    shared = { client, endpoint: endpoint ?? `https://s3.${region}.amazonaws.com` };
+    clients.set(id, shared);
   }
-  return client;
+  return shared;
 }

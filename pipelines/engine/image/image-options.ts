@@ -1,18 +1,20 @@
 import { M4Error } from '../../../core/errors.ts';
 import { IMAGE_FORMATS, type ImageFormat } from './sniff-format.ts';
 
-export type ResizeMode = 'no' | 'keep_ratio' | 'center_crop' | 'border';
+export const RESIZE_MODES = ['keep_ratio', 'keep_ratio_largest', 'center_crop', 'border', 'no'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
 export type OutputFormat = 'jpg' | 'webp' | 'png';
 
 /** How downloaded images are checked, resized and re-encoded. */
 export interface ImageOptions {
   /**
-   * Default 'keep_ratio': shortest side to `imageSize`. 'center_crop': shortest side to `imageSize`, then the
-   * centre square. 'border': fit inside an `imageSize` square, padded with white. 'no': size kept.
+   * Default 'keep_ratio': shortest side to `imageSize`. 'keep_ratio_largest': longest side to `imageSize`.
+   * 'center_crop': shortest side to `imageSize`, then the centre square (without upscaling, a smaller image gives the
+   * square of its own shorter side). 'border': fit inside an `imageSize` square, padded with white. 'no': size kept.
    */
   resizeMode: ResizeMode;
   /**
-   * Target side in pixels. Default 256: the model consumes 224x224 crops, and 256 (img2dataset's default)
+   * Target side in pixels. Default 256: the model consumes 224x224 crops, and 256 (img2dataset's default size)
    * leaves headroom for random crops and scale augmentation at training time.
    */
   imageSize: number;
@@ -41,7 +43,6 @@ export interface ImageOptions {
   allowedFormats: readonly ImageFormat[];
 }
 
-const RESIZE_MODES: readonly ResizeMode[] = ['no', 'keep_ratio', 'center_crop', 'border'];
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['jpg', 'webp', 'png'];
 
 const DEFAULTS: ImageOptions = {

@@ -90,30 +90,34 @@ function filterReason(width: number, height: number, options: ImageOptions): str
   return undefined;
 }
 
-/** Adds the resize of `options.resizeMode`; sharp shrinks JPEG and WebP while decoding when the factor allows. */
+/**
+ * Adds the resize of `options.resizeMode`; sharp shrinks JPEG and WebP while decoding when the factor allows. Sizes
+ * are rounded half to even, as img2dataset's resizer (albumentations, Python's `round`) rounds them: 512x769 to a
+ * shortest side of 256 is 256x384 there and here.
+ */
 function resize(image: Sharp, width: number, height: number, options: ImageOptions): void {
   const { imageSize, upscale } = options;
+  const scaled = (scale: number) => [Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale))] as const;
   switch (options.resizeMode) {
     case 'no':
       return;
-    case 'keep_ratio': {
-      const scale = capScale(imageSize / Math.min(width, height), upscale);
-      // The shorter side gets exactly the target; only the longer one is rounded.
-      const short = Math.round(Math.min(width, height) * scale);
-      const long = Math.max(1, Math.round(Math.max(width, height) * scale));
-      image.resize(width <= height ? short : long, width <= height ? long : short, { fit: 'fill' });
+    case 'keep_ratio':
+    case 'keep_ratio_largest': {
+      // keep_ratio: the shortest side to the size; keep_ratio_largest (img2dataset's mode of that name): the longest.
+      const side = options.resizeMode === 'keep_ratio' ? Math.min(width, height) : Math.max(width, height);
+      const [w, h] = scaled(capScale(imageSize / side, upscale));
+      image.resize(w, h, { fit: 'fill' });
       return;
     }
     case 'center_crop': {
-      const side = Math.round(Math.min(width, height) * capScale(imageSize / Math.min(width, height), upscale));
+      // Without upscaling a small image is not enlarged: it is cropped to the square of its own shorter side.
+      const side = roundHalfEven(Math.min(width, height) * capScale(imageSize / Math.min(width, height), upscale));
       image.resize(side, side, { fit: 'cover', position: 'centre' });
       return;
     }
     case 'border': {
       // Without upscale a small image keeps its size and is only padded: the output is always imageSize square.
-      const scale = capScale(imageSize / Math.max(width, height), upscale);
-      const w = Math.max(1, Math.round(width * scale));
-      const h = Math.max(1, Math.round(height * scale));
+      const [w, h] = scaled(capScale(imageSize / Math.max(width, height), upscale));
       const left = Math.floor((imageSize - w) / 2);
       const top = Math.floor((imageSize - h) / 2);
       image
@@ -122,6 +126,15 @@ function resize(image: Sharp, width: number, height: number, options: ImageOptio
       return;
     }
   }
+}
+
+/** Python's `round`: to the nearest integer, a tie to the even one (384.5 -> 384, 385.5 -> 386). */
+export function roundHalfEven(x: number): number {
+  const floor = Math.floor(x);
+  const diff = x - floor;
+  if (diff > 0.5) return floor + 1;
+  if (diff < 0.5) return floor;
+  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 function capScale(scale: number, upscale: boolean): number {

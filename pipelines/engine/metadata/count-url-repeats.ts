@@ -2,7 +2,8 @@ import { tmpdir } from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { accepts, checkColumns } from './columns.ts';
 import { sqlName, sqlString, withConnection } from './duckdb.ts';
-import { checkCount, describeParquet, localFile, resolveInputs, type LocalFile } from './read-parquet.ts';
+import { checkCount, describeInput, localFile, resolveInputs, type LocalFile } from './read-parquet.ts';
+import { inputFormatOf, type InputFormat } from './input-format.ts';
 
 export interface CountUrlRepeatsOptions {
   /** The images column: URLs (VARCHAR[], e.g. OBELICS `images`) or image structs, which hold no URL to count. */
@@ -13,6 +14,8 @@ export interface CountUrlRepeatsOptions {
   limit?: number;
   /** Folder for the temporary copies of remote files; default os.tmpdir(). */
   tempDir?: string;
+  /** The inputs' format; default: each file's extension. */
+  format?: InputFormat;
 }
 
 /**
@@ -34,10 +37,11 @@ export async function countRepeatedUrls(inputs: string[], options: CountUrlRepea
         if (remaining === 0) break;
         const local = await localFile(location, options.tempDir ?? tmpdir());
         locals.push(local);
-        const described = await describeParquet(connection, local.path, location);
+        const format = inputFormatOf(location, options.format);
+        const { columns: described, scan } = await describeInput(connection, local.path, location, format);
         checkColumns(location, described, [{ name: options.column, type: 'image_list', required: true }]);
         const file = sqlString(local.path);
-        const rows = await rowCount(connection, file);
+        const rows = await rowCount(connection, file, format, scan);
         // A list of image structs (bytes in the file) names no URL: its rows count toward the limit, nothing else.
         const urlList = accepts('string_list', described.find((c) => c.name === options.column)!.type);
         if (!urlList) {
@@ -45,10 +49,13 @@ export async function countRepeatedUrls(inputs: string[], options: CountUrlRepea
           continue;
         }
         // file_row_number picks the first rows exactly, where a LIMIT inside a UNION would rely on scan order.
+        // Text formats have no file_row_number; one DuckDB thread reads them in file order, so a LIMIT is exact there.
         parts.push(
           rows <= remaining
-            ? `SELECT ${column} AS urls FROM read_parquet(${file})`
-            : `SELECT ${column} AS urls FROM read_parquet(${file}, file_row_number = true) WHERE file_row_number < ${remaining}`,
+            ? `SELECT ${column} AS urls FROM ${scan}`
+            : format === 'parquet'
+              ? `SELECT ${column} AS urls FROM read_parquet(${file}, file_row_number = true) WHERE file_row_number < ${remaining}`
+              : `SELECT * FROM (SELECT ${column} AS urls FROM ${scan} LIMIT ${remaining})`,
         );
         remaining -= Math.min(rows, remaining);
       }
@@ -67,7 +74,8 @@ export async function countRepeatedUrls(inputs: string[], options: CountUrlRepea
   }
 }
 
-async function rowCount(connection: DuckDBConnection, file: string): Promise<number> {
-  const reader = await connection.runAndReadAll(`SELECT num_rows FROM parquet_file_metadata(${file})`);
+async function rowCount(connection: DuckDBConnection, file: string, format: InputFormat, scan: string): Promise<number> {
+  const sql = format === 'parquet' ? `SELECT num_rows FROM parquet_file_metadata(${file})` : `SELECT count(*) FROM ${scan}`;
+  const reader = await connection.runAndReadAll(sql);
   return Number(reader.getRowsJS()[0]?.[0] ?? 0);
 }

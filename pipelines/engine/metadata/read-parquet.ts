@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -18,6 +18,7 @@ import {
 import { M4Error, errorMessage } from '../../../core/errors.ts';
 import { checkColumns, type ColumnSpec, type SourceColumn } from './columns.ts';
 import { openConnection, sqlName, sqlString, withConnection } from './duckdb.ts';
+import { inputFormatOf, scanSql, type InputFormat } from './input-format.ts';
 
 export interface ReadParquetOptions {
   /** The columns to read, and only these (projection); a row holds one field per spec. */
@@ -28,6 +29,8 @@ export interface ReadParquetOptions {
   batchSize?: number;
   /** Folder for the temporary copies of remote files; default os.tmpdir(). */
   tempDir?: string;
+  /** The inputs' format; default: each file's extension (see inputFormatOf), parquet when it names none. */
+  format?: InputFormat;
 }
 
 export interface MetadataBatch {
@@ -37,9 +40,10 @@ export interface MetadataBatch {
 }
 
 /**
- * Streams the rows of parquet files in a deterministic order: inputs in the order given, the files a glob
- * matches in sorted order, rows in file order. Each file's schema is checked against `columns` before it is read;
- * memory stays flat however large the files, as rows are converted one DuckDB chunk (2048 rows) at a time.
+ * Streams the rows of metadata files (parquet, or csv, tsv, json, jsonl, txt: see input-format.ts) in a deterministic
+ * order: inputs in the order given, the files a glob matches in sorted order, rows in file order. Each file's schema
+ * is checked against `columns` before it is read; memory stays flat however large the files, as rows are converted
+ * one DuckDB chunk (2048 rows) at a time.
  */
 export async function* readParquet(inputs: string[], options: ReadParquetOptions): AsyncIterable<MetadataBatch> {
   const batchSize = options.batchSize ?? 2048;
@@ -57,8 +61,9 @@ export async function* readParquet(inputs: string[], options: ReadParquetOptions
     for (const location of files) {
       const local = await localFile(location, options.tempDir ?? tmpdir());
       try {
-        const present = checkColumns(location, await describeParquet(connection, local.path, location), options.columns);
-        const read = planRead(local.path, options.columns, new Set(present), remaining);
+        const input = await describeInput(connection, local.path, location, inputFormatOf(location, options.format), options.columns);
+        const present = checkColumns(location, input.columns, options.columns);
+        const read = planRead(input.scan, options.columns, new Set(present), remaining);
         const result = await connection.stream(read.sql);
         for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) {
           const rows = read.convert(chunk);
@@ -136,7 +141,8 @@ export async function localFile(location: string, tempDir: string): Promise<Loca
   const { storage, key } = openObject(location);
   const dir = await mkdtemp(join(tempDir, 'm4data-parquet-'));
   const remove = () => rm(dir, { recursive: true, force: true });
-  const path = join(dir, 'input.parquet');
+  // The name keeps the input's own, extension included: DuckDB sees compressed text (`.csv.gz`) by it.
+  const path = join(dir, basename(location.replace(/[?#].*$/, '')) || 'input');
   try {
     await pipeline(Readable.from(storage.read(key)), createWriteStream(path));
   } catch (err) {
@@ -146,14 +152,41 @@ export async function localFile(location: string, tempDir: string): Promise<Loca
   return { path, remove };
 }
 
-/** The columns of a parquet file; `shownAs` names it in errors. Throws M4Error E_INPUT when it cannot be read as parquet. */
-export async function describeParquet(connection: DuckDBConnection, path: string, shownAs: string): Promise<SourceColumn[]> {
+/** One input file as DuckDB reads it: its columns, and the table function (`scan`) that reads it. */
+export interface DescribedInput {
+  columns: SourceColumn[];
+  scan: string;
+}
+
+/**
+ * The columns of a metadata file in `format`; `shownAs` names it in errors, and the text columns among `specs` are
+ * read as text whatever csv sniffing guesses. Throws M4Error E_INPUT when the file cannot be read in that format.
+ */
+export async function describeInput(connection: DuckDBConnection, path: string, shownAs: string, format: InputFormat, specs: readonly ColumnSpec[] = []): Promise<DescribedInput> {
+  let columns = await describeScan(connection, scanSql(path, format), shownAs, format);
+  if (format === 'csv' || format === 'tsv') {
+    const text = specs.filter((s) => (s.type === 'string' || s.type === 'json_string') && columns.some((c) => c.name === s.name)).map((s) => s.name);
+    if (text.length > 0) {
+      const scan = scanSql(path, format, text);
+      columns = await describeScan(connection, scan, shownAs, format);
+      return { columns, scan };
+    }
+  }
+  return { columns, scan: scanSql(path, format) };
+}
+
+async function describeScan(connection: DuckDBConnection, scan: string, shownAs: string, format: InputFormat): Promise<SourceColumn[]> {
   let prepared;
   try {
-    // Preparing binds the query, which reads the footer only.
-    prepared = await connection.prepare(`SELECT * FROM read_parquet(${sqlString(path)})`);
+    // Preparing binds the query, which reads a parquet footer, or sniffs the start of a text file.
+    prepared = await connection.prepare(`SELECT * FROM ${scan}`);
   } catch (err) {
-    throw new M4Error('E_INPUT', 'metadata', `${shownAs}: cannot read as parquet: ${errorMessage(err)}`, { file: shownAs }, { cause: err });
+    const message = errorMessage(err);
+    if (format === 'parquet' && /magic bytes|too small to be a Parquet file/i.test(message)) {
+      const hint = 'for csv, tsv, json, jsonl or txt metadata give --input-format or the matching extension';
+      throw new M4Error('E_INPUT', 'metadata', `${shownAs} is not a parquet file (${hint})`, { file: shownAs }, { cause: err });
+    }
+    throw new M4Error('E_INPUT', 'metadata', `${shownAs}: cannot read as ${format}: ${message.split('\n')[0]}`, { file: shownAs, format }, { cause: err });
   }
   const columns: SourceColumn[] = [];
   for (let i = 0; i < prepared.columnCount; i++) columns.push({ name: prepared.columnName(i), type: prepared.columnType(i) });
@@ -172,7 +205,7 @@ interface ReadPlan {
  * (one native call per string); numbers and BLOBs, which JSON would mangle (NaN, int64, bytes), are read from
  * their vectors. Absent optional columns are selected as typed NULLs so every column takes the same path.
  */
-function planRead(path: string, specs: readonly ColumnSpec[], present: ReadonlySet<ColumnSpec>, limit: number): ReadPlan {
+function planRead(scan: string, specs: readonly ColumnSpec[], present: ReadonlySet<ColumnSpec>, limit: number): ReadPlan {
   const textSpecs = specs.filter((s) => !isVectorSpec(s));
   const vectorSpecs = specs.filter(isVectorSpec);
   const select: string[] = [];
@@ -180,7 +213,7 @@ function planRead(path: string, specs: readonly ColumnSpec[], present: ReadonlyS
     select.push(`to_json(struct_pack(${textSpecs.map((s) => `${sqlName(s.name)} := ${selectExpression(s, present.has(s))}`).join(', ')}))`);
   }
   for (const spec of vectorSpecs) select.push(selectExpression(spec, present.has(spec)));
-  const sql = `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(path)})${limit === Infinity ? '' : ` LIMIT ${limit}`}`;
+  const sql = `SELECT ${select.join(', ')} FROM ${scan}${limit === Infinity ? '' : ` LIMIT ${limit}`}`;
 
   return {
     sql,
