@@ -1,0 +1,38 @@
+// Decodes and transforms images into CLIP-normalised CHW float32 pixels, off the main thread. Plain JavaScript so a
+// worker needs no TypeScript loader, whichever way the parent was started. Protocol: see pixel-pool.ts.
+import { parentPort, workerData } from 'node:worker_threads';
+import sharp from 'sharp';
+
+/** @type {{ size: number, mean: number[], std: number[], transform: 'resize' | 'center-crop', maxPixels: number }} */
+const { size, mean, std, transform, maxPixels } = workerData;
+const WHITE = { r: 255, g: 255, b: 255 };
+
+/** @param {Uint8Array} bytes */
+async function toPixels(bytes) {
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: maxPixels, pages: 1 })
+    .rotate() // EXIF orientation, for shards built elsewhere
+    .flatten({ background: WHITE }) // transparency onto white, before resampling, as IDEFICS's convert_to_rgb
+    .toColourspace('srgb')
+    .resize(size, size, transform === 'center-crop' ? { kernel: 'cubic', fit: 'cover', position: 'centre' } : { kernel: 'cubic', fit: 'fill' })
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== size || info.height !== size) throw new Error(`unexpected decoded shape ${info.width}x${info.height}x${info.channels}`);
+  const plane = size * size;
+  const pixels = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const scale = 1 / (255 * std[c]);
+    const shift = mean[c] / std[c];
+    for (let p = 0, at = c * plane; p < plane; p++) pixels[at + p] = data[p * 3 + c] * scale - shift;
+  }
+  return pixels;
+}
+
+parentPort.on('message', async (/** @type {{ id: number, bytes: Uint8Array }} */ task) => {
+  try {
+    const pixels = await toPixels(task.bytes);
+    parentPort.postMessage({ id: task.id, pixels }, [pixels.buffer]);
+  } catch (err) {
+    parentPort.postMessage({ id: task.id, error: err instanceof Error ? err.message : String(err) });
+  }
+});
