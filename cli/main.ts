@@ -4,6 +4,7 @@ import { ExitCode } from '../core/exit-codes.ts';
 import { buildCommand } from './commands/build.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { demoCommand } from './commands/demo.ts';
+import { mixCommand } from './commands/mix.ts';
 import { notBuiltCommand } from './commands/not-built.ts';
 
 export function buildProgram(): Command {
@@ -17,7 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.addCommand(buildCommand());
-  program.addCommand(notBuiltCommand('mix', 'sample built sources by the model card\'s epochs and token proportions'));
+  program.addCommand(mixCommand());
   program.addCommand(notBuiltCommand('train', 'pack the mixture into 1024-token sequences and feed a TensorFlow.js trainer'));
   program.addCommand(inspectCommand());
   program.addCommand(demoCommand());

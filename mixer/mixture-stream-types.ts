@@ -83,7 +83,10 @@ export interface RealisedReport {
   samples: number;
   tokens: number;
   sources: RealisedSource[];
+  /** One message per shard that could not be read in full. */
   badShards: string[];
+  /** Samples of a last, incomplete round of ranks, dropped by every rank (0 with one rank). */
+  remainder: number;
 }
 
 export interface MixtureStream extends AsyncIterable<MixedSample> {

@@ -1,0 +1,66 @@
+import { M4Error } from '../core/errors.ts';
+import { jsonBytes, readJson } from '../shards/manifest.ts';
+import { openStorage } from '../shards/storage/open.ts';
+import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
+import { MixtureSampleStream } from './mixture-stream.ts';
+import type { MixPlan, SourceSupply } from './plan.ts';
+import { checkProfile } from './profile.ts';
+import { planSvg } from './plan-svg.ts';
+import type { ScheduleSource } from './schedule.ts';
+import { SourceDataset } from './source-dataset.ts';
+
+export const PLAN_NAME = 'plan.json';
+export const PLAN_SVG_NAME = 'plan.svg';
+
+/** What each `--source NAME=LOCATION` offers, from its manifest. */
+export async function readSupplies(locations: ReadonlyMap<string, string>): Promise<SourceSupply[]> {
+  const supplies: SourceSupply[] = [];
+  for (const [name, location] of locations) {
+    const dataset = await SourceDataset.open(location);
+    const { tokens, samples, images, shards } = dataset.manifest.totals;
+    supplies.push({ name, location, tokens, samples, images, shards, assumed: false });
+  }
+  return supplies;
+}
+
+/** Writes `plan.json` and `plan.svg` into MIX_DIR (a folder or an s3:// prefix). */
+export async function writePlan(location: string, plan: MixPlan): Promise<void> {
+  const storage = openStorage(location);
+  await storage.write(PLAN_SVG_NAME, Buffer.from(planSvg(plan)));
+  await storage.write(PLAN_NAME, jsonBytes(plan));
+}
+
+/** Opens the mixture planned in MIX_DIR: its plan, and every source's dataset, checked against what was planned. */
+export async function openMixture(location: string): Promise<Mixture> {
+  const storage = openStorage(location);
+  if (!(await storage.stat(PLAN_NAME))) {
+    throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
+  }
+  const plan = (await readJson(storage, PLAN_NAME)) as MixPlan;
+  if (plan.format !== 'm4data-mix-plan' || plan.version !== 1 || !Array.isArray(plan.sources)) {
+    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  }
+  checkProfile(plan.profile, `${storage.urlOf(PLAN_NAME)} (its profile)`);
+  const sources: ScheduleSource[] = [];
+  for (const planned of plan.sources) {
+    if (planned.location === undefined) {
+      throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
+    }
+    const dataset = await SourceDataset.open(planned.location);
+    const { tokens, samples } = dataset.manifest.totals;
+    if (tokens !== planned.available.tokens || samples !== planned.available.samples) {
+      throw new M4Error(
+        'E_INPUT',
+        'mixer',
+        `${planned.location} changed since the plan was made (planned on ${planned.available.samples} samples / ${planned.available.tokens} tokens, now ${samples} / ${tokens}): plan the mixture again`,
+      );
+    }
+    sources.push({ name: planned.name, share: planned.share, target: planned.tokens, dataset });
+  }
+  return {
+    location,
+    profile: plan.profile,
+    plan,
+    stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, sources, options),
+  };
+}
