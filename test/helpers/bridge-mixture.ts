@@ -22,7 +22,7 @@ export function listMixture(samples: SampleSpec[], options: { budgetTokens?: num
       const state = (): MixtureState => ({ format: 'm4data-mixture-state', version: 1, seed: 0, position, rank, worldSize, sources: [] });
       return {
         state,
-        realised: () => ({ samples: 0, tokens: 0, sources: [], badShards: [] }),
+        realised: () => ({ samples: 0, tokens: 0, sources: [], badShards: [], remainder: 0 }),
         async *[Symbol.asyncIterator]() {
           while (opts.endless || position < samples.length) {
             const spec = samples[position % samples.length]!;
