@@ -16,7 +16,7 @@ const SIZE = 224;
 const ref = (bytes: Buffer, field = 'jpg'): ImageRef => ({ field, bytes, key: '000000042', shard: 'test-000000.tar' });
 const at = (pixels: Float32Array, channel: number, y: number, x: number) => pixels[channel * SIZE * SIZE + y * SIZE + x]!;
 
-function raw(width: number, height: number, channels: 3 | 4, colour: (x: number, y: number) => number[]): Promise<Buffer> {
+function raw(width: number, height: number, channels: 1 | 3 | 4, colour: (x: number, y: number) => number[]): Promise<Buffer> {
   const data = Buffer.alloc(width * height * channels);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.set(colour(x, y), (y * width + x) * channels);
   return sharp(data, { raw: { width, height, channels } }).png().toBuffer();
@@ -41,11 +41,12 @@ test('pixels: a solid colour resizes to itself (any kernel weights sum to 1), no
   assertPlane(pixels, [0, 1, 100, 222, 223], [200, 100, 50], 'solid');
 });
 
-test('pixels: transparency is flattened onto white', async (t) => {
+test('pixels: transparency is flattened onto white; greyscale becomes three equal channels', async (t) => {
   const pool = new PixelPool({ workers: 1 });
   t.after(() => pool.close());
   const pixels = await pool.decode(ref(await raw(250, 250, 4, () => [0, 0, 0, 0]), 'png'));
   assertPlane(pixels, [0, 112, 223], [255, 255, 255], 'transparent');
+  assertPlane(await pool.decode(ref(await raw(180, 240, 1, () => [77]), 'png')), [0, 112, 223], [77, 77, 77], 'greyscale');
 });
 
 test('pixels: the whole image is squashed to 224x224 without cropping; center-crop keeps the middle', async (t) => {

@@ -39,7 +39,7 @@ export function trainCommand(): Command {
     .option('--steps <n>', "batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len), at least 1)", integerIn(1))
     .option('--batch-size <n>', `sequences per batch on this rank (default ${DEFAULT_BATCH_SIZE})`, integerIn(1))
     .option('--seq-len <n>', "tokens per sequence (default: the profile's sequenceLength, 1024)", integerIn(16))
-    .option('--max-images <n>', `image slots per sequence; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES})`, integerIn(1))
+    .option('--max-images <n>', `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, rows of the card's mixture fill with images first and half their tokens are padding)`, integerIn(1))
     .option('--rank <r>', 'this rank (default: env RANK, else 0)', integerIn(0))
     .option('--world-size <w>', 'ranks in all (default: env WORLD_SIZE, else 1)', integerIn(1))
     .option('--mask-image-tokens', 'also set -100 in labels on <image> and <fake_token_around_image> (as open_flamingo did)')
