@@ -1,3 +1,4 @@
+import { M4Error } from '../core/errors.ts';
 import type { MixedSample } from '../mixer/mixture-stream-types.ts';
 import { imagesOf, layoutAtoms, sampleParts, type Atom, type ImageRef } from './sample-parts.ts';
 import { tallyOf, type Tally } from './tally.ts';
@@ -10,6 +11,8 @@ export const MIN_UNIT_TOKENS = 5;
  * windows starting up to 3/4 of a sequence before an image.
  */
 export const IMAGE_TAIL_FRACTION = 0.25;
+/** `<s>`, an image's three placeholders and `</s>`. */
+const MIN_WINDOW_SEQ_LEN = 5;
 
 export interface UnitOptions {
   seqLen: number;
@@ -116,6 +119,7 @@ export function cutWindows(atoms: readonly Atom[], seqLen: number): Atom[][] {
         }
       }
     }
+    if (end === start) throw new M4Error('E_USAGE', 'bridge', `a sequence of ${seqLen} tokens cannot hold a window (at least ${MIN_WINDOW_SEQ_LEN})`);
     windows.push(atoms.slice(start, end));
     start = end;
   }

@@ -64,7 +64,8 @@ Per batch the five tensors, always in this order (the order of --dump -):
 Examples:
   m4data train --dry-run --mixture out/mix --steps 3
   m4data train --dry-run --mixture out/mix --steps 100 --dump out/batches
-  RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py
+  RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py -
+Packing, windows of long documents, the masks and the state: trainer-bridge/README.md.
 Exit status: 0 done, 1 the mixture unreadable, 2 bad usage.`,
     )
     .action(async (flags: TrainFlags) => {
@@ -163,7 +164,7 @@ function pipeClosed(stream: Writable): { promise: Promise<void>; closed: boolean
 
 export function formatReport(report: BridgeReport, run: { seconds: number; tokens: number; images: number; sequences: number }): string {
   const sources = Object.entries(report.sources);
-  const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'packed', 'dropped'];
+  const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'img packed', 'img dropped'];
   const rows = sources.map(([name, t]) => [name, t.samples, t.inputTokens, t.addedTokens, t.packedTokens, t.truncatedTokens, t.droppedTokens, t.windows, t.inputImages, t.packedImages, t.droppedImages].map((v) => (typeof v === 'number' ? formatCount(v) : v)));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (cells: string[]) => `  ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
