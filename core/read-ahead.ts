@@ -1,6 +1,7 @@
 /**
  * Pulls items from an async iterable ahead of its consumer, up to a limit of items or of summed weight (bytes), so
- * the next item is ready when asked for. The source is read in order by one pump; errors reach the consumer in turn.
+ * the next item is ready when asked for; once full, it refills from half full. The source is read in order by one
+ * pump; errors reach the consumer in turn.
  */
 export class ReadAhead<T> {
   private readonly queue: T[] = [];
@@ -43,6 +44,11 @@ export class ReadAhead<T> {
     }
   }
 
+  /** The next item if one is already read, without waiting (undefined otherwise: then call `next`). */
+  ready(): T | undefined {
+    return this.queue.length > 0 ? this.taken(this.queue.shift()!) : undefined;
+  }
+
   /** The next item, or undefined at the end; throws what the source threw, after the items before it. */
   async next(): Promise<T | undefined> {
     while (this.queue.length === 0 && !this.done) await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
@@ -52,9 +58,16 @@ export class ReadAhead<T> {
       if (this.error !== undefined) throw this.error;
       return undefined;
     }
+    return this.taken(item);
+  }
+
+  private taken(item: T): T {
     this.weight -= this.weigh(item);
-    this.wakePump?.();
-    this.wakePump = undefined;
+    // Refill from half full: one wake-up per half queue, not per item.
+    if (this.wakePump && this.queue.length <= this.maxItems / 2 && this.weight <= this.maxWeight / 2) {
+      this.wakePump();
+      this.wakePump = undefined;
+    }
     return item;
   }
 

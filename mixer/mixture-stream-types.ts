@@ -51,8 +51,11 @@ export interface MixtureStreamOptions {
   worldSize?: number;
   /** Resume from a state taken by `state()`. */
   resume?: MixtureState;
-  /** Shards read ahead per source (default 2). */
-  prefetchShards?: number;
+  /**
+   * Positions looked at ahead of the consumer: a shard is opened, and starts reading, when its first sample comes
+   * this close (default 64 when every source is local, 1024 when one is remote, to hide S3's first-byte latency).
+   */
+  lookahead?: number;
   /**
    * Keep going past the plan's end by the same rule (further epochs, same shares), so a consumer that needs a fixed
    * number of batches on every rank (the bridge) never runs dry. Default false: the stream ends with the plan.

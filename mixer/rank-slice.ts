@@ -11,24 +11,29 @@ export type SliceEvent =
  * at the end of a finite stream) is dropped by every rank and counted in `remainder`.
  */
 export async function* rankSlice(
-  items: AsyncIterable<ScheduledSample>,
+  chunks: AsyncIterable<readonly ScheduledSample[]>,
   rank: number,
   worldSize: number,
   onRemainder: (samples: number) => void,
-): AsyncGenerator<SliceEvent> {
+): AsyncGenerator<SliceEvent[]> {
   let pending: SliceEvent[] = [];
   let inRound = 0;
-  for await (const item of items) {
-    if (item.position % worldSize === rank) pending.push({ kind: 'sample', item });
-    if (item.lastOfShard) pending.push({ kind: 'shard-end', source: item.source, epoch: item.epoch, shard: item.shard });
-    inRound++;
-    if (item.position % worldSize === worldSize - 1) {
-      yield* pending;
-      pending = [];
-      inRound = 0;
+  for await (const chunk of chunks) {
+    const ready: SliceEvent[] = [];
+    for (const item of chunk) {
+      if (item.position % worldSize === rank) pending.push({ kind: 'sample', item });
+      if (item.lastOfShard) pending.push({ kind: 'shard-end', source: item.source, epoch: item.epoch, shard: item.shard });
+      inRound++;
+      if (item.position % worldSize === worldSize - 1) {
+        for (const event of pending) ready.push(event);
+        pending = [];
+        inRound = 0;
+      }
     }
+    if (ready.length > 0) yield ready;
   }
   if (inRound > 0) onRemainder(inRound);
   // Shard ends still matter (readers close); the round's samples do not.
-  for (const event of pending) if (event.kind === 'shard-end') yield event;
+  const ends = pending.filter((event) => event.kind === 'shard-end');
+  if (ends.length > 0) yield ends;
 }

@@ -4,8 +4,8 @@ import type { ReadSample } from '../shards/sample.ts';
 import { newReadCounters, readShard, type ReadCounters } from '../shards/tar-reader.ts';
 import type { SourceDataset } from './source-dataset.ts';
 
-/** Read-ahead per open shard: enough that a consumer never waits at a shard boundary, bounded in bytes. */
-const AHEAD_SAMPLES = 64;
+/** Read-ahead per open shard, bounded in samples and bytes (samples held long cost garbage-collection time). */
+const AHEAD_SAMPLES = 16;
 const AHEAD_BYTES = 8 << 20;
 
 /**
@@ -37,7 +37,7 @@ export class ShardSampleReader {
       let sample = this.held;
       this.held = undefined;
       try {
-        sample ??= await this.ahead.next();
+        sample ??= this.ahead.ready() ?? (await this.ahead.next());
       } catch (err) {
         // A shard that cannot be opened is a bad shard like a corrupt one; storage failing after its retries is not.
         if (!isM4Error(err, 'E_NOT_FOUND')) throw err;

@@ -6,6 +6,9 @@ import { M4Error } from '../../core/errors.ts';
 import { compareKeys, type Body, type ByteRange, type ObjectInfo, type Storage } from './storage.ts';
 
 const WRITE_BATCH = 1 << 20;
+/** Read chunk: a sample read from it is a view that keeps the whole chunk alive, so several shards read at once
+ * (the mixer interleaves up to 16) pin many chunks; 256 KiB reads as fast as 1 MiB alone and far faster interleaved. */
+const READ_CHUNK = 256 << 10;
 
 /** A folder on a local disk. Writes go to `name.tmp-<random>` and are renamed into place once complete. */
 export class LocalStorage implements Storage {
@@ -67,7 +70,7 @@ export class LocalStorage implements Storage {
 
   async *read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const path = this.pathOf(key);
-    const options: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: 1 << 20 };
+    const options: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: READ_CHUNK };
     if (range) {
       options.start = range.start;
       if (range.end !== undefined) {
