@@ -5,7 +5,7 @@ import { buildCommand } from './commands/build.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { demoCommand } from './commands/demo.ts';
 import { mixCommand } from './commands/mix.ts';
-import { notBuiltCommand } from './commands/not-built.ts';
+import { trainCommand } from './commands/train.ts';
 
 export function buildProgram(): Command {
   const program = new Command('m4data')
@@ -19,7 +19,7 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(buildCommand());
   program.addCommand(mixCommand());
-  program.addCommand(notBuiltCommand('train', 'pack the mixture into 1024-token sequences and feed a TensorFlow.js trainer'));
+  program.addCommand(trainCommand());
   program.addCommand(inspectCommand());
   program.addCommand(demoCommand());
   program.configureOutput({ outputError: usageLine });

@@ -77,10 +77,15 @@ test('inspect summarises a dataset folder, a manifest and a shard; exit 3 on bad
   assert.match(missing.err, /no such shard/);
 });
 
-test('commands not built yet say so and exit 2', () => {
-  const r = m4data('train', '--steps', '3');
-  assert.equal(r.code, 2);
-  assert.match(r.err, /not built yet/);
+test('train: usage errors exit 2 with a message', () => {
+  const noDryRun = m4data('train', '--mixture', 'out/mix');
+  assert.equal(noDryRun.code, 2);
+  assert.match(noDryRun.err, /needs --dry-run/);
+  const noMixture = m4data('train', '--dry-run', '--steps', '3');
+  assert.equal(noMixture.code, 2);
+  assert.match(noMixture.err, /--mixture/);
+  const badTransform = m4data('train', '--dry-run', '--mixture', 'out/mix', '--image-transform', 'zoom');
+  assert.equal(badTransform.code, 2);
 });
 
 test('build: usage errors exit 2, an unreadable input exits 1, each with a clear message', () => {

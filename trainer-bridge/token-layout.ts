@@ -39,6 +39,14 @@ export function encodeText(text: string): number[] {
  * then `</s>`; an end of document in between closes one part and opens the next: `</s><s>`.
  */
 export function layoutTokens(segments: readonly Segment[]): number[] {
+  return layoutTokenSegments(segments.map((s) => (s.type === 'text' ? { type: 'text', ids: encodeText(s.text) } : s)));
+}
+
+/** A segment whose text is already tokenized: what the bridge packs, windows and cuts. */
+export type TokenSegment = { type: 'text'; ids: readonly number[] } | { type: 'image' } | { type: 'end_of_document' };
+
+/** `layoutTokens` over segments already tokenized (the same rules, the same ids). */
+export function layoutTokenSegments(segments: readonly TokenSegment[]): number[] {
   const ids = [BOS];
   let previousWasImage = false;
   for (const segment of segments) {
@@ -50,9 +58,8 @@ export function layoutTokens(segments: readonly Segment[]): number[] {
       ids.push(IMAGE_TOKEN, FAKE_TOKEN_AROUND_IMAGE);
       previousWasImage = true;
     } else {
-      const text = encodeText(segment.text);
-      for (const id of text) ids.push(id);
-      if (text.length > 0) previousWasImage = false;
+      for (const id of segment.ids) ids.push(id);
+      if (segment.ids.length > 0) previousWasImage = false;
     }
   }
   ids.push(EOS);

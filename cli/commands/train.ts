@@ -1,0 +1,199 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { Command, Option } from 'commander';
+import { M4Error } from '../../core/errors.ts';
+import { formatCount, table } from '../../core/format.ts';
+import { openMixture } from '../../mixer/mixture.ts';
+import type { BridgeState } from '../../trainer-bridge/batch.ts';
+import { writeBatchDir, writeBatchStream } from '../../trainer-bridge/batch-npy.ts';
+import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../trainer-bridge/bridge-options.ts';
+import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer-bridge/bridge.ts';
+import { IMAGE_TRANSFORMS, type ImageTransform } from '../../trainer-bridge/pixel-pool.ts';
+import { tensorShapes } from '../../trainer-bridge/tensors.ts';
+import { integerIn } from '../parse.ts';
+
+export interface TrainFlags {
+  dryRun?: boolean;
+  mixture?: string;
+  steps?: number;
+  batchSize?: number;
+  seqLen?: number;
+  maxImages?: number;
+  rank?: number;
+  worldSize?: number;
+  maskImageTokens?: boolean;
+  imageTransform?: ImageTransform;
+  prefetch?: number;
+  workers?: number;
+  resume?: string;
+  saveState?: string;
+  dump?: string;
+  quiet?: boolean;
+}
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description('pack the mixture into IDEFICS sequences (1024 tokens, pixel tensors, masks) by rank, for a trainer; --dry-run streams them with no model')
+    .option('--dry-run', 'stream the batches, print their shapes and contents, optionally dump them as .npy (required: the model is trained by trainer/)')
+    .option('--mixture <MIX_DIR>', 'the mixture planned by m4data mix (a folder or s3://bucket/prefix holding plan.json)')
+    .option('--steps <n>', "batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len), at least 1)", integerIn(1))
+    .option('--batch-size <n>', `sequences per batch on this rank (default ${DEFAULT_BATCH_SIZE})`, integerIn(1))
+    .option('--seq-len <n>', "tokens per sequence (default: the profile's sequenceLength, 1024)", integerIn(16))
+    .option('--max-images <n>', `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, rows of the card's mixture fill with images first and half their tokens are padding)`, integerIn(1))
+    .option('--rank <r>', 'this rank (default: env RANK, else 0)', integerIn(0))
+    .option('--world-size <w>', 'ranks in all (default: env WORLD_SIZE, else 1)', integerIn(1))
+    .option('--mask-image-tokens', 'also set -100 in labels on <image> and <fake_token_around_image> (as open_flamingo did)')
+    .addOption(new Option('--image-transform <name>', 'resize: the whole image squashed to 224x224 bicubic (IDEFICS); center-crop: shortest side to 224, centre cut').choices([...IMAGE_TRANSFORMS]).default('resize'))
+    .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
+    .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
+    .option('--resume <state.json>', 'continue after the batch a saved state was taken at (see --save-state)')
+    .option('--save-state <state.json>', 'write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
+    .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
+    .option('--quiet', 'no line per batch, only the summary')
+    .addHelpText(
+      'after',
+      `
+Every rank yields exactly --steps batches: the bridge reads an endless stream of the mixture (it continues past the
+plan by the same rule), so no rank runs dry before another. Ranks come from torchrun's RANK / WORLD_SIZE unless
+--rank / --world-size are given.
+
+Per batch the five tensors, always in this order (the order of --dump -):
+  input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L] int32 (-100 on padding),
+  pixel_values [B, N, 3, 224, 224] float32 (CLIP-normalised; unused slots zero), image_attention_mask [B, L, N] int8.
+
+Examples:
+  m4data train --dry-run --mixture out/mix --steps 3
+  m4data train --dry-run --mixture out/mix --steps 100 --dump out/batches
+  RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py -
+Packing, windows of long documents, the masks and the state: trainer-bridge/README.md.
+Exit status: 0 done, 1 the mixture unreadable, 2 bad usage.`,
+    )
+    .action(async (flags: TrainFlags) => {
+      if (!flags.dryRun) throw new M4Error('E_USAGE', 'cli', 'm4data train needs --dry-run: it streams batches with no model (the model is trained by the trainer, which reads the same bridge)');
+      if (!flags.mixture) throw new M4Error('E_USAGE', 'cli', 'required option --mixture <MIX_DIR> is missing (make one with m4data mix)');
+      const rank = flags.rank ?? envInteger('RANK', 0);
+      const worldSize = flags.worldSize ?? envInteger('WORLD_SIZE', 1);
+      await runTrainDryRun(await openMixture(flags.mixture), { ...flags, rank, worldSize }, { out: process.stdout, log: process.stderr });
+    });
+}
+
+function envInteger(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  if (!/^\d+$/.test(value)) throw new M4Error('E_USAGE', 'cli', `environment variable ${name}=${JSON.stringify(value)} is not a whole number`);
+  return Number(value);
+}
+
+/**
+ * Streams this rank's batches with no model: a line per batch (shapes, tokens and images per source, padding,
+ * throughput), optional .npy dumps, then a summary of where every token and image went.
+ */
+export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, io: { out: Writable; log: Writable }): Promise<BridgeReport> {
+  const toStdout = flags.dump === '-';
+  const say = (line: string) => (toStdout ? io.log : io.out).write(`${line}\n`);
+  const resume = flags.resume ? await readState(flags.resume) : undefined;
+  const bridge = openBridge(mixture, {
+    steps: flags.steps,
+    batchSize: flags.batchSize,
+    seqLen: flags.seqLen,
+    maxImages: flags.maxImages,
+    rank: flags.rank,
+    worldSize: flags.worldSize,
+    maskImageTokens: flags.maskImageTokens,
+    imageTransform: flags.imageTransform,
+    prefetch: flags.prefetch,
+    workers: flags.workers,
+    resume,
+  });
+  const { options } = bridge;
+  say(`rank ${options.rank} of ${options.worldSize}: ${plural(options.steps, 'batch', 'batches')} of ${options.batchSize} x ${options.seqLen} tokens, ${options.maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
+  const closed = toStdout ? pipeClosed(io.out) : undefined;
+  const start = performance.now();
+  let tokens = 0;
+  let images = 0;
+  let index = resume?.batches ?? 0;
+  for await (const batch of bridge) {
+    const batchTokens = sum(Object.values(batch.stats.tokensBySource));
+    tokens += batchTokens;
+    images += sum(Object.values(batch.stats.imagesBySource));
+    if (flags.dump && !toStdout) await writeBatchDir(flags.dump, index, batch);
+    if (toStdout) {
+      await Promise.race([writeBatchStream(io.out, batch), closed!.promise]);
+      if (closed!.closed) {
+        say('the reader of standard output closed it: stopping');
+        break;
+      }
+    }
+    if (!flags.quiet) {
+      const seconds = (performance.now() - start) / 1000;
+      const shapes = tensorShapes(batch).map(([name, shape]) => `${name} [${shape.join(', ')}]`).join('  ');
+      const slots = batch.batchSize * batch.seqLen;
+      say(`batch ${index}  ${shapes}`);
+      say(`  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ${percent(batch.stats.paddingTokens, slots)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`);
+    }
+    index++;
+  }
+  const report = bridge.report();
+  const seconds = (performance.now() - start) / 1000;
+  say(formatReport(report, { seconds, tokens, images, sequences: report.batches * options.batchSize }));
+  if (flags.saveState) await writeFile(flags.saveState, `${JSON.stringify(bridge.state())}\n`);
+  return report;
+}
+
+async function readState(path: string): Promise<BridgeState> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as BridgeState;
+  } catch (err) {
+    throw new M4Error('E_USAGE', 'cli', `--resume ${path}: cannot read a bridge state: ${(err as Error).message}`);
+  }
+}
+
+/** Resolves when the stream's reader goes away (EPIPE), so a consumer that stops early ends the run quietly. */
+function pipeClosed(stream: Writable): { promise: Promise<void>; closed: boolean } {
+  const state = { closed: false, promise: Promise.resolve() };
+  state.promise = new Promise((resolve) => {
+    const done = () => {
+      state.closed = true;
+      resolve();
+    };
+    stream.once('error', done);
+    stream.once('close', done);
+  });
+  return state;
+}
+
+export function formatReport(report: BridgeReport, run: { seconds: number; tokens: number; images: number; sequences: number }): string {
+  const sources = Object.entries(report.sources);
+  const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'img packed', 'img dropped'];
+  const rows = sources.map(([name, t]) => [name, t.samples, t.inputTokens, t.addedTokens, t.packedTokens, t.truncatedTokens, t.droppedTokens, t.windows, t.inputImages, t.packedImages, t.droppedImages].map((v) => (typeof v === 'number' ? formatCount(v) : v)));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells: string[]) => `  ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
+  const seconds = Math.max(run.seconds, 1e-9);
+  return [
+    `\n${plural(report.batches, 'batch', 'batches')} on rank ${report.rank} of ${report.worldSize} (${report.totalBatches} of ${report.steps} in all)`,
+    line(header),
+    ...rows.map((r) => line(r.map(String))),
+    '  (tokens in + added = packed + truncated + dropped + still in the packer; added: <s>/</s> of windows)',
+    table([
+      ['padding', `${percent(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
+      ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
+    ]),
+  ].join('\n');
+}
+
+function bySource(counts: Record<string, number>): string {
+  const entries = Object.entries(counts).filter(([, n]) => n > 0);
+  return entries.length === 0 ? '-' : entries.map(([name, n]) => `${name} ${formatCount(n)}`).join(', ');
+}
+
+function percent(part: number, whole: number): string {
+  return whole > 0 ? `${((part / whole) * 100).toFixed(1)}%` : '-';
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}

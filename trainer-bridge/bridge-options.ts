@@ -1,0 +1,100 @@
+import { M4Error } from '../core/errors.ts';
+import type { MixPlan } from '../mixer/plan.ts';
+import type { BridgeState } from './batch.ts';
+import { IMAGE_TRANSFORMS, type ImageTransform, type PixelDecoder } from './pixel-pool.ts';
+
+/** Options of `openBridge`; every default is applied in `resolveBridgeOptions`. */
+export interface BridgeOptions {
+  /** Sequences per batch on this rank (B; default 2). */
+  batchSize?: number;
+  /** Tokens per sequence (L; default the profile's sequenceLength, 1024 for the card's profiles). */
+  seqLen?: number;
+  /**
+   * Image slots per sequence (N; default 16). pixel_values holds B x N x 602 KB of float32 and IDEFICS encodes every
+   * slot, used or not; but the card's mixture carries about 11 images per 1024 tokens, so at the original's 5 slots
+   * rows fill with images first and about 55% of the token slots are padding (16 slots: about 11-18%). See README.
+   */
+  maxImages?: number;
+  /** Batches this rank yields in all, a resumed run included (default: the plan's tokens / (worldSize x B x L), at least 1). */
+  steps?: number;
+  /** This rank and the world size (default 0 of 1). */
+  rank?: number;
+  worldSize?: number;
+  /** Also set -100 on the image placeholder ids in `labels` (default false). */
+  maskImageTokens?: boolean;
+  /** How images become 224x224 (default 'resize', IDEFICS's: the whole image, bicubic, no crop). */
+  imageTransform?: ImageTransform;
+  /** Batches packed and decoded ahead of the consumer (default 3). */
+  prefetch?: number;
+  /** Pixel worker threads (default: the cores available). */
+  workers?: number;
+  /** Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. */
+  resume?: BridgeState;
+  signal?: AbortSignal;
+  /** Decodes images (default: a pool of worker threads running sharp); tests may pass their own. */
+  decoder?: PixelDecoder;
+}
+
+export interface ResolvedBridgeOptions {
+  batchSize: number;
+  seqLen: number;
+  maxImages: number;
+  steps: number;
+  rank: number;
+  worldSize: number;
+  maskImageTokens: boolean;
+  imageTransform: ImageTransform;
+  prefetch: number;
+  workers: number | undefined;
+  resume: BridgeState | undefined;
+}
+
+export const DEFAULT_BATCH_SIZE = 2;
+export const DEFAULT_MAX_IMAGES = 16;
+export const DEFAULT_PREFETCH = 3;
+/** Below this a window cannot hold `<s>`, an image's placeholders, some text and `</s>`. */
+export const MIN_SEQ_LEN = 16;
+
+/** What the packer's resume point depends on: a state taken under other settings would not give the same batches. */
+export interface PackerState {
+  skipUnits: number;
+  seqLen: number;
+  batchSize: number;
+  maxImages: number;
+}
+
+export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan, 'budget' | 'profile'>): ResolvedBridgeOptions {
+  const usage = (message: string): never => {
+    throw new M4Error('E_USAGE', 'bridge', message);
+  };
+  const whole = (name: string, value: number | undefined, min: number, fallback: number): number => {
+    const v = value ?? fallback;
+    if (!Number.isSafeInteger(v) || v < min) usage(`${name} must be a whole number of at least ${min} (got ${v})`);
+    return v;
+  };
+  const batchSize = whole('--batch-size', options.batchSize, 1, DEFAULT_BATCH_SIZE);
+  const seqLen = whole('--seq-len', options.seqLen, MIN_SEQ_LEN, plan.profile.sequenceLength);
+  const maxImages = whole('--max-images', options.maxImages, 1, DEFAULT_MAX_IMAGES);
+  const worldSize = whole('--world-size', options.worldSize, 1, 1);
+  const rank = whole('--rank', options.rank, 0, 0);
+  if (rank >= worldSize) usage(`--rank ${rank} must be below --world-size ${worldSize}`);
+  const defaultSteps = Math.max(1, Math.floor(plan.budget.tokens / (worldSize * batchSize * seqLen)));
+  const steps = whole('--steps', options.steps, 1, defaultSteps);
+  const imageTransform = options.imageTransform ?? 'resize';
+  if (!IMAGE_TRANSFORMS.includes(imageTransform)) usage(`--image-transform ${JSON.stringify(imageTransform)}: expected ${IMAGE_TRANSFORMS.join(' or ')}`);
+  const prefetch = whole('--prefetch', options.prefetch, 1, DEFAULT_PREFETCH);
+  const workers = options.workers === undefined ? undefined : whole('--workers', options.workers, 1, 1);
+
+  const resume = options.resume;
+  if (resume) {
+    if (resume.format !== 'm4data-bridge-state' || resume.version !== 1) usage('the resume state is not an m4data bridge state (version 1)');
+    const packer = resume.packer as Partial<PackerState>;
+    for (const [name, ours] of [['seqLen', seqLen], ['batchSize', batchSize], ['maxImages', maxImages]] as const) {
+      if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
+    }
+    if (resume.mixture.rank !== rank || resume.mixture.worldSize !== worldSize) {
+      usage(`the resume state is rank ${resume.mixture.rank} of ${resume.mixture.worldSize}, this run rank ${rank} of ${worldSize}`);
+    }
+  }
+  return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume };
+}
