@@ -117,7 +117,7 @@ test('a run that fails before building leaves no build.json to block the next ru
 });
 
 test('usage errors name the flag and print in the one error format, exit 2', async () => {
-  const [body, limit, unknown, notBuilt, missing] = await Promise.all([
+  const [body, limit, unknown, noMixture, missing] = await Promise.all([
     runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o1'), '--max-body-size', '1e12']),
     runCli(['build', '--source', 'laion', '--input', input, '--output', join(dir, 'o2'), '--limit', '0']),
     runCli(['inspect', 'x', '--no-such-flag']),
@@ -131,8 +131,8 @@ test('usage errors name the flag and print in the one error format, exit 2', asy
   assertErrorLine(limit.err, 'E_USAGE', /--limit/);
   assert.equal(unknown.code, 2);
   assertErrorLine(unknown.err, 'E_USAGE', /unknown option '--no-such-flag'/);
-  assert.equal(notBuilt.code, 2);
-  assertErrorLine(notBuilt.err, 'E_USAGE', /not built yet/);
+  assert.equal(noMixture.code, 2);
+  assertErrorLine(noMixture.err, 'E_USAGE', /required option --mixture <MIX_DIR> is missing/);
   assert.equal(missing.code, 1);
   assertErrorLine(missing.err, 'E_NOT_FOUND', /no such shard/);
 });

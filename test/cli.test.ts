@@ -78,9 +78,9 @@ test('inspect summarises a dataset folder, a manifest and a shard; exit 3 on bad
 });
 
 test('train: usage errors exit 2 with a message', () => {
-  const noDryRun = m4data('train', '--mixture', 'out/mix');
-  assert.equal(noDryRun.code, 2);
-  assert.match(noDryRun.err, /needs --dry-run/);
+  const noRunDir = m4data('train', '--mixture', 'out/mix');
+  assert.equal(noRunDir.code, 2);
+  assert.match(noRunDir.err, /required option --run-dir <dir> is missing \(or give --dry-run/);
   const noMixture = m4data('train', '--dry-run', '--steps', '3');
   assert.equal(noMixture.code, 2);
   assert.match(noMixture.err, /--mixture/);

@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import type { MixedSample, Mixture, MixtureState, MixtureStream } from '../mixer/mixture-stream-types.ts';
+import type { MixedSample, Mixture, MixtureState, MixtureStream, RealisedReport } from '../mixer/mixture-stream-types.ts';
 import type { Batch, BridgeState } from './batch.ts';
 import { resolveBridgeOptions, type BridgeOptions, type PackerState, type ResolvedBridgeOptions } from './bridge-options.ts';
 import { packBatches, type BatchPlan, type PositionedSample, type ResumePoint } from './packer.ts';
@@ -21,6 +21,8 @@ export interface BridgeReport {
   paddingTokens: number;
   tokenSlots: number;
   sources: Record<string, SourceTally>;
+  /** What the mixture stream delivered to the bridge (read ahead of packing included), per source, against its plan. */
+  mixture: RealisedReport;
 }
 
 /** The batches of one rank, exactly `steps` of them; iterate once. */
@@ -96,6 +98,7 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
       paddingTokens,
       tokenSlots: batches * opts.batchSize * opts.seqLen,
       sources: Object.fromEntries([...tally].sort(([a], [b]) => a.localeCompare(b)).map(([name, t]) => [name, { ...t }])),
+      mixture: stream.realised(),
     }),
     close,
   };

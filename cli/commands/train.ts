@@ -11,6 +11,8 @@ import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer
 import { IMAGE_TRANSFORMS, type ImageTransform } from '../../trainer-bridge/pixel-pool.ts';
 import { tensorShapes } from '../../trainer-bridge/tensors.ts';
 import { integerIn } from '../parse.ts';
+import { trainOptions } from '../../trainer/train-flags.ts';
+import { runTrainModel, type TrainModelFlags } from './train-model.ts';
 
 export interface TrainFlags {
   dryRun?: boolean;
@@ -25,18 +27,18 @@ export interface TrainFlags {
   imageTransform?: ImageTransform;
   prefetch?: number;
   workers?: number;
-  resume?: string;
+  resumeState?: string;
   saveState?: string;
   dump?: string;
   quiet?: boolean;
 }
 
 export function trainCommand(): Command {
-  return new Command('train')
-    .description('pack the mixture into IDEFICS sequences (1024 tokens, pixel tensors, masks) by rank, for a trainer; --dry-run streams them with no model')
-    .option('--dry-run', 'stream the batches, print their shapes and contents, optionally dump them as .npy (required: the model is trained by trainer/)')
-    .option('--mixture <MIX_DIR>', 'the mixture planned by m4data mix (a folder or s3://bucket/prefix holding plan.json)')
-    .option('--steps <n>', "batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len), at least 1)", integerIn(1))
+  const command = new Command('train')
+    .description('train the ATUM model (TensorFlow.js) on the mixture, packed into IDEFICS sequences by the bridge; --dry-run streams the batches with no model')
+    .addOption(new Option('--mixture <MIX_DIR>', 'the mixture planned by m4data mix (a folder or s3://bucket/prefix holding plan.json) (required)'))
+    .option('--dry-run', 'stream the batches with no model: print their shapes and contents, optionally dump them as .npy')
+    .option('--steps <n>', "training: optimizer steps (default: the plan's budget in steps of --tokens-per-step); --dry-run: batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len))", integerIn(1))
     .option('--batch-size <n>', `sequences per batch on this rank (default ${DEFAULT_BATCH_SIZE})`, integerIn(1))
     .option('--seq-len <n>', "tokens per sequence (default: the profile's sequenceLength, 1024)", integerIn(16))
     .option('--max-images <n>', `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, rows of the card's mixture fill with images first and half their tokens are padding)`, integerIn(1))
@@ -46,34 +48,68 @@ export function trainCommand(): Command {
     .addOption(new Option('--image-transform <name>', 'resize: the whole image squashed to 224x224 bicubic (IDEFICS); center-crop: shortest side to 224, centre cut').choices([...IMAGE_TRANSFORMS]).default('resize'))
     .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
     .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
-    .option('--resume <state.json>', 'continue after the batch a saved state was taken at (see --save-state)')
-    .option('--save-state <state.json>', 'write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
+    .option('--resume-state <state.json>', '--dry-run: continue after the batch a saved state was taken at (see --save-state)')
+    .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
     .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
-    .option('--quiet', 'no line per batch, only the summary')
+    .option('--quiet', '--dry-run: no line per batch, only the summary');
+  // The trainer's own flags; --steps is shared (above) and --run-dir is required only when training.
+  for (const option of trainOptions()) {
+    if (option.attributeName() === 'steps') continue;
+    option.mandatory = false;
+    command.addOption(option);
+  }
+  return command
     .addHelpText(
       'after',
       `
-Every rank yields exactly --steps batches: the bridge reads an endless stream of the mixture (it continues past the
+Training: m4data train --mixture MIX_DIR --run-dir RUN [--steps N] [--model tiny] [--backend auto]
+  logs each step (loss, z-loss, learning rate, grad norm, tokens/s, images/s, batch wait) and writes RUN/metrics.jsonl,
+  RUN/loss.svg and a checkpoint every --checkpoint-every steps (trainable weights, optimizer state, step, the bridge's
+  state). --resume continues exactly; Ctrl-C saves a checkpoint and exits (status 130); --stop-at N stops after step N.
+  Hyper-parameters come from the mixture's profile (its training table); each flag above overrides one.
+
+Every rank yields exactly as many batches: the bridge reads an endless stream of the mixture (it continues past the
 plan by the same rule), so no rank runs dry before another. Ranks come from torchrun's RANK / WORLD_SIZE unless
---rank / --world-size are given.
+--rank / --world-size are given. TensorFlow.js has no collectives: one process trains one replica; multi-GPU runs
+are PyTorch ranks fed by the .npy stream (--dry-run --dump -, examples/pytorch_feed.py).
 
 Per batch the five tensors, always in this order (the order of --dump -):
   input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L] int32 (-100 on padding),
   pixel_values [B, N, 3, 224, 224] float32 (CLIP-normalised; unused slots zero), image_attention_mask [B, L, N] int8.
 
 Examples:
+  m4data train --mixture out/mix --run-dir out/run --steps 30 --backend wasm --lr 1e-2 --tokens-per-step 1024
   m4data train --dry-run --mixture out/mix --steps 3
   m4data train --dry-run --mixture out/mix --steps 100 --dump out/batches
   RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py -
 Packing, windows of long documents, the masks and the state: trainer-bridge/README.md.
-Exit status: 0 done, 1 the mixture unreadable, 2 bad usage.`,
+Exit status: 0 done, 1 the mixture unreadable, 2 bad usage, 130 interrupted (a checkpoint was saved).`,
     )
-    .action(async (flags: TrainFlags) => {
-      if (!flags.dryRun) throw new M4Error('E_USAGE', 'cli', 'm4data train needs --dry-run: it streams batches with no model (the model is trained by the trainer, which reads the same bridge)');
+    .action(async (flags: TrainFlags & Omit<TrainModelFlags, 'runDir'> & { runDir?: string }) => {
       if (!flags.mixture) throw new M4Error('E_USAGE', 'cli', 'required option --mixture <MIX_DIR> is missing (make one with m4data mix)');
       const rank = flags.rank ?? envInteger('RANK', 0);
       const worldSize = flags.worldSize ?? envInteger('WORLD_SIZE', 1);
-      await runTrainDryRun(await openMixture(flags.mixture), { ...flags, rank, worldSize }, { out: process.stdout, log: process.stderr });
+      if (flags.dryRun) {
+        await runTrainDryRun(await openMixture(flags.mixture), { ...flags, rank, worldSize }, { out: process.stdout, log: process.stderr });
+        return;
+      }
+      if (!flags.runDir) throw new M4Error('E_USAGE', 'cli', 'required option --run-dir <dir> is missing (or give --dry-run to stream batches with no model)');
+      const controller = new AbortController();
+      const interrupt = () => {
+        process.stderr.write('\ninterrupted: saving a checkpoint after the current step (Ctrl-C again to quit at once)\n');
+        controller.abort();
+        process.once('SIGINT', () => process.exit(130));
+      };
+      process.once('SIGINT', interrupt);
+      try {
+        const { training } = await runTrainModel(await openMixture(flags.mixture), { ...flags, runDir: flags.runDir, rank, worldSize }, { log: (line) => process.stdout.write(`${line}\n`), signal: controller.signal });
+        if (training.stoppedBy === 'abort') {
+          process.stdout.write(`checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume\n`);
+          process.exitCode = 130;
+        }
+      } finally {
+        process.removeListener('SIGINT', interrupt);
+      }
     });
 }
 
@@ -91,7 +127,7 @@ function envInteger(name: string, fallback: number): number {
 export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, io: { out: Writable; log: Writable }): Promise<BridgeReport> {
   const toStdout = flags.dump === '-';
   const say = (line: string) => (toStdout ? io.log : io.out).write(`${line}\n`);
-  const resume = flags.resume ? await readState(flags.resume) : undefined;
+  const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
   const bridge = openBridge(mixture, {
     steps: flags.steps,
     batchSize: flags.batchSize,
@@ -144,7 +180,7 @@ async function readState(path: string): Promise<BridgeState> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as BridgeState;
   } catch (err) {
-    throw new M4Error('E_USAGE', 'cli', `--resume ${path}: cannot read a bridge state: ${(err as Error).message}`);
+    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot read a bridge state: ${(err as Error).message}`);
   }
 }
 
