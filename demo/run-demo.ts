@@ -12,6 +12,17 @@ import { jpeg, png, truncatedJpeg } from '../sandbox/images.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
+import { Writable } from 'node:stream';
+import { runTrainDryRun } from '../cli/commands/train.ts';
+import { runTrainModel } from '../cli/commands/train-model.ts';
+import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
+import { parseMode, planMixture, type MixPlan } from '../mixer/plan.ts';
+import { formatPlan, grid } from '../mixer/plan-report.ts';
+import { loadProfile } from '../mixer/profile.ts';
+import type { BuildSummary } from '../pipelines/engine/build.ts';
+import { TextGenerator } from '../sandbox/texts.ts';
+import type { BridgeReport } from '../trainer-bridge/bridge.ts';
+import type { StepMetrics } from '../trainer/metrics.ts';
 import { M4Error } from '../core/errors.ts';
 import { checkLocalOutput } from '../shards/storage/local-output.ts';
 
@@ -49,22 +60,104 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       { source: 'laion', input: inputs.laion, output: join(out, 'laion') },
       { source: 'wikipedia', input: inputs.wikipedia, output: join(out, 'wikipedia') },
     ];
+    const outcomes = new Map<string, BuildSummary>();
     for (const { source, input, output } of builds) {
-      log(`\n$ m4data build --source ${source} --input ${input} --output ${output} --samples-per-shard 8`);
+      log(`\n$ m4data build --source ${source} --input ${input} --output ${output} --samples-per-shard ${SAMPLES_PER_SHARD}`);
       const start = Date.now();
       const summary = await runBuild(resolveBuildOptions(demoBuild(source, input, output)));
+      outcomes.set(source, summary);
       log(formatBuildSummary(source, summary, (Date.now() - start) / 1000).trimEnd());
     }
     for (const { output } of builds) {
       log(`\n$ m4data inspect ${output} -n 2`);
       log(formatSummary(await summarizeDataset(output, { first: 2 })).trimEnd());
     }
-    log(`\nShards, indexes, outcome records and manifests are under ${out} (PMD's were in the demo S3 bucket, gone with it).`);
+
+    const mixDir = join(out, 'mix');
+    const sources = builds.map(({ source, output }) => `--source ${source}=${output}`).join(' ');
+    log(`\n$ m4data mix --profile atum-9b ${sources} --output ${mixDir} --budget ${TRAIN.steps * TRAIN.tokensPerStep}`);
+    const plan = planMixture({
+      profile: await loadProfile('atum-9b'),
+      mode: parseMode('proportions'),
+      supplies: await readSupplies(new Map(builds.map(({ source, output }) => [source, output]))),
+      seed: 0,
+      budgetTokens: TRAIN.steps * TRAIN.tokensPerStep,
+    });
+    await writePlan(mixDir, plan);
+    log(formatPlan(plan).trimEnd());
+    const mixture = await openMixture(mixDir);
+
+    const shape = `--batch-size ${TRAIN.batchSize} --seq-len ${TRAIN.seqLen} --max-images ${TRAIN.maxImages}`;
+    log(`\n$ m4data train --dry-run --mixture ${mixDir} --steps 2 ${shape}`);
+    const lines: string[] = [];
+    await runTrainDryRun(mixture, { steps: 2, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages }, { out: lineSink(lines), log: lineSink(lines) });
+    log(lines.join('').trimEnd());
+
+    const runDir = join(out, 'run');
+    log(`\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${TRAIN.steps} --model tiny --backend wasm ${shape} --tokens-per-step ${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`);
+    const { training, report } = await runTrainModel(
+      mixture,
+      { runDir, steps: TRAIN.steps, model: 'tiny', backend: 'wasm', checkpointEvery: 10, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages, tokensPerStep: TRAIN.tokensPerStep, lr: TRAIN.lr, finalLr: TRAIN.finalLr },
+      { log },
+    );
+    log(`\n${formatMissionSummary(plan, outcomes, report, training.metrics)}`);
+    log(`\nShards, indexes, outcome records, manifests, the mixture's plan and the run (metrics.jsonl, loss.svg, checkpoint) are under ${out}; PMD's shards were in the demo S3 bucket, gone with it.`);
   } finally {
     restoreEnv();
     await s3.stop();
     await images.close();
   }
+}
+
+/**
+ * The demo's training run: the tiny model on WebAssembly, one 1024-token sequence per step. The card's learning rate
+ * (1e-5) would not move a tiny random model in 30 steps, so the demo uses 1e-2 decaying to 1e-3. 32 image slots: the
+ * demo's captions are short, so a row holds about 30 pairs (at 16, half of each row would be padding).
+ */
+const TRAIN = { steps: 30, batchSize: 1, seqLen: 1024, maxImages: 32, tokensPerStep: 1024, lr: 1e-2, finalLr: 1e-3 } as const;
+const SAMPLES_PER_SHARD = 64;
+
+/** The one table the demo ends with: per source, what the build kept, the planned and realised shares; then the loss. */
+function formatMissionSummary(plan: MixPlan, outcomes: Map<string, BuildSummary>, report: BridgeReport, metrics: StepMetrics[]): string {
+  const trained = Object.values(report.sources).reduce((a, t) => a + t.packedTokens, 0);
+  const rows = [['source', 'rows', 'packed', 'not packed', 'card share', 'planned', 'mixed', 'trained']];
+  for (const planned of plan.sources) {
+    const build = outcomes.get(planned.name)!;
+    const packed = build.status.success ?? 0;
+    const mixed = report.mixture.sources.find((s) => s.name === planned.name)!;
+    rows.push([
+      planned.name,
+      String(build.totalRows),
+      String(packed),
+      String(build.totalRows - packed),
+      pct(planned.card.share),
+      pct(planned.share),
+      pct(mixed.share),
+      pct(trained > 0 ? (report.sources[planned.name]?.packedTokens ?? 0) / trained : 0),
+    ]);
+  }
+  const first = metrics[0];
+  const last = metrics[metrics.length - 1];
+  return [
+    'The mission, end to end (built -> mixed -> packed -> trained):',
+    grid(rows),
+    `first step (${first?.step ?? '-'})  loss ${first ? first.loss.toFixed(4) : '-'}`,
+    `last step (${last?.step ?? '-'})  loss ${last ? last.loss.toFixed(4) : '-'}`,
+  ].join('\n');
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(2)}%`;
+}
+
+/** A writable that collects what is written to it, for output the demo prints through its own log. */
+function lineSink(lines: string[]): Writable {
+  return new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
 }
 
 /** Marks a folder the demo made, so that a later demo may empty it; nothing else is ever emptied. */
@@ -97,7 +190,7 @@ function demoBuild(source: string, input: string, output: string): BuildOptionsI
     adapter: findSource(source),
     inputs: [input],
     output,
-    samplesPerShard: 8,
+    samplesPerShard: SAMPLES_PER_SHARD,
     // The demo's image server is on loopback, which builds refuse unless told otherwise.
     fetch: { allowPrivateNetwork: ['127.0.0.1/32'], retries: 1, retryBaseDelayMs: 50, headersTimeoutMs: 3000 },
   };
@@ -112,43 +205,49 @@ async function startImageServer(): Promise<HostileServer> {
   return startHostileServer(files);
 }
 
-const CAPTIONS = ['a red bicycle leaning on a wall', 'two dogs running on a beach', 'an old bridge over a river at dusk', 'a bowl of fruit on a wooden table', 'snow on the mountains above a lake', 'a city street at night in the rain'];
+/** How many rows of each source the demo makes: enough for a few dozen 1024-token sequences. */
+const ROWS = { laion: 160, pmd: 320, obelisc: 40, wikipedia: 16 } as const;
 
 async function writeInputs(dir: string, server: HostileServer): Promise<Record<'laion' | 'pmd' | 'obelisc' | 'wikipedia', string>> {
-  const photo = (i: number) => server.url(`/f/photo${i % PHOTOS}.jpg`);
+  const text = new TextGenerator(7);
+  // A query makes each use of a photo its own URL: OBELICS's builders drop URLs found in more than 10 documents.
+  const photo = (i: number, use = 0) => server.url(`/f/photo${i % PHOTOS}.jpg?use=${use}`);
   const paths = { laion: join(dir, 'laion.parquet'), pmd: join(dir, 'pmd.parquet'), obelisc: join(dir, 'obelisc.parquet'), wikipedia: join(dir, 'wikipedia.parquet') };
 
-  const laionUrls = [
-    ...Array.from({ length: 20 }, (_, i) => photo(i)),
-    server.url('/f/logo.png'),
-    server.url('/status/404'),
-    server.url('/f/broken.jpg'),
-    server.url('/f/icon.jpg'),
-    server.url('/noai/photo1.jpg'),
-  ];
+  // A few LAION rows fail on purpose, so the outcome table shows more than successes.
+  const failing = [server.url('/f/logo.png'), server.url('/status/404'), server.url('/f/broken.jpg'), server.url('/f/icon.jpg'), server.url('/noai/photo1.jpg')];
+  const laionUrls = [...Array.from({ length: ROWS.laion }, (_, i) => photo(i, i)), ...failing];
   await writeParquetFixture(
     paths.laion,
     { URL: 'VARCHAR', TEXT: 'VARCHAR', WIDTH: 'INTEGER', HEIGHT: 'INTEGER', similarity: 'DOUBLE', punsafe: 'DOUBLE' },
-    laionUrls.map((url, i) => [url, CAPTIONS[i % CAPTIONS.length]!, 640, 480, 0.3, 0.01]),
+    laionUrls.map((url) => [url, text.caption(), 640, 480, 0.3, 0.01]),
   );
 
   const inline = await jpeg(400, 300, { seed: 99 });
   await writeParquetFixture(
     paths.pmd,
     { text: 'VARCHAR', source: 'VARCHAR', meta: 'VARCHAR', image_url: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' },
-    Array.from({ length: 12 }, (_, i) =>
-      i % 3 === 0
-        ? [CAPTIONS[i % CAPTIONS.length]!, 'coco', JSON.stringify({ id: i }), null, { bytes: inline, path: `coco/${i}.jpg` }]
-        : [CAPTIONS[i % CAPTIONS.length]!, 'conceptual_captions', JSON.stringify({ id: i }), photo(i + 3), null],
+    Array.from({ length: ROWS.pmd }, (_, i) =>
+      i % 4 === 0
+        ? [text.caption(), 'coco', JSON.stringify({ id: i }), null, { bytes: inline, path: `coco/${i}.jpg` }]
+        : [text.caption(), 'conceptual_captions', JSON.stringify({ id: i }), photo(i + 3, 1000 + i), null],
     ),
   );
 
   await writeParquetFixture(
     paths.obelisc,
     { images: 'VARCHAR[]', texts: 'VARCHAR[]', metadata: 'VARCHAR', general_metadata: 'VARCHAR' },
-    Array.from({ length: 10 }, (_, d) => {
-      const images = [null, photo(d), null, d % 4 === 0 ? server.url('/status/404') : photo(d + 5), null];
-      const texts = [`Page ${d}: an article about ${CAPTIONS[d % CAPTIONS.length]}.`, null, d === 3 ? `The end of one story.\n\n${END_OF_DOCUMENT}\n\nThe start of another.` : 'More text between the pictures.', null, 'Comments are closed.'];
+    Array.from({ length: ROWS.obelisc }, (_, d) => {
+      const city = text.city();
+      const images: (string | null)[] = [null];
+      const texts: (string | null)[] = [`${city}: ${text.paragraph(city)}`];
+      const pictures = text.between(1, 3);
+      for (let k = 0; k < pictures; k++) {
+        images.push(d % 8 === 0 && k === 0 ? server.url(`/status/404?doc=${d}`) : photo(d * 3 + k, 2000 + d * 10 + k), null);
+        texts.push(null, text.paragraph(city));
+      }
+      // One page holds two stories, as OBELICS marks them.
+      if (d === 3) texts[texts.length - 1] += `\n\n${END_OF_DOCUMENT}\n\n${text.paragraph(text.city())}`;
       return [images, texts, JSON.stringify(images.map((src) => (src ? { src } : null))), JSON.stringify({ url: `https://example.org/${d}` })];
     }),
   );
@@ -156,10 +255,16 @@ async function writeInputs(dir: string, server: HostileServer): Promise<Record<'
   await writeParquetFixture(
     paths.wikipedia,
     { texts: 'VARCHAR[]', images: 'STRUCT(bytes BLOB, path VARCHAR)[]' },
-    Array.from({ length: 5 }, (_, d) => [
-      [`Article ${d}`, 'Introduction.', null, 'History', 'The history section.'],
-      [null, null, { bytes: inline, path: `File:${d}.jpg` }, null, null],
-    ]),
+    Array.from({ length: ROWS.wikipedia }, (_, d) => {
+      const city = text.city();
+      const texts: (string | null)[] = [city, text.paragraph(city)];
+      const images: ({ bytes: Buffer; path: string } | null)[] = [null, null];
+      for (let section = text.between(2, 3); section > 0; section--) {
+        texts.push(text.heading(), text.paragraph(city), null);
+        images.push(null, null, { bytes: inline, path: `File:${city}-${d}-${section}.jpg` });
+      }
+      return [texts, images];
+    }),
   );
   return paths;
 }

@@ -40,7 +40,7 @@ test('demo --out refuses a non-empty folder it did not make, and leaves the user
   assert.equal(await readFile(join(out, 'thesis.txt'), 'utf8'), 'years of work');
 });
 
-test('demo --out empties a folder an earlier demo made (its marker is there), and marks the new one', async () => {
+test('demo --out empties a folder an earlier demo made (its marker is there), and runs the whole mission: the loss falls', async () => {
   const out = join(dir, 'earlier-demo');
   await mkdir(out);
   await writeFile(join(out, '.m4data-demo'), '');
@@ -50,6 +50,12 @@ test('demo --out empties a folder an earlier demo made (its marker is there), an
   await assert.rejects(stat(join(out, 'stale.txt')), /ENOENT/);
   await stat(join(out, '.m4data-demo'));
   await stat(join(out, 'laion', 'manifest.json'));
+  // npm start's closing table: every source built, mixed and trained on, and the loss of the first and last step.
+  for (const source of ['pmd', 'laion', 'obelisc', 'wikipedia']) assert.match(r.out, new RegExp(`^${source} +\\d+ +\\d+ +\\d+ +[\\d.]+% +[\\d.]+% +[\\d.]+% +[\\d.]+%$`, 'm'));
+  const first = Number(/^first step \(1\)  loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
+  const last = Number(/^last step \(\d+\)  loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
+  assert.ok(last < first - 1, `the loss fell from ${first} to ${last}`);
+  await stat(join(out, 'run', 'loss.svg'));
 });
 
 test('--output under /proc fails fast with a message instead of spinning in mkdir', async () => {
