@@ -1,13 +1,21 @@
 /**
  * Trainer benchmark: training tokens/s of the tiny model on the WebAssembly backend against the pure CPU backend in
- * the same run, the hand-written matmul gradient against TensorFlow.js's own, and what the measured rate means for the
- * card's shapes (parameter counts, FLOPs per token, achieved GFLOP/s).
+ * the same run, the bridge's supply rate of the same batch shape from four built datasets (the trainer must be the
+ * slower side), the hand-written matmul gradient against TensorFlow.js's own, and what the measured rate means for
+ * the card's shapes (parameter counts, FLOPs per token, achieved GFLOP/s).
  *
  *   node --import tsx bench/trainer.bench.ts [--quick]
  *
  * Ends with one JSON line {"bench":"trainer", ...}.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
+import { parseMode, planMixture } from '../mixer/plan.ts';
+import { writeSyntheticDataset } from '../sandbox/datasets.ts';
+import { openBridge } from '../trainer-bridge/bridge.ts';
 import { loadProfile } from '../mixer/profile.ts';
 import { selectBackend } from '../trainer/backend.ts';
 import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
@@ -72,6 +80,34 @@ async function matmulGradient(): Promise<{ custom: number; tfjs: number }> {
   return { custom, tfjs };
 }
 
+/** Tokens per second the bridge supplies in batches of the same shape, from four synthetic built datasets. */
+async function bridgeSupply(): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'm4-bench-trainer-'));
+  try {
+    const layouts = { pmd: 'pair', laion: 'pair', obelisc: 'document', wikipedia: 'document' } as const;
+    const locations = new Map<string, string>();
+    for (const [name, layout] of Object.entries(layouts)) {
+      await writeSyntheticDataset({ location: join(dir, name), source: name, layout, shardSamples: [200, 200] });
+      locations.set(name, join(dir, name));
+    }
+    const plan = planMixture({ profile, mode: parseMode('proportions'), supplies: await readSupplies(locations), seed: 1, budgetTokens: 1e6 });
+    await writePlan(join(dir, 'mix'), plan);
+    const batchCount = quick ? 20 : 80;
+    const bridge = openBridge(await openMixture(join(dir, 'mix')), { batchSize: 1, seqLen: SEQ_LEN, steps: batchCount + 5 });
+    let tokens = 0;
+    let seen = 0;
+    let start = 0;
+    for await (const batch of bridge) {
+      if (++seen === 5) start = performance.now(); // past the worker pool's start
+      else if (seen > 5) tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
+    }
+    return tokens / ((performance.now() - start) / 1000);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const supply = await bridgeSupply();
 const wasm = await trainingRate('wasm');
 const cpu = await trainingRate('cpu');
 const mm = await matmulGradient();
@@ -89,6 +125,7 @@ const idleGflops = (wasm.cpu * tinyFlops) / 1e9;
 
 console.log(`tiny model, batch 1 x ${SEQ_LEN} tokens, ${PAIRS} images per row (${STEPS.wasm} wasm / ${STEPS.cpu} cpu timed steps)`);
 console.log(`training: wasm ${wasm.wall.toFixed(0)} tokens/s, cpu ${cpu.wall.toFixed(0)} tokens/s, wasm/cpu ${ratio(wasm.wall, cpu.wall)} (aim: wasm >= 200 tokens/s)`);
+console.log(`bridge supply, same batch shape: ${supply.toFixed(0)} tokens/s, ${ratio(supply, wasm.wall)}x what wasm training consumes (aim > 1: the trainer is the slower side)`);
 console.log(`per CPU-second (an idle core): wasm ${wasm.cpu.toFixed(0)} tokens, cpu ${cpu.cpu.toFixed(0)} tokens, wasm/cpu ${ratio(wasm.cpu, cpu.cpu)}`);
 console.log(`matmul forward+backward [${SEQ_LEN},64]x[64,128] on wasm: hand-written gradient ${(mm.custom * 1e3).toFixed(2)} ms, tfjs's ${(mm.tfjs * 1e3).toFixed(2)} ms, ratio ${ratio(mm.tfjs, mm.custom)}`);
 for (const s of shapes) {
@@ -104,6 +141,8 @@ report('trainer', {
   wasmTokensPerSecond: Math.round(wasm.wall),
   cpuTokensPerSecond: Math.round(cpu.wall),
   wasmOverCpu: ratio(wasm.wall, cpu.wall),
+  bridgeSupplyTokensPerSecond: Math.round(supply),
+  supplyOverTraining: ratio(supply, wasm.wall),
   wasmTokensPerCpuSecond: Math.round(wasm.cpu),
   cpuTokensPerCpuSecond: Math.round(cpu.cpu),
   matmulGradSpeedup: ratio(mm.tfjs, mm.custom),
