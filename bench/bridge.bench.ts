@@ -1,5 +1,6 @@
 // Trainer bridge throughput (tokens/s, sequences/s, images/s) from a local built mixture, against the demand of one
-// 8-GPU node training the 9B model: about 2,500 tokens/s per GPU, 20,000 tokens/s, with the images/s the mixture implies.
+// 8-GPU node training the 9B model: about 2,500 tokens/s per GPU, 20,000 tokens/s, with the images/s the mixture implies;
+// then the same mixture with its sources on s3rver (127.0.0.1).
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
@@ -9,6 +10,7 @@ import { writeSyntheticDataset } from '../sandbox/datasets.ts';
 import { jpeg } from '../sandbox/images.ts';
 import { openBridge } from '../trainer-bridge/bridge.ts';
 import { PixelPool } from '../trainer-bridge/pixel-pool.ts';
+import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { isQuick, MB, ratio, report, rssSampler, timed } from './harness.ts';
 
 const DEMAND_TOKENS_PER_SECOND = 8 * 2500;
@@ -51,6 +53,25 @@ const cpu = process.cpuUsage(cpuBefore);
 const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 const cores = 2;
 
+// The same sources on s3rver: the bridge streams them through the storage layer, shards read ahead.
+const s3 = await startS3Server({ bucket: 'bench' });
+const restoreEnv = applyEnv(s3.env);
+let s3TokensPerSecond: number;
+try {
+  for (const [source, layout, shardSamples] of sources) await writeSyntheticDataset({ location: `s3://${s3.bucket}/${source}`, source, layout, shardSamples: [...shardSamples], seed: 3 });
+  const s3Plan = planMixture({ profile, mode: { kind: 'proportions' }, supplies: await readSupplies(new Map(sources.map(([s]) => [s, `s3://${s3.bucket}/${s}`]))), seed: 1, budgetTokens: 50_000_000 });
+  await writePlan(`s3://${s3.bucket}/mix`, s3Plan);
+  const s3Bridge = openBridge(await openMixture(`s3://${s3.bucket}/mix`), { steps, batchSize });
+  let s3Tokens = 0;
+  const s3Run = await timed(async () => {
+    for await (const batch of s3Bridge) s3Tokens += Object.values(batch.stats.tokensBySource).reduce((a, b) => a + b, 0);
+  });
+  s3TokensPerSecond = s3Tokens / s3Run.seconds;
+} finally {
+  restoreEnv();
+  await s3.stop();
+}
+
 // The synthetic shards hold 160x160 JPEGs; built shards hold 256-px ones (keep_ratio 256). The pool's rate on those
 // shows the image side of the supply at real sizes.
 const photo = await jpeg(341, 256, { seed: 5 });
@@ -83,6 +104,9 @@ report('bridge', {
   paddingShare: Math.round((padding / (steps * batchSize * mixture.profile.sequenceLength)) * 1000) / 1000,
   demandTokensPerSecond: DEMAND_TOKENS_PER_SECOND,
   tokenSupplyOverDemand: ratio(tokensPerSecond, DEMAND_TOKENS_PER_SECOND),
+  s3TokensPerSecond: Math.round(s3TokensPerSecond),
+  s3TokenSupplyOverDemand: ratio(s3TokensPerSecond, DEMAND_TOKENS_PER_SECOND),
+  s3OverLocal: ratio(s3TokensPerSecond, tokensPerSecond),
   mixImagesPerToken: Math.round(mixImagesPerToken * 1e4) / 1e4,
   demandImagesPerSecond: Math.round(DEMAND_TOKENS_PER_SECOND * mixImagesPerToken),
   imageSupplyOverDemand: ratio(imagesPerSecond, DEMAND_TOKENS_PER_SECOND * mixImagesPerToken),
