@@ -22,7 +22,7 @@ import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
 import { flopsPerToken, modelPreset, parameterCounts } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
 import { matmul } from '../trainer/ops.ts';
-import { SyntheticBatches } from '../trainer/synthetic-batches.ts';
+import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import { isQuick, ratio, report, timed } from './harness.ts';
 

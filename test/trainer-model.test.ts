@@ -5,7 +5,7 @@ import { selectBackend } from '../trainer/backend.ts';
 import type { LossSums } from '../trainer/lm-loss.ts';
 import { crossLayerIndices, modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
-import { SyntheticBatches } from '../trainer/synthetic-batches.ts';
+import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { IMAGE_TOKEN } from '../trainer-bridge/token-layout.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
 

@@ -13,7 +13,7 @@ import { readMetrics } from '../trainer/metrics.ts';
 import { modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
 import { runTraining, type RunTrainingOptions } from '../trainer/run-training.ts';
-import { SyntheticBatches } from '../trainer/synthetic-batches.ts';
+import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
 import type { LossSums } from '../trainer/lm-loss.ts';

@@ -7,11 +7,20 @@ import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { runTraining, type RunTrainingResult } from '../../trainer/run-training.ts';
 import { trainingOptionsFromFlags, type TrainFlags as TrainerFlags } from '../../trainer/train-flags.ts';
 
+/** The bridge's flags, shared by dry runs and training. */
+export type BridgeFlags = Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers'>;
+
+/** The bridge's options as the flags give them (undefined: the bridge's default). */
+export function bridgeOptionsOf(flags: BridgeFlags): BridgeFlags {
+  const { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers } = flags;
+  return { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers };
+}
+
 /** What `m4data train` (without --dry-run) takes: the trainer's flags and the bridge's shape of the batches. */
 export type TrainModelFlags = Omit<TrainerFlags, 'steps'> & {
   /** Optimizer steps (default: the plan's budget in steps of the run's tokens per step, at least 1). */
   steps?: number;
-} & Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers'>;
+} & BridgeFlags;
 
 export interface TrainModelResult {
   training: RunTrainingResult;
@@ -28,17 +37,7 @@ export async function runTrainModel(mixture: Mixture, flags: TrainModelFlags, io
   const profile = mixture.profile;
   const tokensPerStep = flags.tokensPerStep ?? profile.tokensPerStep;
   const steps = flags.steps ?? Math.max(1, Math.round(mixture.plan.budget.tokens / tokensPerStep));
-  const shape: BridgeOptions = {
-    batchSize: flags.batchSize,
-    seqLen: flags.seqLen,
-    maxImages: flags.maxImages,
-    rank: flags.rank,
-    worldSize: flags.worldSize,
-    maskImageTokens: flags.maskImageTokens,
-    imageTransform: flags.imageTransform,
-    prefetch: flags.prefetch,
-    workers: flags.workers,
-  };
+  const shape = bridgeOptionsOf(flags);
   const { batchSize, seqLen } = resolveBridgeOptions(shape, mixture.plan);
   const microBatches = Math.max(1, Math.ceil(tokensPerStep / (batchSize * seqLen)));
   io.log(`training ${steps} steps of ${microBatches} batch(es) of ${batchSize} x ${seqLen} tokens from ${mixture.location} (profile ${profile.name})`);

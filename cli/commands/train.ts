@@ -8,25 +8,16 @@ import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { writeBatchDir, writeBatchStream } from '../../trainer-bridge/batch-npy.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../trainer-bridge/bridge-options.ts';
 import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer-bridge/bridge.ts';
-import { IMAGE_TRANSFORMS, type ImageTransform } from '../../trainer-bridge/pixel-pool.ts';
+import { IMAGE_TRANSFORMS } from '../../trainer-bridge/pixel-pool.ts';
 import { tensorShapes } from '../../trainer-bridge/tensors.ts';
 import { integerIn } from '../parse.ts';
 import { trainOptions } from '../../trainer/train-flags.ts';
-import { runTrainModel, type TrainModelFlags } from './train-model.ts';
+import { bridgeOptionsOf, runTrainModel, type BridgeFlags, type TrainModelFlags } from './train-model.ts';
 
-export interface TrainFlags {
+export interface TrainFlags extends BridgeFlags {
   dryRun?: boolean;
   mixture?: string;
   steps?: number;
-  batchSize?: number;
-  seqLen?: number;
-  maxImages?: number;
-  rank?: number;
-  worldSize?: number;
-  maskImageTokens?: boolean;
-  imageTransform?: ImageTransform;
-  prefetch?: number;
-  workers?: number;
   resumeState?: string;
   saveState?: string;
   dump?: string;
@@ -128,19 +119,7 @@ export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, 
   const toStdout = flags.dump === '-';
   const say = (line: string) => (toStdout ? io.log : io.out).write(`${line}\n`);
   const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
-  const bridge = openBridge(mixture, {
-    steps: flags.steps,
-    batchSize: flags.batchSize,
-    seqLen: flags.seqLen,
-    maxImages: flags.maxImages,
-    rank: flags.rank,
-    worldSize: flags.worldSize,
-    maskImageTokens: flags.maskImageTokens,
-    imageTransform: flags.imageTransform,
-    prefetch: flags.prefetch,
-    workers: flags.workers,
-    resume,
-  });
+  const bridge = openBridge(mixture, { ...bridgeOptionsOf(flags), steps: flags.steps, resume });
   const { options } = bridge;
   say(`rank ${options.rank} of ${options.worldSize}: ${plural(options.steps, 'batch', 'batches')} of ${options.batchSize} x ${options.seqLen} tokens, ${options.maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
   const closed = toStdout ? pipeClosed(io.out) : undefined;

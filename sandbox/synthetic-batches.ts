@@ -1,6 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import { CLIP_MEAN, CLIP_STD, IMAGE_SIZE, type Batch, type BridgeState } from '../trainer-bridge/batch.ts';
 import { BOS, EOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from '../trainer-bridge/token-layout.ts';
+import { seededRandom } from './images.ts';
 
 /**
  * A fixed synthetic image-caption set with a real signal, for tests, the benchmark and smoke runs: each image is a flat
@@ -54,7 +55,7 @@ export class SyntheticBatches {
     const labels = new Int32Array(B * L).fill(-100);
     const pixelValues = new Float32Array(B * N * 3 * plane);
     const imageAttentionMask = new Int8Array(B * L * N);
-    const random = mulberry32(seed * 1_000_003 + index);
+    const random = seededRandom(seed * 1_000_003 + index);
     let tokens = 0;
     for (let b = 0; b < B; b++) {
       let t = 0;
@@ -117,14 +118,3 @@ export class SyntheticBatches {
   }
 }
 
-/** A small seeded PRNG (mulberry32), so batches do not depend on Math.random. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
