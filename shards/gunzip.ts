@@ -16,6 +16,16 @@ export function isGzip(bytes: Uint8Array): boolean {
  */
 export async function* gunzipIfCompressed(source: AsyncIterable<Uint8Array>, url: string, onGzip?: () => void): AsyncGenerator<Uint8Array> {
   const input = source[Symbol.asyncIterator]();
+  try {
+    yield* gunzipped(input, url, onGzip);
+  } finally {
+    // However the reading ends (a tar parser that stops at its end-of-archive marker, an error), the source is
+    // released: a file handle or an S3 connection is never left to the garbage collector.
+    await input.return?.();
+  }
+}
+
+async function* gunzipped(input: AsyncIterator<Uint8Array>, url: string, onGzip?: () => void): AsyncGenerator<Uint8Array> {
   const head: Uint8Array[] = [];
   let headBytes = 0;
   let ended = false;

@@ -25,8 +25,17 @@ const BLOCK = 512;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
-  const maxEntryBytes = options.maxEntryBytes ?? 1 << 30;
   const input = new ChunkReader(source[Symbol.asyncIterator]());
+  // The source is released however the parse ends (at the end-of-archive marker, before the source's end; on an
+  // error; when the consumer stops): a file handle or an S3 connection is never left to the garbage collector.
+  try {
+    yield* entries(input, options.maxEntryBytes ?? 1 << 30);
+  } finally {
+    await input.close();
+  }
+}
+
+async function* entries(input: ChunkReader, maxEntryBytes: number): AsyncGenerator<TarEntry> {
   let longName: string | undefined;
   let paxLocal: Record<string, string> = {};
   let paxGlobal: Record<string, string> = {};
@@ -232,6 +241,13 @@ class ChunkReader {
 
   async skip(n: number): Promise<void> {
     await this.take(n);
+  }
+
+  /** Ends the source early if it has more (its `return` closes a file or a connection). */
+  async close(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.source.return?.();
   }
 
   private consume(n: number): void {
