@@ -10,6 +10,8 @@ export const REALISED_NAME = 'realised.json';
 export interface MaterializeOptions {
   /** Samples per shard (default 10,000). */
   samplesPerShard?: number;
+  /** Corrupt source shards skipped (and reported) before the stream fails (default: the stream's, 3). */
+  maxBadShards?: number;
   /** Called after each sample, for progress. */
   onSample?: (written: number) => void;
   signal?: AbortSignal;
@@ -27,7 +29,7 @@ export interface MaterializeResult {
  */
 export async function materialize(mixture: Mixture, options: MaterializeOptions = {}): Promise<MaterializeResult> {
   const storage = openStorage(mixture.location);
-  const stream = mixture.stream({ ...(options.signal ? { signal: options.signal } : {}) });
+  const stream = mixture.stream({ ...(options.signal ? { signal: options.signal } : {}), ...(options.maxBadShards !== undefined ? { maxBadShards: options.maxBadShards } : {}) });
   const writer = new ShardWriter({ storage, prefix: 'mix', maxSamples: options.samplesPerShard ?? 10_000 });
   let written = 0;
   try {

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadProfile } from '../mixer/profile.ts';
@@ -88,4 +88,17 @@ test('mix refuses a missing source, a bad mode, a bad profile file; --drop-missi
   const unbuilt = m4data('mix', '--profile', 'atum-9b', '--source', `pmd=${join(dir, 'nothing')}`, '--output', join(dir, 'm6'), '--drop-missing');
   assert.equal(unbuilt.code, 1);
   assert.match(unbuilt.err, /manifest\.json does not exist: is .* a dataset built by m4data build/);
+});
+
+test('mix --materialize over a corrupt shard exits 3 and names it; past --max-bad-shards it exits 1', async () => {
+  await cp(join(dir, 'data'), join(dir, 'broken'), { recursive: true });
+  await truncate(join(dir, 'broken', 'pmd', 'pmd-000000.tar'), 5000);
+  const broken = sources.map((arg) => arg.replace(join(dir, 'data'), join(dir, 'broken')));
+  const r = m4data('mix', '--profile', 'atum-9b', ...broken, '--output', join(dir, 'm-bad'), '--mode', 'epochs', '--materialize', '--quiet');
+  assert.equal(r.code, 3, r.err);
+  assert.match(r.out, /bad shard: .*pmd-000000\.tar/);
+  assert.match(r.out, /^pmd .* \d+ samples$/m, 'the lost samples are counted');
+  const strict = m4data('mix', '--profile', 'atum-9b', ...broken, '--output', join(dir, 'm-bad-strict'), '--mode', 'epochs', '--materialize', '--max-bad-shards', '0', '--quiet');
+  assert.equal(strict.code, 1);
+  assert.match(strict.err, /1 shards could not be read in full \(more than --max-bad-shards 0\).*pmd-000000\.tar.*\[E_TAR_CORRUPT\]/);
 });

@@ -116,6 +116,7 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       let last = 0;
       const result = await materialize(await openMixture(flags.output), {
         samplesPerShard: flags.samplesPerShard,
+        maxBadShards: flags.maxBadShards,
         onSample: progress
           ? (n) => {
               if (Date.now() - last < 1000) return;
