@@ -30,6 +30,8 @@ export interface BridgeOptions {
   workers?: number;
   /** Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. */
   resume?: BridgeState;
+  /** Corrupt source shards the mixture stream skips (and reports) before it fails (default the mixer's, 3). */
+  maxBadShards?: number;
   signal?: AbortSignal;
   /** Decodes images (default: a pool of worker threads running sharp); tests may pass their own. */
   decoder?: PixelDecoder;

@@ -42,7 +42,7 @@ export interface BridgeStream extends AsyncIterable<Batch> {
  */
 export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}): BridgeStream {
   const opts = resolveBridgeOptions(options, mixture.plan);
-  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: opts.resume?.mixture, signal: options.signal });
+  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: opts.resume?.mixture, signal: options.signal, maxBadShards: options.maxBadShards });
   const tally = newTally();
   let next: ResumePoint<MixtureState> = { state: opts.resume?.mixture ?? stream.state(), skipUnits: opts.resume ? (opts.resume.packer as PackerState).skipUnits : 0 };
   const startBatches = opts.resume?.batches ?? 0;

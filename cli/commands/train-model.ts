@@ -8,12 +8,12 @@ import { runTraining, type RunTrainingResult } from '../../trainer/run-training.
 import { trainingOptionsFromFlags, type TrainFlags as TrainerFlags } from '../../trainer/train-flags.ts';
 
 /** The bridge's flags, shared by dry runs and training. */
-export type BridgeFlags = Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers'>;
+export type BridgeFlags = Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers' | 'maxBadShards'>;
 
 /** The bridge's options as the flags give them (undefined: the bridge's default). */
 export function bridgeOptionsOf(flags: BridgeFlags): BridgeFlags {
-  const { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers } = flags;
-  return { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers };
+  const { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers, maxBadShards } = flags;
+  return { batchSize, seqLen, maxImages, rank, worldSize, maskImageTokens, imageTransform, prefetch, workers, maxBadShards };
 }
 
 /** What `m4data train` (without --dry-run) takes: the trainer's flags and the bridge's shape of the batches. */

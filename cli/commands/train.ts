@@ -39,6 +39,7 @@ export function trainCommand(): Command {
     .addOption(new Option('--image-transform <name>', 'resize: the whole image squashed to 224x224 bicubic (IDEFICS); center-crop: shortest side to 224, centre cut').choices([...IMAGE_TRANSFORMS]).default('resize'))
     .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
     .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
+    .option('--max-bad-shards <n>', 'corrupt source shards skipped (and reported) before the stream fails (default 3)', integerIn(0))
     .option('--resume-state <state.json>', '--dry-run: continue after the batch a saved state was taken at (see --save-state)')
     .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
     .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
