@@ -6,9 +6,8 @@ import { M4Error } from '../../core/errors.ts';
 import { compareKeys, type Body, type ByteRange, type ObjectInfo, type Storage } from './storage.ts';
 
 const WRITE_BATCH = 1 << 20;
-/** Read chunk: a sample read from it is a view that keeps the whole chunk alive, so several shards read at once
- * (the mixer interleaves up to 16) pin many chunks; 256 KiB reads as fast as 1 MiB alone and far faster interleaved. */
-const READ_CHUNK = 256 << 10;
+/** Read chunk: 1 MiB reads a shard of large samples 1.7x faster than 256 KiB (bench shards). */
+const READ_CHUNK = 1 << 20;
 
 /** A folder on a local disk. Writes go to `name.tmp-<random>` and are renamed into place once complete. */
 export class LocalStorage implements Storage {
