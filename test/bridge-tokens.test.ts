@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import llamaTokenizer from 'llama-tokenizer-js';
+import fc from 'fast-check';
 import { BOS, countTokens, documentSegments, encodeText, END_OF_DOCUMENT, EOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN, layoutTokens } from '../trainer-bridge/token-layout.ts';
 import { layoutAtoms, sampleParts } from '../trainer-bridge/sample-parts.ts';
 import { documentSample, pairSample } from './helpers/bridge-mixture.ts';
@@ -15,6 +16,21 @@ test('LLaMA ids: "Hello world" is 15043 3186; BOS 1, EOS 2, the two added image 
 test('a long text tokenized paragraph by paragraph gives the ids of the whole string', () => {
   const text = Array.from({ length: 30 }, (_, i) => `Paragraph ${i}: the river's light, über alles — ${'word '.repeat(i % 7)}end.\n\n`).join('') + 'Last line';
   assert.deepEqual(encodeText(text), llamaTokenizer.encode(text, false));
+});
+
+test('word by word, remembered or not, the ids are those of the whole string, for any text', () => {
+  // Spaces, tabs, newlines, punctuation, digits, accents, CJK and astral characters: where word boundaries are tricky.
+  const alphabet = [...'aeiou tnrsl  \t\n.,;:!?-\'"()[]0123456789ABXYZéüßñ漢字😀/_=+*&%$#@~<>|'];
+  const text = fc.array(fc.constantFrom(...alphabet), { minLength: 1, maxLength: 60 }).map((chars) => chars.join(''));
+  fc.assert(
+    fc.property(text, (t) => {
+      const whole = llamaTokenizer.encode(t, false);
+      assert.deepEqual(encodeText(t), whole, 'first time');
+      assert.deepEqual(encodeText(t), whole, 'remembered');
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (t) => assert.deepEqual(encodeText(t), t === '' ? [] : llamaTokenizer.encode(t, false))), { numRuns: 1000 });
 });
 
 test("the bridge's parts count what the build counts: pairs, documents, END_OF_DOCUMENT parts", () => {
