@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
+import { loadProfile } from '../mixer/profile.ts';
 import { selectBackend } from '../trainer/backend.ts';
 import { MODEL_PRESETS, flopsPerToken, modelPreset, parameterCounts } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
@@ -93,6 +94,12 @@ test('parameter counts on paper equal the specs the model allocates, for every p
   const eighty = parameterCounts(modelPreset('atum-80b'));
   assert.ok(nine.total > 8.5e9 && nine.total < 9.5e9, `9b: ${nine.total}`);
   assert.ok(eighty.total > 78e9 && eighty.total < 82e9, `80b: ${eighty.total}`);
+  // The card's shapes take the resampler and cross-attention interval from a profile's model table (data), not code.
+  const profile = await loadProfile('atum-9b');
+  assert.deepEqual(modelPreset('atum-9b', profile.model), modelPreset('atum-9b'), 'the presets agree with the draft card');
+  const other = modelPreset('atum-9b', { ...profile.model, perceiver: { layers: 2, latents: 32, heads: 8, headDim: 64 }, crossLayerInterval: 8 });
+  assert.deepEqual([other.perceiver.layers, other.perceiver.latents, other.perceiver.heads, other.perceiver.headDim, other.crossAttention.interval], [2, 32, 8, 64, 8]);
+  assert.deepEqual(modelPreset('tiny', profile.model), modelPreset('tiny'), 'tiny keeps its own sizes');
   const tiny = modelPreset('tiny');
   const model = await AtumModel.create(tiny);
   let allocated = 0;

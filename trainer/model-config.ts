@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import type { ModelTable } from '../mixer/profile.ts';
 
 /**
  * The ATUM architecture's sizes, as data: a frozen ViT, a trainable Perceiver resampler, a frozen LLaMA-style decoder
@@ -19,6 +20,7 @@ export interface ModelConfig {
 const VOCAB = 32002;
 
 const VIT_H_14 = { imageSize: 224, patchSize: 14, dim: 1280, layers: 32, heads: 16, mlpDim: 5120 };
+/** The draft card's resampler; runs take it from the profile (`modelPreset(name, profile.model)`). */
 const CARD_PERCEIVER = { layers: 6, latents: 64, heads: 16, headDim: 96, mlpDim: 4 * 1280 };
 
 export const MODEL_PRESETS: Record<string, ModelConfig> = {
@@ -50,11 +52,20 @@ export const MODEL_PRESETS: Record<string, ModelConfig> = {
   },
 };
 
-/** A preset by name; E_USAGE naming the known ones otherwise. */
-export function modelPreset(name: string): ModelConfig {
+/**
+ * A preset by name; E_USAGE naming the known ones otherwise. The card's shapes (`atum-*`) take their resampler sizes and
+ * cross-attention interval from a profile's model table when one is given, so a profile, not this file, decides them.
+ */
+export function modelPreset(name: string, card?: ModelTable): ModelConfig {
   const preset = MODEL_PRESETS[name];
   if (!preset) throw new M4Error('E_USAGE', 'trainer', `no model preset named ${name} (known: ${Object.keys(MODEL_PRESETS).join(', ')})`);
-  return structuredClone(preset);
+  const config = structuredClone(preset);
+  if (card && name.startsWith('atum-')) {
+    const { layers, latents, heads, headDim } = card.perceiver;
+    config.perceiver = { ...config.perceiver, layers, latents, heads, headDim };
+    config.crossAttention = { ...config.crossAttention, interval: card.crossLayerInterval };
+  }
+  return config;
 }
 
 /** Checks the divisibility rules the model relies on. */

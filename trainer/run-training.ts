@@ -63,7 +63,7 @@ const DEFAULT_CHECKPOINT_EVERY = 50;
 export async function runTraining(options: RunTrainingOptions): Promise<RunTrainingResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const profile = typeof options.profile === 'string' ? await loadProfile(options.profile) : options.profile;
-  const config = typeof options.model === 'object' ? options.model : modelPreset(options.model ?? 'tiny');
+  const config = typeof options.model === 'object' ? options.model : modelPreset(options.model ?? 'tiny', profile.model);
   const frozenWeights = options.frozenWeights ?? [];
   const checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
   if (!Number.isSafeInteger(checkpointEvery) || checkpointEvery < 1) throw new M4Error('E_USAGE', 'trainer', `checkpoint interval must be a whole number over 0 (got ${checkpointEvery})`);
