@@ -20,7 +20,18 @@ export function table(rows: [string, string][], indent = '  '): string {
   return rows.map(([label, value]) => `${indent}${label.padEnd(width)}  ${value}`).join('\n');
 }
 
-/** `1 shard`, `3 shards`. */
-export function plural(n: number, word: string): string {
-  return `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
+/** `1 shard`, `3 shards`; `many` for irregular plurals (`batch`, `batches`). */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${formatCount(n)} ${n === 1 ? word : many}`;
+}
+
+/** A fraction of 1 as a percentage: `0.7385` -> `73.85%`. */
+export function percent(fraction: number, digits = 2): string {
+  return `${(fraction * 100).toFixed(digits)}%`;
+}
+
+/** Rows of cells in columns padded to their widest cell: the first left-aligned, the rest right-aligned. */
+export function grid(rows: string[][], indent = ''): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => indent + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
 }

@@ -17,7 +17,8 @@ import { runTrainDryRun } from '../cli/commands/train.ts';
 import { runTrainModel } from '../cli/commands/train-model.ts';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
 import { parseMode, planMixture, type MixPlan } from '../mixer/plan.ts';
-import { formatPlan, grid } from '../mixer/plan-report.ts';
+import { formatPlan } from '../mixer/plan-report.ts';
+import { grid, percent } from '../core/format.ts';
 import { loadProfile } from '../mixer/profile.ts';
 import type { BuildSummary } from '../pipelines/engine/build.ts';
 import { TextGenerator } from '../sandbox/texts.ts';
@@ -130,10 +131,10 @@ function formatMissionSummary(plan: MixPlan, outcomes: Map<string, BuildSummary>
       String(build.totalRows),
       String(packed),
       String(build.totalRows - packed),
-      pct(planned.card.share),
-      pct(planned.share),
-      pct(mixed.share),
-      pct(trained > 0 ? (report.sources[planned.name]?.packedTokens ?? 0) / trained : 0),
+      percent(planned.card.share),
+      percent(planned.share),
+      percent(mixed.share),
+      percent(trained > 0 ? (report.sources[planned.name]?.packedTokens ?? 0) / trained : 0),
     ]);
   }
   const first = metrics[0];
@@ -144,10 +145,6 @@ function formatMissionSummary(plan: MixPlan, outcomes: Map<string, BuildSummary>
     `first step (${first?.step ?? '-'})  loss ${first ? first.loss.toFixed(4) : '-'}`,
     `last step (${last?.step ?? '-'})  loss ${last ? last.loss.toFixed(4) : '-'}`,
   ].join('\n');
-}
-
-function pct(x: number): string {
-  return `${(x * 100).toFixed(2)}%`;
 }
 
 /** A writable that collects what is written to it, for output the demo prints through its own log. */

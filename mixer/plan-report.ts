@@ -1,3 +1,4 @@
+import { grid, percent } from '../core/format.ts';
 import type { RealisedReport } from './mixture-stream-types.ts';
 import type { MixPlan } from './plan.ts';
 
@@ -11,14 +12,7 @@ export function formatQuantity(n: number): string {
   return String(Math.round(n));
 }
 
-const percent = (x: number) => `${(x * 100).toFixed(2)}%`;
 const epochs = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
-
-/** Columns padded to their widest cell; the first left-aligned, the rest right-aligned. */
-export function grid(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
-}
 
 /** The plan per source: what is available, what the card says, what is planned, and what bound it. */
 export function formatPlan(plan: MixPlan): string {

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
-import { formatCount, table } from '../../core/format.ts';
+import { formatCount, grid, percent, plural, table } from '../../core/format.ts';
 import { openMixture } from '../../mixer/mixture.ts';
 import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { writeBatchDir, writeBatchStream } from '../../trainer-bridge/batch-npy.ts';
@@ -145,7 +145,7 @@ export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, 
       const shapes = tensorShapes(batch).map(([name, shape]) => `${name} [${shape.join(', ')}]`).join('  ');
       const slots = batch.batchSize * batch.seqLen;
       say(`batch ${index}  ${shapes}`);
-      say(`  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ${percent(batch.stats.paddingTokens, slots)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`);
+      say(`  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ${share(batch.stats.paddingTokens, slots)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`);
     }
     index++;
   }
@@ -182,16 +182,13 @@ export function formatReport(report: BridgeReport, run: { seconds: number; token
   const sources = Object.entries(report.sources);
   const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'img packed', 'img dropped'];
   const rows = sources.map(([name, t]) => [name, t.samples, t.inputTokens, t.addedTokens, t.packedTokens, t.truncatedTokens, t.droppedTokens, t.windows, t.inputImages, t.packedImages, t.droppedImages].map((v) => (typeof v === 'number' ? formatCount(v) : v)));
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells: string[]) => `  ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
   const seconds = Math.max(run.seconds, 1e-9);
   return [
     `\n${plural(report.batches, 'batch', 'batches')} on rank ${report.rank} of ${report.worldSize} (${report.totalBatches} of ${report.steps} in all)`,
-    line(header),
-    ...rows.map((r) => line(r.map(String))),
+    grid([header, ...rows.map((r) => r.map(String))], '  '),
     '  (tokens in + added = packed + truncated + dropped + still in the packer; added: <s>/</s> of windows)',
     table([
-      ['padding', `${percent(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
+      ['padding', `${share(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
       ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
     ]),
   ].join('\n');
@@ -202,14 +199,10 @@ function bySource(counts: Record<string, number>): string {
   return entries.length === 0 ? '-' : entries.map(([name, n]) => `${name} ${formatCount(n)}`).join(', ');
 }
 
-function percent(part: number, whole: number): string {
-  return whole > 0 ? `${((part / whole) * 100).toFixed(1)}%` : '-';
+function share(part: number, whole: number): string {
+  return whole > 0 ? percent(part / whole, 1) : '-';
 }
 
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
-}
-
-function plural(n: number, one: string, many: string): string {
-  return `${formatCount(n)} ${n === 1 ? one : many}`;
 }
