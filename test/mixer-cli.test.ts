@@ -85,6 +85,9 @@ test('mix refuses a missing source, a bad mode, a bad profile file; --drop-missi
   const pairs = m4data('mix', '--profile', 'atum-9b', '--source', 'pmd', '--output', join(dir, 'm5'));
   assert.equal(pairs.code, 2);
   assert.match(pairs.err, /expected NAME=LOCATION/);
+  const assumedMaterialize = m4data('mix', '--profile', 'atum-9b', '--assume-tokens', 'pmd=1B', '--drop-missing', '--output', join(dir, 'm7'), '--materialize');
+  assert.equal(assumedMaterialize.code, 2);
+  assert.match(assumedMaterialize.err, /--materialize needs built sources, not --assume-tokens/);
   const unbuilt = m4data('mix', '--profile', 'atum-9b', '--source', `pmd=${join(dir, 'nothing')}`, '--output', join(dir, 'm6'), '--drop-missing');
   assert.equal(unbuilt.code, 1);
   assert.match(unbuilt.err, /manifest\.json does not exist: is .* a dataset built by m4data build/);
