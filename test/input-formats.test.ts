@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { resolveBuildOptions } from '../pipelines/engine/build-options.ts';
 import { runBuild } from '../pipelines/engine/build.ts';
 import { inputFormatOf } from '../pipelines/engine/metadata/input-format.ts';
-import { readParquet } from '../pipelines/engine/metadata/read-parquet.ts';
+import { readMetadata } from '../pipelines/engine/metadata/read-metadata.ts';
 import { findSource } from '../pipelines/registry.ts';
 import { readParquetRows } from '../sandbox/parquet-files.ts';
 import { readShard } from '../shards/tar-reader.ts';
@@ -26,7 +26,7 @@ const LAION = findSource('laion');
 
 async function rowsOf(file: string, format?: Parameters<typeof inputFormatOf>[1]) {
   const rows: Record<string, unknown>[] = [];
-  for await (const batch of readParquet([file], { columns: [...LAION.columns], format })) rows.push(...batch.rows);
+  for await (const batch of readMetadata([file], { columns: [...LAION.columns], format })) rows.push(...batch.rows);
   return rows.map((r) => ({ URL: r.URL, TEXT: r.TEXT, WIDTH: r.WIDTH }));
 }
 

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { blobValue } from '@duckdb/node-api';
 import { isM4Error } from '../core/errors.ts';
 import type { ColumnSpec } from '../pipelines/engine/metadata/columns.ts';
-import { readParquet, type MetadataBatch, type ReadParquetOptions } from '../pipelines/engine/metadata/read-parquet.ts';
+import { readMetadata, type MetadataBatch, type ReadMetadataOptions } from '../pipelines/engine/metadata/read-metadata.ts';
 import { countRepeatedUrls } from '../pipelines/engine/metadata/count-url-repeats.ts';
 import { writeParquet, type ParquetColumn } from '../pipelines/engine/metadata/write-parquet.ts';
 import { sqlString, withConnection } from '../pipelines/engine/metadata/duckdb.ts';
@@ -21,9 +21,9 @@ async function sql(...statements: string[]): Promise<void> {
   });
 }
 
-async function readAll(inputs: string[], options: ReadParquetOptions): Promise<{ rows: Record<string, unknown>[]; batches: MetadataBatch[] }> {
+async function readAll(inputs: string[], options: ReadMetadataOptions): Promise<{ rows: Record<string, unknown>[]; batches: MetadataBatch[] }> {
   const batches: MetadataBatch[] = [];
-  for await (const batch of readParquet(inputs, options)) batches.push(batch);
+  for await (const batch of readMetadata(inputs, options)) batches.push(batch);
   return { rows: batches.flatMap((b) => b.rows), batches };
 }
 
@@ -243,7 +243,7 @@ test('a 300k-row file streams with bounded memory', async () => {
   let peakRss = startRss;
   let count = 0;
   let last: Record<string, unknown> | undefined;
-  for await (const batch of readParquet([file], { columns: LAION })) {
+  for await (const batch of readMetadata([file], { columns: LAION })) {
     assert.equal(batch.firstIndex, count);
     count += batch.rows.length;
     last = batch.rows.at(-1);
@@ -339,7 +339,7 @@ test('URLs are read through the storage layer via a temporary copy that is delet
   viaStorage.rows.forEach((row, i) => assert.deepEqual(row, laionRow(i)));
   assert.deepEqual(await readdir(tempDir), []);
 
-  for await (const batch of readParquet([url], { columns: LAION, tempDir, batchSize: 10 })) {
+  for await (const batch of readMetadata([url], { columns: LAION, tempDir, batchSize: 10 })) {
     assert.equal(batch.rows.length, 10);
     assert.ok((await readdir(tempDir)).length > 0, 'the copy exists while it is read');
     break;

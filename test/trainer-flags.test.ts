@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { loadProfile } from '../mixer/profile.ts';
 import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
 import { lossSvg } from '../trainer/metrics.ts';
-import { trainOptions, trainingOptionsFromFlags, type TrainFlags } from '../trainer/train-flags.ts';
+import { trainOptions, trainingOptionsFromFlags, type TrainFlags } from '../cli/train-flags.ts';
 
 function parse(args: string[]): TrainFlags {
   const command = new Command('train').exitOverride().configureOutput({ writeErr: () => {} });

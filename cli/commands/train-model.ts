@@ -5,7 +5,7 @@ import { openBridge, type BridgeReport, type BridgeStream } from '../../trainer-
 import { resolveBridgeOptions, type BridgeOptions } from '../../trainer-bridge/bridge-options.ts';
 import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { runTraining, type RunTrainingResult } from '../../trainer/run-training.ts';
-import { trainingOptionsFromFlags, type TrainFlags as TrainerFlags } from '../../trainer/train-flags.ts';
+import { trainingOptionsFromFlags, type TrainFlags as TrainerFlags } from '../train-flags.ts';
 
 /** The bridge's flags, shared by dry runs and training. */
 export type BridgeFlags = Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers' | 'maxBadShards'>;

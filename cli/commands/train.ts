@@ -11,7 +11,7 @@ import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer
 import { IMAGE_TRANSFORMS } from '../../trainer-bridge/pixel-pool.ts';
 import { tensorShapes } from '../../trainer-bridge/tensors.ts';
 import { integerIn } from '../parse.ts';
-import { trainOptions } from '../../trainer/train-flags.ts';
+import { trainOptions } from '../train-flags.ts';
 import { bridgeOptionsOf, runTrainModel, type BridgeFlags, type TrainModelFlags } from './train-model.ts';
 
 export interface TrainFlags extends BridgeFlags {

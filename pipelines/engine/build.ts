@@ -8,7 +8,7 @@ import { openStorage } from '../../shards/storage/open.ts';
 import type { Storage } from '../../shards/storage/storage.ts';
 import { buildFingerprint, type BuildOptions } from './build-options.ts';
 import { Fetcher } from './fetch/fetcher.ts';
-import { readParquet } from './metadata/read-parquet.ts';
+import { readMetadata } from './metadata/read-metadata.ts';
 import { countRows } from './metadata/count-rows.ts';
 import { describeInputs, type InputFile } from './metadata/input-files.ts';
 import { writeParquet } from './metadata/write-parquet.ts';
@@ -99,7 +99,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const skipped = new Set<number>();
 
   async function* ownedRows(): AsyncGenerator<{ row: Row; index: number }> {
-    for await (const batch of readParquet(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat })) {
+    for await (const batch of readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat })) {
       for (let i = 0; i < batch.rows.length; i++) {
         const index = batch.firstIndex + i;
         totalRows = index + 1;

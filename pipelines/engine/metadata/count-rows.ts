@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { resolveInputs } from './read-parquet.ts';
+import { resolveInputs } from './read-metadata.ts';
 import { sqlString, withConnection } from './duckdb.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 

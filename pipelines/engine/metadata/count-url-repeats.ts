@@ -2,7 +2,7 @@ import { tmpdir } from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { accepts, checkColumns } from './columns.ts';
 import { sqlName, sqlString, withConnection } from './duckdb.ts';
-import { checkCount, describeInput, localFile, resolveInputs, type LocalFile } from './read-parquet.ts';
+import { checkCount, describeInput, localFile, resolveInputs, type LocalFile } from './read-metadata.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 
 export interface CountUrlRepeatsOptions {
@@ -10,7 +10,7 @@ export interface CountUrlRepeatsOptions {
   column: string;
   /** Report URLs found in more than this many documents. */
   threshold: number;
-  /** Count only the first `limit` rows of the inputs, in readParquet's order; default: all rows. */
+  /** Count only the first `limit` rows of the inputs, in readMetadata's order; default: all rows. */
   limit?: number;
   /** Folder for the temporary copies of remote files; default os.tmpdir(). */
   tempDir?: string;
@@ -20,7 +20,7 @@ export interface CountUrlRepeatsOptions {
 
 /**
  * The URLs of a list column that occur in more than `threshold` distinct documents (rows), with their document
- * counts, most repeated first. Takes the same inputs as readParquet; remote files are all copied locally first,
+ * counts, most repeated first. Takes the same inputs as readMetadata; remote files are all copied locally first,
  * since the count is one query over every file.
  */
 export async function countRepeatedUrls(inputs: string[], options: CountUrlRepeatsOptions): Promise<Map<string, number>> {

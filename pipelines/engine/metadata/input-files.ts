@@ -1,6 +1,6 @@
 import { isM4Error, M4Error } from '../../../core/errors.ts';
 import { openObject } from '../../../shards/storage/open.ts';
-import { resolveInputs } from './read-parquet.ts';
+import { resolveInputs } from './read-metadata.ts';
 
 export interface InputFile {
   file: string;

@@ -1,9 +1,9 @@
 import { InvalidArgumentError, Option } from 'commander';
-import { integerIn } from '../cli/parse.ts';
-import { BACKENDS, type BackendChoice } from './backend.ts';
-import type { HyperParameterOverrides } from './hyper-parameters.ts';
-import { MODEL_PRESETS } from './model-config.ts';
-import type { RunTrainingOptions } from './run-training.ts';
+import { integerIn } from './parse.ts';
+import { BACKENDS, type BackendChoice } from '../trainer/backend.ts';
+import type { HyperParameterOverrides } from '../trainer/hyper-parameters.ts';
+import { MODEL_PRESETS } from '../trainer/model-config.ts';
+import type { RunTrainingOptions } from '../trainer/run-training.ts';
 
 /** The trainer's flags for `m4data train`, as commander Options (the CLI adds its own, e.g. --mixture). */
 

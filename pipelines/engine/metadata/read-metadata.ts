@@ -20,7 +20,7 @@ import { checkColumns, type ColumnSpec, type SourceColumn } from './columns.ts';
 import { openConnection, sqlName, sqlString, withConnection } from './duckdb.ts';
 import { inputFormatOf, scanSql, type InputFormat } from './input-format.ts';
 
-export interface ReadParquetOptions {
+export interface ReadMetadataOptions {
   /** The columns to read, and only these (projection); a row holds one field per spec. */
   columns: ColumnSpec[];
   /** Stop after this many rows across all inputs; default: no limit. */
@@ -45,11 +45,11 @@ export interface MetadataBatch {
  * is checked against `columns` before it is read; memory stays flat however large the files, as rows are converted
  * one DuckDB chunk (2048 rows) at a time.
  */
-export async function* readParquet(inputs: string[], options: ReadParquetOptions): AsyncIterable<MetadataBatch> {
+export async function* readMetadata(inputs: string[], options: ReadMetadataOptions): AsyncIterable<MetadataBatch> {
   const batchSize = options.batchSize ?? 2048;
   checkCount('batchSize', batchSize, 1);
   if (options.limit !== undefined) checkCount('limit', options.limit, 0);
-  if (options.columns.length === 0) throw new M4Error('E_USAGE', 'metadata', 'readParquet needs at least one column');
+  if (options.columns.length === 0) throw new M4Error('E_USAGE', 'metadata', 'readMetadata needs at least one column');
   let remaining = options.limit ?? Infinity;
   const files = await resolveInputs(inputs);
   if (remaining === 0) return;
