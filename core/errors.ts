@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'E_SAMPLE' // a sample that cannot be written (bad key, duplicate field)
   | 'E_INPUT' // source metadata that does not match what the pipeline expects
   | 'E_FETCH' // an image download that failed (recorded as an outcome, never thrown out of a build)
+  | 'E_DIVERGED' // training produced a loss or gradient norm that is not a finite number
   | 'E_INTERNAL'; // anything m4data did not raise on purpose: a bug, or a failure nothing above names
 
 export class M4Error extends Error {

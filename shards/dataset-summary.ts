@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { M4Error } from '../core/errors.ts';
 import { isImageField } from './entry-name.ts';
 import { MANIFEST_NAME, readManifest, type ShardRecord } from './manifest.ts';
-import { openObject, openStorage } from './storage/open.ts';
+import { openObject, openStorage, type OpenOptions } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { newReadCounters, readShard, type ReadCounters } from './tar-reader.ts';
 import type { ReadSample } from './sample.ts';
@@ -42,6 +42,8 @@ export interface SummaryOptions {
   onShard?: (done: number, total: number, shard: string) => void;
   /** With a manifest, check every shard's sha256 too, not only its size (reads every byte). */
   verify?: boolean;
+  /** How an http(s) target is reached (the private-network rule). */
+  network?: OpenOptions;
 }
 
 interface ShardRef {
@@ -62,12 +64,12 @@ export const SHARD_NAME = /\.(tar|tgz|tar\.gz)$/i;
 export async function summarizeDataset(target: string, options: SummaryOptions = {}): Promise<DatasetSummary> {
   const firstCount = options.first ?? 5;
   if (/\.json$/i.test(target)) {
-    const { storage, key } = openObject(target);
+    const { storage, key } = openObject(target, options.network);
     return fromManifest(target, storage, key, firstCount, options);
   }
-  const shard = await asShard(target);
+  const shard = await asShard(target, options.network ?? {});
   if (shard) return scan(target, [shard], firstCount, options);
-  const storage = openStorage(target);
+  const storage = openStorage(target, options.network);
   if (await storage.stat(MANIFEST_NAME)) return fromManifest(target, storage, MANIFEST_NAME, firstCount, options);
   const shards: ShardRef[] = [];
   for await (const info of storage.list()) {
@@ -83,22 +85,26 @@ export async function summarizeDataset(target: string, options: SummaryOptions =
  * The target as one shard: named like one, or an existing local file or S3 object, whatever its name. Undefined for
  * a folder or prefix. (An http(s) URL not named like a shard is taken for a folder: a server answers for folders too.)
  */
-async function asShard(target: string): Promise<ShardRef | undefined> {
+async function asShard(target: string, network: OpenOptions): Promise<ShardRef | undefined> {
   const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) && !target.startsWith('file://');
   if (!SHARD_NAME.test(target)) {
     // s3://bucket/key: one HEAD tells an object from a prefix.
     if (/^s3:\/\/[^/]+\/.*[^/]$/.test(target)) {
-      const { storage, key } = openObject(target);
+      const { storage, key } = openObject(target, network);
       const info = await storage.stat(key);
       return info ? { storage, key, bytes: info.size } : undefined;
     }
     if (isUrl) return undefined;
     const path = target.startsWith('file://') ? fileURLToPath(target) : target;
-    const info = await stat(path).catch(() => undefined);
+    const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ELOOP') throw new M4Error('E_INPUT', 'shards', `${path} is a loop of symbolic links, which leads to no file`, { url: path });
+      if (err.code === 'EACCES' || err.code === 'EPERM') throw new M4Error('E_STORAGE', 'shards', `${path} cannot be read by this user (${err.code})`, { url: path });
+      return undefined;
+    });
     if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such file or folder: ${path}`, { url: path });
     if (info.isDirectory()) return undefined;
   }
-  const { storage, key } = openObject(target);
+  const { storage, key } = openObject(target, network);
   const info = await storage.stat(key);
   if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such shard: ${storage.urlOf(key)}`, { url: storage.urlOf(key) });
   return { storage, key, bytes: info.size };

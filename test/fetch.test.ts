@@ -4,7 +4,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import pLimit from 'p-limit';
 import { isM4Error } from '../core/errors.ts';
-import { classifyAddress, createAddressPolicy, parseCidr } from '../pipelines/engine/fetch/address-policy.ts';
+import { classifyAddress, createAddressPolicy, parseCidr } from '../core/network/address-policy.ts';
 import { resolveFetchOptions, type FetchOptions } from '../pipelines/engine/fetch/fetch-options.ts';
 import { Fetcher, parseRetryAfter, type FetchResult } from '../pipelines/engine/fetch/fetcher.ts';
 import { startHostileServer, type HostileFile, type HostileServer } from '../sandbox/hostile-server.ts';

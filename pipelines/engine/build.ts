@@ -1,3 +1,4 @@
+import type { SourceAdapter } from './source-adapter.ts';
 import { M4Error } from '../../core/errors.ts';
 import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
 import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
@@ -62,7 +63,9 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   // a build.json that makes the next run refuse as "a build with other settings".
   const storage = openStorage(options.output);
   if (storage instanceof LocalStorage) await checkLocalOutput(storage.root);
-  const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs) };
+  // Remote inputs are reached under the same private-network rule as the images.
+  const network = { allowPrivateNetwork: options.fetch.allowPrivateNetwork };
+  const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs, network) };
   const existing = await readBuildFile(storage);
   if (existing && options.resume) checkFingerprint(storage, existing, fingerprint);
   let recorded = existing !== undefined && options.resume;
@@ -77,7 +80,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const { index: worker, count: workers } = options.worker;
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
 
-  const context = await options.adapter.prepare?.(options.inputs, options.sourceOptions, options.limit, options.inputFormat);
+  const context = await options.adapter.prepare?.(options.inputs, { options: options.sourceOptions, columns: options.adapter.columns, limit: options.limit, format: options.inputFormat, network });
   const fetcher = new Fetcher(options.fetch);
   observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
   const processor = new RowProcessor({
@@ -99,7 +102,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const skipped = new Set<number>();
 
   async function* ownedRows(): AsyncGenerator<{ row: Row; index: number }> {
-    for await (const batch of readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat })) {
+    for await (const batch of readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat, network })) {
       for (let i = 0; i < batch.rows.length; i++) {
         const index = batch.firstIndex + i;
         totalRows = index + 1;
@@ -154,7 +157,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     throw new M4Error('E_INPUT', 'build', `no input row could be read from ${options.inputs.join(', ')}`, { inputs: options.inputs });
   }
   await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile));
-  const manifest = await writeManifestIfComplete(storage, options.prefix, fingerprint).catch((err: unknown) => {
+  const manifest = await writeManifestIfComplete(storage, options.prefix, options.adapter.layout, fingerprint).catch((err: unknown) => {
     if (err instanceof M4Error && err.code === 'E_NOT_FOUND') return undefined;
     throw err;
   });
@@ -306,9 +309,10 @@ function sizeOf(bytes: number | null): string {
 
 /**
  * Writes manifest.json and wids.json once every shard 0..n-1 has its stats. Throws E_NOT_FOUND naming what is missing
- * (a merge reports it; a worker that is not last just leaves the manifest to the one that is).
+ * (a merge reports it; a worker that is not last just leaves the manifest to the one that is). The manifest records the
+ * source's layout (pairs or documents), so a mix can tell a dataset given for the wrong source.
  */
-export async function writeManifestIfComplete(storage: Storage, prefix: string, fingerprint?: Record<string, unknown>): Promise<Manifest> {
+export async function writeManifestIfComplete(storage: Storage, prefix: string, layout: SourceAdapter['layout'], fingerprint?: Record<string, unknown>): Promise<Manifest> {
   const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
@@ -327,7 +331,7 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   }
   const wanted = new Set(Array.from({ length: build.input.shards }, (_, k) => shardName(prefix, k)));
   const records = (await collectShardRecords(storage, `${prefix}-`)).filter((r) => wanted.has(r.shard));
-  const manifest = buildManifest(records, { ...(fingerprint ?? build.fingerprint), rows: build.input.rows, outcomes: status });
+  const manifest = buildManifest(records, { ...(fingerprint ?? build.fingerprint), layout, rows: build.input.rows, outcomes: status });
   await writeManifest(storage, manifest, prefix);
   return manifest;
 }

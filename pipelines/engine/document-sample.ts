@@ -1,6 +1,5 @@
 import { countTokens, documentSegments } from '../../trainer-bridge/token-layout.ts';
 import { countRepeatedUrls } from './metadata/count-url-repeats.ts';
-import type { InputFormat } from './metadata/input-format.ts';
 import { MAX_TEXT_BYTES, maxTextBytesFlag, textTooLong } from './text-bound.ts';
 import type {
   AssembledSample,
@@ -12,6 +11,7 @@ import type {
   RejectedRow,
   SourceFlag,
   SourceOptions,
+  PrepareRequest,
 } from './source-adapter.ts';
 
 /**
@@ -53,8 +53,8 @@ export function documentOptions(options: SourceOptions): DocumentOptions {
 
 /** Counts, with one DuckDB query over the input, the image URLs that appear in more than `maxUrlRepeats` documents. */
 export function repeatedUrls(column: string) {
-  return async (inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<Map<string, number>> =>
-    countRepeatedUrls([...inputs], { column, threshold: documentOptions(options).maxUrlRepeats, limit, format });
+  return async (inputs: readonly string[], request: PrepareRequest): Promise<Map<string, number>> =>
+    countRepeatedUrls([...inputs], { column, columns: request.columns, threshold: documentOptions(request.options).maxUrlRepeats, limit: request.limit, format: request.format, network: request.network });
 }
 
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */

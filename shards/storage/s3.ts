@@ -173,19 +173,19 @@ export class S3Storage implements Storage {
     }
   }
 
-  async discardIncomplete(key: string): Promise<void> {
+  async discardIncomplete(prefix: string): Promise<void> {
     // Unfinished multipart uploads are invisible but billed; a killed build leaves one per open shard.
-    const Key = this.keyPrefix + key;
+    const Prefix = this.keyPrefix + prefix;
     try {
-      const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: Key }));
+      const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix }));
       for (const upload of listed.Uploads ?? []) {
-        if (upload.Key !== Key || !upload.UploadId) continue;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: upload.UploadId }));
+        if (!upload.Key?.startsWith(Prefix) || !upload.UploadId) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
       }
     } catch (err) {
       // A store without multipart listing (s3rver) has no unfinished upload to discard.
       if (statusOf(err) === 501) return;
-      throw this.failure('discard of unfinished uploads', key, err);
+      throw this.failure('discard of unfinished uploads', prefix, err);
     }
   }
 

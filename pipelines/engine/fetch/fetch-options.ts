@@ -1,6 +1,6 @@
 /** Options of the image fetcher, their defaults, and their validation. */
 import { M4Error } from '../../../core/errors.ts';
-import { parseCidr } from './address-policy.ts';
+import { parseCidr } from '../../../core/network/address-policy.ts';
 
 export interface FetchOptions {
   /** Open connections to one origin at most (keep-alive pool size). Default 16. */

@@ -4,12 +4,11 @@
  * redirects followed by hand, X-Robots-Tag noai honoured, and no connection to an address the policy blocks.
  * It never throws for a bad URL or a bad server: every failure is a FetchResult; only an abort via the signal throws.
  */
-import dns from 'node:dns';
-import { isIP, type LookupFunction } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { M4Error, errorMessage } from '../../../core/errors.ts';
-import { createAddressPolicy, type AddressPolicy } from './address-policy.ts';
+import { createAddressPolicy, type AddressPolicy } from '../../../core/network/address-policy.ts';
+import { blockedLiteral, guardedLookup } from '../../../core/network/guarded-lookup.ts';
 import { resolveFetchOptions, type FetchOptions } from './fetch-options.ts';
 
 export type FetchResult =
@@ -73,7 +72,7 @@ export class Fetcher {
       headersTimeout: this.options.headersTimeoutMs,
       // undici's bodyTimeout is idle time between chunks; the whole-body deadline is enforced in #readBody.
       bodyTimeout: this.options.bodyTimeoutMs,
-      connect: { timeout: this.options.connectTimeoutMs, lookup: guardedLookup(this.#policy) },
+      connect: { timeout: this.options.connectTimeoutMs, lookup: guardedLookup(this.#policy, (message) => new FetchFailure(message)) },
     });
   }
 
@@ -138,12 +137,8 @@ export class Fetcher {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FetchFailure(`unsupported scheme ${url.protocol}`, status);
     url.hash = '';
-    // Connections to IP literals skip the lookup hook, so they are judged here.
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (isIP(host) !== 0) {
-      const verdict = this.#policy(host);
-      if (!verdict.allowed) throw new FetchFailure(`blocked address ${host} (${verdict.reason})`, status);
-    }
+    const blocked = blockedLiteral(url, this.#policy);
+    if (blocked) throw new FetchFailure(blocked, status);
     return url;
   }
 
@@ -282,25 +277,6 @@ function optOutDirective(header: string | string[] | undefined): string | undefi
   // `noai, noindex`, `googlebot: noimageai` and `bot: noindex, other: noai` all split into plain tokens.
   const tokens = values.flatMap((value) => value.toLowerCase().split(/[\s,:;]+/));
   return tokens.find((token) => OPT_OUT_DIRECTIVES.has(token));
-}
-
-/**
- * The lookup every connection of the agent resolves host names with: it resolves all addresses and refuses
- * the connection when any of them is blocked, so a name cannot smuggle a private address in (also on a later DNS answer).
- */
-function guardedLookup(policy: AddressPolicy): LookupFunction {
-  return (hostname, options, callback) => {
-    dns.lookup(hostname, { family: options.family, hints: options.hints, all: true }, (err, addresses) => {
-      if (err) return callback(err, []);
-      for (const { address } of addresses) {
-        const verdict = policy(address);
-        if (!verdict.allowed) return callback(new FetchFailure(`blocked address ${address} (${verdict.reason})`), []);
-      }
-      const [first] = addresses;
-      if (options.all === true || first === undefined) return callback(null, addresses);
-      callback(null, first.address, first.family);
-    });
-  };
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {
