@@ -130,7 +130,7 @@ async function fromManifest(target: string, storage: Storage, key: string, first
   const first: SampleSummary[] = [];
   for (const shard of good) {
     if (first.length >= firstCount) break;
-    for await (const sample of readShard({ storage, key: dir + shard.shard }, { onError: 'skip', counters })) {
+    for await (const sample of readShard({ storage, key: dir + shard.shard }, { onError: 'skip', counters, holdField: holdJson })) {
       first.push(describe(sample));
       if (first.length >= firstCount) break;
     }
@@ -159,7 +159,7 @@ async function scan(target: string, refs: ShardRef[], firstCount: number, option
   for (const ref of refs) {
     summary.bytes += ref.bytes;
     try {
-      for await (const sample of readShard(ref, { onError: 'skip', counters })) {
+      for await (const sample of readShard(ref, { onError: 'skip', counters, holdField: holdJson })) {
         summary.samples++;
         summary.images += Object.keys(sample.fields).filter(isImageField).length;
         summary.tokens += tokensOf(sample);
@@ -181,14 +181,24 @@ function problems(counters: ReadCounters): Pick<DatasetSummary, 'skippedSamples'
 
 function describe(sample: ReadSample): SampleSummary {
   const fields: Record<string, number> = {};
-  for (const [name, bytes] of Object.entries(sample.fields)) fields[name] = bytes.length;
+  for (const [name, bytes] of Object.entries(sample.fieldSizes)) fields[name] = bytes;
   return { key: sample.key, shard: sample.url, fields };
 }
+
+/**
+ * A summary reads each sample's JSON (for its token count) and only the sizes of the rest: images are read past as they
+ * stream, so a shard of huge entries (a gzip bomb, a sparse 1 GiB member) costs no memory.
+ */
+function holdJson(field: string, size: number): boolean {
+  return field === 'json' && size <= MAX_JSON_BYTES;
+}
+
+const MAX_JSON_BYTES = 1 << 20;
 
 /** Token count a sample declares in its JSON (`tokens`), as m4data writes it; 0 for samples from other tools. */
 function tokensOf(sample: ReadSample): number {
   const json = sample.fields.json;
-  if (!json || json.length > 1 << 20) return 0;
+  if (!json || json.length === 0) return 0;
   try {
     const value = JSON.parse(json.toString('utf8')) as { tokens?: unknown };
     return typeof value.tokens === 'number' && Number.isFinite(value.tokens) ? value.tokens : 0;

@@ -34,7 +34,9 @@ export class LocalStorage implements Storage {
       const s = await stat(this.pathOf(key));
       return s.isFile() ? { key, size: s.size } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // A path through a file (`/etc/passwd/manifest.json`) names nothing, as a missing one does.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw err;
     }
   }
