@@ -34,6 +34,7 @@ export async function dryRun(mixture: MixtureSource, options: DryRunOptions): Pr
   const bridge = openBridge(mixture, options);
   const { rank, worldSize, steps, batchSize, seqLen, maxImages, resume } = bridge.options;
   say(`rank ${rank} of ${worldSize}: ${plural(steps, 'batch', 'batches')} of ${batchSize} x ${seqLen} tokens, ${maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
+  for (const note of bridge.options.notes) say(note);
   const stream = dump && 'stream' in dump ? dump.stream : undefined;
   const folder = dump && 'dir' in dump ? await BatchDumpFolder.open(dump.dir, { plan: planFingerprint(mixture.plan), rank, worldSize, batchSize, seqLen, maxImages, maskImageTokens: bridge.options.maskImageTokens, imageTransform: bridge.options.imageTransform }) : undefined;
   const closed = stream ? readerGone(stream) : undefined;

@@ -28,7 +28,7 @@ const PSEUDO_FILE_SYSTEMS: Record<number, string> = {
  * does not exist yet, and its nearest existing ancestor is a writable folder on a regular file system.
  * Throws E_USAGE naming the flag, the path and what is wrong.
  */
-export async function checkLocalOutput(path: string, flag = '--output'): Promise<void> {
+export async function checkLocalOutput(path: string, flag = '--output', shown = path): Promise<void> {
   const target = resolve(path);
   let existing = target;
   let info = await statOrUndefined(existing, flag);
@@ -39,7 +39,7 @@ export async function checkLocalOutput(path: string, flag = '--output'): Promise
     info = await statOrUndefined(existing, flag);
   }
   const fail = (why: string): never => {
-    throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: ${why}`, { path: target, ancestor: existing });
+    throw new M4Error('E_USAGE', 'storage', `${flag} ${shown}: ${why}`, { path: target, ancestor: existing });
   };
   if (!info) fail('no part of this path exists');
   if (!info!.isDirectory()) fail(existing === target ? 'is an existing file, not a folder' : `${existing} is a file, not a folder`);
@@ -62,7 +62,7 @@ export async function checkLocalOutput(path: string, flag = '--output'): Promise
 export async function checkLocalOutputFile(path: string, flag: string): Promise<void> {
   const info = await statOrUndefined(resolve(path), flag);
   if (info?.isDirectory()) throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: is a folder, not a file`, { path });
-  await checkLocalOutput(dirname(resolve(path)), flag);
+  await checkLocalOutput(dirname(resolve(path)), flag, path);
 }
 
 async function statOrUndefined(path: string, flag: string) {
