@@ -112,7 +112,7 @@ test('--dump writes whole batches only; a rerun continues its own dump and refus
   const args = ['train', '--dry-run', '--mixture', MIX, ...SHAPE, '--steps', '12', '--dump', dump, '--quiet'];
   // Killed in the middle: whatever it left is either a whole batch or a temporary folder.
   const child = spawn(process.execPath, [BIN, ...args]);
-  for (let i = 0; i < 600 && !(await readdir(dump).catch(() => [])).includes('batch-000002'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 600 && !(await readdir(dump).catch((): string[] => [])).includes('batch-000002'); i++) await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGKILL');
   await new Promise((resolve) => child.on('close', resolve));
   for (const name of await readdir(dump)) {

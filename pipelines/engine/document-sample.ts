@@ -25,6 +25,8 @@ export interface DocumentPayload {
   /** Image positions removed before any download (URL repeated across documents), with their records. */
   removed: ImageRecord[];
   generalMetadata: unknown;
+  /** The `metadata` column's text when it is not JSON: the sample keeps it in place of the per-image list. */
+  unparsedMetadata?: string;
 }
 
 export interface DocumentOptions {
@@ -67,7 +69,8 @@ export type RawImage = ImageSource | null;
 export function planDocument(
   images: RawImage[] | null,
   texts: (string | null)[] | null,
-  metadata: unknown[] | null,
+  /** The `metadata` column: a list parallel to the positions, or the text of one that is not JSON (kept as it is). */
+  metadata: unknown,
   generalMetadata: unknown,
   options: SourceOptions,
   repeated: Map<string, number>,
@@ -85,6 +88,7 @@ export function planDocument(
     imageRecords: records(status, `document ${status}: ${error}`),
   });
 
+  if (images === null || texts === null) return reject('malformed', `the ${images === null ? 'images' : 'texts'} list is null`);
   if (imageList.length !== textList.length) return reject('malformed', `images has ${imageList.length} entries, texts ${textList.length}`);
   const tooLong = textTooLong(textList.filter((t): t is string => typeof t === 'string'), options, 'document text');
   if (tooLong) return reject('filtered', tooLong);
@@ -115,7 +119,8 @@ export function planDocument(
     const reason = imageCount === 0 ? 'document has no image' : `document has ${planned.length} images left < ${opts.minImages} after removing repeated URLs`;
     return { ...reject('filtered', reason), imageRecords: [...removed, ...planned.map((i) => record(i.position, i.source, 'filtered', `document filtered: ${reason}`))] };
   }
-  return { kind: 'planned', images: planned.map((i) => i.source), payload: { items: kept, removed, generalMetadata } };
+  const unparsedMetadata = typeof metadata === 'string' ? metadata : undefined;
+  return { kind: 'planned', images: planned.map((i) => i.source), payload: { items: kept, removed, generalMetadata, ...(unparsedMetadata !== undefined ? { unparsedMetadata } : {}) } };
 }
 
 /**
@@ -179,10 +184,14 @@ export function assembleDocument(key: string, payload: DocumentPayload, outcomes
 
   const segments = documentSegments(texts.map((text) => (text === null ? { image: true as const } : { text })));
   const tokens = countTokens(segments);
-  const json = { key, texts, images, metadata, general_metadata: payload.generalMetadata, tokens };
+  const json = { key, texts, images, metadata: payload.unparsedMetadata ?? metadata, general_metadata: payload.generalMetadata, tokens };
   fields.json = Buffer.from(JSON.stringify(json));
-  return { kind: 'sample', fields, images: kept, tokens, imageRecords: records };
+  const note = payload.unparsedMetadata !== undefined ? UNPARSED_METADATA : undefined;
+  return { kind: 'sample', fields, images: kept, tokens, imageRecords: records, ...(note ? { note } : {}) };
 }
+
+/** The outcome note of a document kept with metadata that does not parse, counted among the build's reasons. */
+export const UNPARSED_METADATA = 'metadata is not JSON: kept as its text';
 
 function record(position: number, source: ImageSource, status: ImageRecord['status'], error: string): ImageRecord {
   return { position, url: source.url ?? null, status, error, field: null, original_width: null, original_height: null, width: null, height: null };

@@ -56,6 +56,8 @@ export interface AssembledSample {
   images: number;
   tokens: number;
   imageRecords?: ImageRecord[];
+  /** Something worth counting about a packed row (metadata kept unparsed): its outcome's `error_message`. */
+  note?: string;
 }
 
 /** A row dropped after its images were tried (its only image failed, or a document kept no image). */
