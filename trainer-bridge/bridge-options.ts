@@ -3,9 +3,8 @@ import { M4Error } from '../core/errors.ts';
 import { formatBytes } from '../core/format.ts';
 import type { MixPlan } from '../mixer/plan.ts';
 import { MIN_SEQUENCE_LENGTH } from '../mixer/profile.ts';
-import type { BridgeState } from './batch.ts';
+import { PIXELS_PER_IMAGE, type BridgeState } from './batch.ts';
 import { IMAGE_TRANSFORMS, type ImageTransform, type PixelDecoder } from './pixel-pool.ts';
-import { PIXELS_PER_IMAGE } from './tensors.ts';
 
 /** Options of `openBridge`; every default is applied in `resolveBridgeOptions`. */
 export interface BridgeOptions {

@@ -1,10 +1,9 @@
-import { IGNORE_INDEX, IMAGE_SIZE, PAD_ID, type Batch, type BatchShape } from './batch.ts';
+import { IGNORE_INDEX, IMAGE_SIZE, PAD_ID, PIXELS_PER_IMAGE, type Batch, type BatchShape } from './batch.ts';
 import { writeImageAttentionMask } from './image-attention-mask.ts';
 import type { PackedRow } from './packer.ts';
 import { FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from './token-layout.ts';
 
 /** Floats of one image slot: 3 x 224 x 224. */
-export const PIXELS_PER_IMAGE = 3 * IMAGE_SIZE * IMAGE_SIZE;
 
 export interface TensorOptions extends BatchShape {
   /** Also set IGNORE_INDEX on the two image placeholder ids in `labels` (open_flamingo did). */

@@ -2,14 +2,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { formatBytes, formatCount, plural } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
-import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
+import type { BuildSummary } from '../../pipelines/engine/build.ts';
 import { formatBuildSummary } from '../../pipelines/engine/build-report.ts';
 import type { SourceAdapter, SourceOptions } from '../../pipelines/engine/source-adapter.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../pipelines/engine/image/image-options.ts';
 import { INPUT_FORMATS, type InputFormat } from '../../pipelines/engine/metadata/input-format.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
-import { openStorage } from '../../shards/storage/open.ts';
-import { readJson } from '../../shards/manifest.ts';
 import { BuildProgress } from '../build-progress.ts';
 import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 
@@ -188,7 +186,7 @@ Examples:
       const start = Date.now();
       let summary: BuildSummary;
       try {
-        summary = await runBuild(options, progress);
+        summary = await (await import('../../pipelines/engine/build.ts')).runBuild(options, progress);
       } finally {
         progress.stop();
       }
@@ -197,6 +195,10 @@ Examples:
 }
 
 async function merge(flags: BuildFlags): Promise<void> {
+  // Loaded when the command runs: the build engine, DuckDB and the storage clients are not needed for --help.
+  const { openStorage } = await import('../../shards/storage/open.ts');
+  const { readJson } = await import('../../shards/manifest.ts');
+  const { BUILD_FILE, writeManifestIfComplete } = await import('../../pipelines/engine/build.ts');
   const storage = openStorage(flags.output!);
   if (!(await storage.stat(BUILD_FILE))) throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} not found: nothing was built there`);
   const build = (await readJson(storage, BUILD_FILE)) as { fingerprint: { prefix: string; source: string } };

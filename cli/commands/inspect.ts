@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { ExitCode } from '../../core/exit-codes.ts';
 import { formatDatasetSummary } from '../../shards/dataset-report.ts';
-import { summarizeDataset } from '../../shards/dataset-summary.ts';
 import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 
 export function inspectCommand(): Command {
@@ -25,6 +24,8 @@ export function inspectCommand(): Command {
       // A verification reads every byte, so its progress is shown wherever stderr goes: a line per shard off a terminal.
       const progress = options.verify || (!options.json && tty);
       const verb = options.verify ? 'verifying' : 'reading';
+      // Loaded when the command runs, as every command's work is: `m4data --help` loads none of it.
+      const { summarizeDataset } = await import('../../shards/dataset-summary.ts');
       const summary = await summarizeDataset(target, {
         first: options.first,
         verify: options.verify,

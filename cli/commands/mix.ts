@@ -1,10 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { ExitCode } from '../../core/exit-codes.ts';
-import { openStorage } from '../../shards/storage/open.ts';
-import { materialize } from '../../mixer/materialize.ts';
-import { PLAN_NAME } from '../../mixer/mix-output.ts';
-import { openMixture, readSupplies, writePlan } from '../../mixer/mixture.ts';
 import { planMixture, type MixMode, type SourceSupply } from '../../mixer/plan.ts';
 import { formatPlan, formatRealised } from '../../mixer/plan-report.ts';
 import { listProfiles, loadProfile } from '../../mixer/profile.ts';
@@ -90,6 +86,8 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       if (flags.materialize && flags.assumeTokens.length > 0) throw new M4Error('E_USAGE', 'cli', '--materialize needs built sources, not --assume-tokens');
       const profile = await loadProfile(flags.profile);
       const network = { allowPrivateNetwork: allowedPrivateNetwork(flags.allowPrivateNetwork) };
+      // Loaded when the command runs: the storage clients are not needed for --help or --list-profiles.
+      const { openMixture, readSupplies, writePlan } = await import('../../mixer/mixture.ts');
       const mode = flags.mode;
       for (const [name] of flags.assumeTokens) {
         if (flags.source.some(([n]) => n === name)) throw new M4Error('E_USAGE', 'cli', `${name} is given both by --source and --assume-tokens`);
@@ -116,11 +114,12 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       if (!flags.json) process.stdout.write(formatPlan(plan));
       if (!flags.materialize) {
         if (flags.json) process.stdout.write(`${JSON.stringify({ plan })}\n`);
-        else process.stdout.write(`plan written to ${openStorage(flags.output).urlOf(PLAN_NAME)}\n`);
+        else process.stdout.write(`plan written to ${(await import('../../shards/storage/open.ts')).openStorage(flags.output).urlOf('plan.json')}\n`);
         return;
       }
       const progress = !flags.quiet && !flags.json;
       let last = 0;
+      const { materialize } = await import('../../mixer/materialize.ts');
       const result = await materialize(await openMixture(flags.output, network), {
         samplesPerShard: flags.samplesPerShard,
         maxBadShards: flags.maxBadShards,

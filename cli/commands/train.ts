@@ -2,15 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { ExitCode } from '../../core/exit-codes.ts';
-import { openMixture } from '../../mixer/mixture.ts';
 import { formatRealised } from '../../mixer/plan-report.ts';
 import { checkLocalOutputFile } from '../../shards/storage/local-output.ts';
 import { writeFileAtomically } from '../../shards/storage/local.ts';
-import { trainOnMixture } from '../../trainer/train-on-mixture.ts';
 import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../trainer-bridge/bridge-options.ts';
 import type { BridgeReport } from '../../trainer-bridge/bridge.ts';
-import { dryRun, formatLoss } from '../../trainer-bridge/dry-run.ts';
 import { IMAGE_TRANSFORMS } from '../../trainer-bridge/pixel-pool.ts';
 import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 import { bridgeOptionsOf, trainOnMixtureOptionsOf, trainOptions, type BridgeFlags, type TrainerFlags } from '../train-flags.ts';
@@ -85,6 +82,8 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
     .action(async (flags: TrainCommandFlags) => {
       if (!flags.mixture) throw new M4Error('E_USAGE', 'cli', 'required option --mixture <MIX_DIR> is missing (make one with m4data mix)');
       const network = { allowPrivateNetwork: allowedPrivateNetwork(flags.allowPrivateNetwork) };
+      // Loaded when the command runs: TensorFlow.js, the storage clients and the tokenizer are not needed for --help.
+      const { openMixture } = await import('../../mixer/mixture.ts');
       const bridge = { ...bridgeOptionsOf(flags), rank: flags.rank ?? envInteger('RANK', 0), worldSize: flags.worldSize ?? envInteger('WORLD_SIZE', 1) };
       if (flags.dryRun) {
         const toStdout = flags.dump === '-';
@@ -92,6 +91,7 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
         const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
         const say = (line: string) => (toStdout ? process.stderr : process.stdout).write(`${line}\n`);
         const dump = flags.dump === undefined ? undefined : toStdout ? { stream: process.stdout } : { dir: flags.dump };
+        const { dryRun } = await import('../../trainer-bridge/dry-run.ts');
         const result = await dryRun(await openMixture(flags.mixture, network), { ...bridge, steps: flags.steps, ...(resume ? { resume } : {}), ...(dump ? { dump } : {}), quiet: flags.quiet ?? false, say });
         if (flags.saveState) await writeFileAtomically(flags.saveState, Buffer.from(`${JSON.stringify(result.state)}\n`));
         flagDataLoss(result.report);
@@ -107,6 +107,8 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
       process.once('SIGINT', interrupt);
       const log = (line: string) => process.stdout.write(`${line}\n`);
       try {
+        const { trainOnMixture } = await import('../../trainer/train-on-mixture.ts');
+        const { formatLoss } = await import('../../trainer-bridge/dry-run.ts');
         const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), { ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }), bridge, signal: controller.signal, log });
         log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
         for (const line of formatLoss(report)) log(line);

@@ -1,5 +1,4 @@
 import { countTokens, documentSegments } from '../../trainer-bridge/token-layout.ts';
-import { countRepeatedUrls } from './metadata/count-url-repeats.ts';
 import { MAX_TEXT_BYTES, maxTextBytesFlag, textTooLong } from './text-bound.ts';
 import type {
   AssembledSample,
@@ -56,7 +55,8 @@ export function documentOptions(options: SourceOptions): DocumentOptions {
 /** Counts, with one DuckDB query over the input, the image URLs that appear in more than `maxUrlRepeats` documents. */
 export function repeatedUrls(column: string) {
   return async (inputs: readonly string[], request: PrepareRequest): Promise<Map<string, number>> =>
-    countRepeatedUrls([...inputs], { column, columns: request.columns, threshold: documentOptions(request.options).maxUrlRepeats, limit: request.limit, format: request.format, network: request.network });
+    // Loaded when a build runs: DuckDB is not needed to list the sources (`m4data build --help`).
+    (await import('./metadata/count-url-repeats.ts')).countRepeatedUrls([...inputs], { column, columns: request.columns, threshold: documentOptions(request.options).maxUrlRepeats, limit: request.limit, format: request.format, network: request.network });
 }
 
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */

@@ -1,4 +1,4 @@
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { isM4Error, M4Error } from '../../core/errors.ts';
 import { createAddressPolicy, type AddressPolicy } from '../../core/network/address-policy.ts';
 import { blockedLiteral, guardedLookup } from '../../core/network/guarded-lookup.ts';
@@ -30,7 +30,8 @@ export class HttpStorage implements Storage {
   private readonly maxResumes: number;
   private readonly backoffBaseMs: number;
   private readonly policy: AddressPolicy;
-  private readonly dispatcher: Dispatcher;
+  private readonly refusal: (message: string) => M4Error;
+  private undici: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
 
   constructor(location: string, opts: HttpStorageOptions = {}) {
     if (!/^https?:\/\/[^/]/i.test(location)) {
@@ -41,11 +42,19 @@ export class HttpStorage implements Storage {
     this.maxResumes = opts.maxResumes ?? 5;
     this.backoffBaseMs = opts.backoffBaseMs ?? 100;
     this.policy = createAddressPolicy(opts.allowPrivateNetwork ?? false);
-    const refusal = (message: string) => new M4Error('E_USAGE', 'storage', `${message}: ${this.root} is not reached unless --allow-private-network allows it`, { root: this.root });
-    // Redirects are followed by the same agent, so every hop's address goes through the guarded lookup.
-    this.dispatcher = new Agent({ connect: { lookup: guardedLookup(this.policy, refusal) } }).compose(interceptors.redirect({ maxRedirections: 5 }));
+    this.refusal = (message: string) => new M4Error('E_USAGE', 'storage', `${message}: ${this.root} is not reached unless --allow-private-network allows it`, { root: this.root });
     const blocked = blockedLiteral(new URL(this.root), this.policy);
-    if (blocked) throw refusal(blocked);
+    if (blocked) throw this.refusal(blocked);
+  }
+
+  /** undici and this storage's agent, loaded on the first request. */
+  private client(): Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> {
+    this.undici ??= import('undici').then(({ Agent, interceptors, request }) => ({
+      request,
+      // Redirects are followed by the same agent, so every hop's address goes through the guarded lookup.
+      dispatcher: new Agent({ connect: { lookup: guardedLookup(this.policy, this.refusal) } }).compose(interceptors.redirect({ maxRedirections: 5 })),
+    }));
+    return this.undici;
   }
 
   urlOf(key: string): string {
@@ -132,10 +141,11 @@ export class HttpStorage implements Storage {
   /** One request, tried again on 429, 5xx and failed connections with jittered backoff (or what Retry-After asks). */
   private async send(method: 'GET' | 'HEAD', key: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const url = this.urlOf(key);
+    const { request, dispatcher } = await this.client();
     for (let attempt = 1; ; attempt++) {
       let res: Dispatcher.ResponseData;
       try {
-        res = await request(url, { method, headers, dispatcher: this.dispatcher });
+        res = await request(url, { method, headers, dispatcher });
       } catch (err) {
         if (isM4Error(err)) throw err;
         if (!isConnectionDrop(err) || attempt >= this.maxAttempts) {

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { resolveInputs } from './read-metadata.ts';
-import { sqlString, withConnection } from './duckdb.ts';
+import { withConnection } from './duckdb.ts';
+import { sqlString } from './sql-text.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 
 /**

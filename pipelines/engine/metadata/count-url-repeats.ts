@@ -2,7 +2,8 @@ import { tmpdir } from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { OpenOptions } from '../../../shards/storage/open.ts';
 import { accepts, checkColumns, type ColumnSpec } from './columns.ts';
-import { sqlName, sqlString, withConnection } from './duckdb.ts';
+import { withConnection } from './duckdb.ts';
+import { sqlName, sqlString } from './sql-text.ts';
 import { checkCount, describeInput, localFile, resolveInputs, type LocalFile } from './read-metadata.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 

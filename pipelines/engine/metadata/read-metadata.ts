@@ -17,7 +17,8 @@ import {
 } from '@duckdb/node-api';
 import { M4Error, errorMessage } from '../../../core/errors.ts';
 import { checkColumns, type ColumnSpec, type SourceColumn } from './columns.ts';
-import { openConnection, sqlName, sqlString, withConnection } from './duckdb.ts';
+import { openConnection, withConnection } from './duckdb.ts';
+import { sqlName, sqlString } from './sql-text.ts';
 import { inputFormatOf, scanSql, type InputFormat } from './input-format.ts';
 import type { OpenOptions } from '../../../shards/storage/open.ts';
 
