@@ -1,5 +1,6 @@
-import { buildManifest, jsonBytes, writeManifest, type Manifest, type ShardRecord } from '../shards/manifest.ts';
-import { INDEX_SUFFIX } from '../shards/shard-index.ts';
+import { buildManifest, writeManifest, type Manifest, type ShardRecord } from '../shards/manifest.ts';
+import { jsonBytes } from '../shards/storage/json.ts';
+import { shardNumberOf, SIDE_FILES, sideFileKey } from '../shards/shard-files.ts';
 import { ShardWriter } from '../shards/shard-writer.ts';
 import { openStorage } from '../shards/storage/open.ts';
 import type { MixedSample, Mixture, RealisedReport } from './mixture-stream-types.ts';
@@ -63,10 +64,11 @@ function renamed(sample: MixedSample): { key: string; fields: Record<string, Uin
 
 /** Shards an earlier run wrote that this one did not (it had other `--samples-per-shard`): listed nowhere now, so removed. */
 async function removeStaleShards(storage: Storage, records: readonly ShardRecord[]): Promise<void> {
-  const kept = new Set(records.flatMap((r) => [r.shard, r.shard.replace(/\.tar$/, INDEX_SUFFIX)]));
+  const kept = new Set(records.flatMap((r) => [r.shard, sideFileKey(r.shard, 'index')]));
   const stale: string[] = [];
   for await (const { key } of storage.list(`${MIX_SHARD_PREFIX}-`)) {
-    if (/^mix-\d{6,}(\.tar|\.idx\.json)$/.test(key) && !kept.has(key)) stale.push(key);
+    const ours = shardNumberOf(key, MIX_SHARD_PREFIX, '.tar') ?? shardNumberOf(key, MIX_SHARD_PREFIX, SIDE_FILES.index);
+    if (ours !== undefined && !kept.has(key)) stale.push(key);
   }
   for (const key of stale) await storage.delete(key);
 }

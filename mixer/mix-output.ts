@@ -1,7 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { M4Error } from '../core/errors.ts';
-import { readJson } from '../shards/manifest.ts';
+import { readJson } from '../shards/storage/json.ts';
 import { checkLocalOutput } from '../shards/storage/local-output.ts';
+import { isRemote } from '../shards/storage/location.ts';
 import { openStorage } from '../shards/storage/open.ts';
 import type { Storage } from '../shards/storage/storage.ts';
 import type { MixPlan } from './plan.ts';
@@ -23,7 +24,7 @@ const OWN_FILE = /^(plan\.json|plan\.svg|realised\.json|manifest\.json|wids\.jso
  */
 export async function checkMixOutput(location: string, plan: MixPlan): Promise<Storage> {
   if (/^https?:\/\//i.test(location)) throw new M4Error('E_USAGE', 'mixer', `the mixture's output ${location} is read-only (http): give a folder or an s3:// prefix`);
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(location) || location.startsWith('file://')) await checkLocalOutput(openStorage(location).root, 'the mixture output');
+  if (!isRemote(location)) await checkLocalOutput(openStorage(location).root, 'the mixture output');
   for (const source of plan.sources) {
     if (source.location !== undefined && overlaps(place(location), datasetPlace(source.location))) {
       throw new M4Error('E_USAGE', 'mixer', `the mixture's output ${location} is, or lies inside, source ${source.name}'s dataset (${source.location}): a mix never writes into a dataset it reads; give another output`, { source: source.name });
@@ -55,14 +56,14 @@ async function firstKey(storage: Storage): Promise<string | undefined> {
 
 /** A location as a comparable place: an absolute local path, or an `s3://bucket/prefix` without trailing slashes. */
 function place(location: string): string {
-  if (/^(s3|https?):\/\//i.test(location)) return location.replace(/\/+$/, '');
+  if (isRemote(location)) return location.replace(/\/+$/, '');
   return openStorage(location).root;
 }
 
 /** A dataset given as its folder, or as the URL or path of its manifest. */
 function datasetPlace(location: string): string {
   if (!/\.json$/i.test(location)) return place(location);
-  return /^(s3|https?):\/\//i.test(location) ? location.slice(0, location.lastIndexOf('/')) : dirname(resolve(location));
+  return isRemote(location) ? location.slice(0, location.lastIndexOf('/')) : dirname(resolve(location));
 }
 
 function overlaps(a: string, b: string): boolean {

@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import { jsonBytes, readJson } from '../shards/manifest.ts';
+import { jsonBytes, readJson } from '../shards/storage/json.ts';
 import { openStorage, type OpenOptions } from '../shards/storage/open.ts';
 import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
 import { MixtureSampleStream } from './mixture-stream.ts';

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { M4Error } from '../core/errors.ts';
 import { isImageField } from './entry-name.ts';
 import { MANIFEST_NAME, readManifest, type ShardRecord } from './manifest.ts';
+import { isRemote } from './storage/location.ts';
 import { openObject, openStorage, type OpenOptions } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { newReadCounters, readShard, type ReadCounters } from './tar-reader.ts';
@@ -86,7 +87,7 @@ export async function summarizeDataset(target: string, options: SummaryOptions =
  * a folder or prefix. (An http(s) URL not named like a shard is taken for a folder: a server answers for folders too.)
  */
 async function asShard(target: string, network: OpenOptions): Promise<ShardRef | undefined> {
-  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) && !target.startsWith('file://');
+  const remote = isRemote(target);
   if (!SHARD_NAME.test(target)) {
     // s3://bucket/key: one HEAD tells an object from a prefix.
     if (/^s3:\/\/[^/]+\/.*[^/]$/.test(target)) {
@@ -94,7 +95,7 @@ async function asShard(target: string, network: OpenOptions): Promise<ShardRef |
       const info = await storage.stat(key);
       return info ? { storage, key, bytes: info.size } : undefined;
     }
-    if (isUrl) return undefined;
+    if (remote) return undefined;
     const path = target.startsWith('file://') ? fileURLToPath(target) : target;
     const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ELOOP') throw new M4Error('E_INPUT', 'shards', `${path} is a loop of symbolic links, which leads to no file`, { url: path });

@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { BLOCK } from './ustar.ts';
 
 /**
  * A streaming tar parser that knows where every entry starts. tar-stream's extractor gives no byte offsets, which the
@@ -28,7 +29,7 @@ export interface TarParseOptions {
   holdData?: (name: string, size: number) => boolean;
 }
 
-const BLOCK = 512;
+
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const EMPTY = Buffer.alloc(0);
 

@@ -1,20 +1,19 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { TENSOR_ORDER, type Batch } from './batch.ts';
+import type { Batch, TensorName } from './batch.ts';
 import { dtypeOf, npyParts, type NpyArray } from './npy.ts';
 import { tensorShapes } from './tensors.ts';
 
 /** The five tensors of a batch in TENSOR_ORDER, with their NumPy names, dtypes and shapes. */
 export function batchArrays(batch: Batch): NpyArray[] {
-  const data = {
+  const data: Record<TensorName, NpyArray['data']> = {
     input_ids: batch.inputIds,
     attention_mask: batch.attentionMask,
     labels: batch.labels,
     pixel_values: batch.pixelValues,
     image_attention_mask: batch.imageAttentionMask,
   };
-  const shapes = new Map(tensorShapes(batch));
-  return TENSOR_ORDER.map((name) => ({ name, dtype: dtypeOf(data[name]), shape: shapes.get(name)!, data: data[name] }));
+  return tensorShapes(batch).map(([name, shape]) => ({ name, dtype: dtypeOf(data[name]), shape, data: data[name] }));
 }
 
 /** Writes the batch's five arrays, in TENSOR_ORDER, to a stream, waiting for it to drain (backpressure). */

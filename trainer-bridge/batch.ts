@@ -56,3 +56,4 @@ export interface BridgeState {
 
 /** The five tensors in the order the `.npy` stream writes them. */
 export const TENSOR_ORDER = ['input_ids', 'attention_mask', 'labels', 'pixel_values', 'image_attention_mask'] as const;
+export type TensorName = (typeof TENSOR_ORDER)[number];

@@ -1,6 +1,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { M4Error } from '../core/errors.ts';
 import { formatBytes } from '../core/format.ts';
+import { wholeIn } from '../core/ranges.ts';
 import type { MixPlan } from '../mixer/plan.ts';
 import { MIN_SEQUENCE_LENGTH } from '../mixer/profile.ts';
 import { PIXELS_PER_IMAGE, type BridgeState } from './batch.ts';
@@ -72,11 +73,7 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   const usage = (message: string): never => {
     throw new M4Error('E_USAGE', 'bridge', message);
   };
-  const whole = (name: string, value: number | undefined, min: number, fallback: number): number => {
-    const v = value ?? fallback;
-    if (!Number.isSafeInteger(v) || v < min) usage(`${name} must be a whole number of at least ${min} (got ${v})`);
-    return v;
-  };
+  const whole = (name: string, value: number | undefined, min: number, fallback: number): number => wholeIn('bridge', name, value ?? fallback, min);
   const batchSize = whole('--batch-size', options.batchSize, 1, DEFAULT_BATCH_SIZE);
   const seqLen = whole('--seq-len', options.seqLen, MIN_SEQUENCE_LENGTH, plan.profile.sequenceLength);
   const maxImages = whole('--max-images', options.maxImages, 1, DEFAULT_MAX_IMAGES);

@@ -197,7 +197,7 @@ Examples:
 async function merge(flags: BuildFlags): Promise<void> {
   // Loaded when the command runs: the build engine, DuckDB and the storage clients are not needed for --help.
   const { openStorage } = await import('../../shards/storage/open.ts');
-  const { readJson } = await import('../../shards/manifest.ts');
+  const { readJson } = await import('../../shards/storage/json.ts');
   const { BUILD_FILE, writeManifestIfComplete } = await import('../../pipelines/engine/build.ts');
   const storage = openStorage(flags.output!);
   if (!(await storage.stat(BUILD_FILE))) throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} not found: nothing was built there`);

@@ -1,8 +1,10 @@
 import type { SourceAdapter } from './source-adapter.ts';
 import { M4Error } from '../../core/errors.ts';
-import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
-import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
-import { collectShardRecords, indexKeyOf } from '../../shards/shard-index.ts';
+import { buildManifest, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
+import { jsonBytes, readJson } from '../../shards/storage/json.ts';
+import { shardName, shardNumberOf, SIDE_FILES, sideFileKey } from '../../shards/shard-files.ts';
+import { ShardBuilder } from '../../shards/shard-writer.ts';
+import { collectShardRecords } from '../../shards/shard-index.ts';
 import { checkLocalOutput } from '../../shards/storage/local-output.ts';
 import { LocalStorage } from '../../shards/storage/local.ts';
 import { openStorage } from '../../shards/storage/open.ts';
@@ -199,9 +201,8 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
     },
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
-      const base = key.replace(/\.tar$/, '');
-      await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
-      if (recordImages) await storage.write(`${base}.images.parquet`, await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
+      await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
+      if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {
@@ -220,7 +221,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
         status,
         topErrors: topErrors(errors),
       };
-      await storage.write(`${base}.stats.json`, jsonBytes(stats));
+      await storage.write(sideFileKey(key, 'stats'), jsonBytes(stats));
       return { stats, record };
     },
   };
@@ -235,7 +236,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
 async function discardEmpty(storage: Storage, builder: ShardBuilder): Promise<undefined> {
   await builder.abort(new Error('no sample: the shard is not published'));
   await storage.delete(builder.key);
-  await storage.delete(indexKeyOf(builder.key));
+  await storage.delete(sideFileKey(builder.key, 'index'));
   return undefined;
 }
 
@@ -261,14 +262,12 @@ function topErrors(errors: Map<string, number>, n = 10): { error: string; count:
     .slice(0, n);
 }
 
-const STATS_PATTERN = /-(\d{6,})\.stats\.json$/;
-
 /** Shard numbers whose stats exist under the prefix: those shards are complete. */
 async function doneShards(storage: Storage, prefix: string): Promise<Set<number>> {
   const done = new Set<number>();
   for await (const info of storage.list(`${prefix}-`)) {
-    const match = STATS_PATTERN.exec(info.key);
-    if (match && info.key === `${prefix}-${match[1]}.stats.json`) done.add(Number(match[1]));
+    const k = shardNumberOf(info.key, prefix, SIDE_FILES.stats);
+    if (k !== undefined) done.add(k);
   }
   return done;
 }
@@ -326,7 +325,7 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   }
   const status = emptyCounts();
   for (let k = 0; k < build.input.shards; k++) {
-    const stats = (await readJson(storage, `${prefix}-${String(k).padStart(6, '0')}.stats.json`)) as ShardStats;
+    const stats = (await readJson(storage, sideFileKey(shardName(prefix, k), 'stats'))) as ShardStats;
     addCounts(status, stats.status);
   }
   const wanted = new Set(Array.from({ length: build.input.shards }, (_, k) => shardName(prefix, k)));

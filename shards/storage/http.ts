@@ -2,7 +2,8 @@ import type { Dispatcher } from 'undici';
 import { isM4Error, M4Error } from '../../core/errors.ts';
 import { createAddressPolicy, type AddressPolicy } from '../../core/network/address-policy.ts';
 import { blockedLiteral, guardedLookup } from '../../core/network/guarded-lookup.ts';
-import { backoffDelay, isConnectionDrop, resumingRead, retryAfterMs, sleep, type Segment } from '../../core/backoff.ts';
+import { backoffDelay, isConnectionDrop, retryAfterMs, sleep } from '../../core/retry.ts';
+import { resumingRead, type Segment } from './resuming-read.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface HttpStorageOptions {

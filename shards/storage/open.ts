@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { M4Error } from '../../core/errors.ts';
+import { isUrl } from './location.ts';
 import { LocalStorage } from './local.ts';
 import { S3Storage } from './s3.ts';
 import { HttpStorage } from './http.ts';
@@ -15,7 +16,7 @@ export function openStorage(location: string, options: OpenOptions = {}): Storag
   if (location.startsWith('s3://')) return new S3Storage(location);
   if (location.startsWith('http://') || location.startsWith('https://')) return new HttpStorage(location, { allowPrivateNetwork: options.allowPrivateNetwork ?? false });
   if (location.startsWith('file://')) return new LocalStorage(fileURLToPath(location));
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+  if (isUrl(location)) {
     throw new M4Error('E_USAGE', 'storage', `unsupported location ${location}: use a local path, file://, s3:// or http(s)://`);
   }
   return new LocalStorage(location);
@@ -26,10 +27,9 @@ export function openObject(location: string, options: OpenOptions = {}): { stora
   // file:// URLs carry percent-escapes (`my%20file`); the path they name does not.
   if (location.startsWith('file://')) return openObject(fileURLToPath(location), options);
   const cut = location.replace(/\/+$/, '').lastIndexOf('/');
-  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
   if (cut < 0) return { storage: openStorage('.', options), key: location };
   const root = location.slice(0, cut);
   // `s3://bucket` alone is a valid root; `/file` is a file at the filesystem root.
-  const parent = root === '' && !isUrl ? '/' : root;
+  const parent = root === '' && !isUrl(location) ? '/' : root;
   return { storage: openStorage(parent, options), key: location.slice(cut + 1) };
 }

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { M4Error } from '../../core/errors.ts';
-import { resumingRead, type Segment } from '../../core/backoff.ts';
+import { resumingRead, type Segment } from './resuming-read.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface S3StorageOptions {

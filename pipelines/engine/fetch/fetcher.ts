@@ -4,9 +4,9 @@
  * redirects followed by hand, X-Robots-Tag noai honoured, and no connection to an address the policy blocks.
  * It never throws for a bad URL or a bad server: every failure is a FetchResult; only an abort via the signal throws.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { M4Error, errorMessage } from '../../../core/errors.ts';
+import { backoffDelay, retryAfterMs, sleep } from '../../../core/retry.ts';
 import { createAddressPolicy, type AddressPolicy } from '../../../core/network/address-policy.ts';
 import { blockedLiteral, guardedLookup } from '../../../core/network/guarded-lookup.ts';
 import { resolveFetchOptions, type FetchOptions } from './fetch-options.ts';
@@ -155,7 +155,7 @@ export class Fetcher {
         if (delay === undefined) throw failure;
         this.metrics.retries += 1;
         progress.attempts += 1;
-        await sleep(delay, undefined, { signal });
+        await sleep(delay, signal);
       }
     }
   }
@@ -166,7 +166,7 @@ export class Fetcher {
     if (!failure.retryable || attempts > retries) return undefined;
     // A server asking for more patience than we allow is left alone rather than asked again too early.
     if (failure.retryAfterMs !== undefined) return failure.retryAfterMs <= retryMaxDelayMs ? failure.retryAfterMs : undefined;
-    return Math.random() * Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** (attempts - 1));
+    return backoffDelay(attempts - 1, retryBaseDelayMs, retryMaxDelayMs);
   }
 
   /** One request to one URL, without following anything. */
@@ -187,8 +187,8 @@ export class Fetcher {
     if (httpStatus < 200 || httpStatus > 299) {
       await this.#discard(body, DRAIN_LIMIT, signal);
       const retryable = httpStatus === 429 || (httpStatus >= 500 && httpStatus !== 501);
-      const retryAfterMs = retryable ? parseRetryAfter(firstHeader(headers['retry-after'])) : undefined;
-      throw new FetchFailure(`http ${httpStatus}`, { httpStatus, retryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      const retryAfter = retryable ? retryAfterMs(firstHeader(headers['retry-after'])) : undefined;
+      throw new FetchFailure(`http ${httpStatus}`, { httpStatus, retryable, ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }) });
     }
     const directive = optOutDirective(headers['x-robots-tag']);
     if (directive !== undefined) {
@@ -257,18 +257,6 @@ export class Fetcher {
     if (typeof code === 'string') return new FetchFailure(`network: ${code}`, { ...status, retryable: TRANSIENT_CODES.has(code) }, err);
     return new FetchFailure(`network: ${errorMessage(err)}`, status, err);
   }
-}
-
-/**
- * Parses Retry-After (delta-seconds or an HTTP date) into milliseconds from `now`; undefined when absent or unreadable.
- * Exported for tests.
- */
-export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  const text = value?.trim() ?? '';
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // Date.parse reads bare numbers like "1.5" as dates; an HTTP date always names its weekday and month.
-  const date = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 /** The opt-out directive (`noai` or `noimageai`) in X-Robots-Tag values, whatever bot they name; undefined when none. */

@@ -20,6 +20,7 @@ import { checkColumns, type ColumnSpec, type SourceColumn } from './columns.ts';
 import { openConnection, withConnection } from './duckdb.ts';
 import { sqlName, sqlString } from './sql-text.ts';
 import { inputFormatOf, scanSql, type InputFormat } from './input-format.ts';
+import { isUrl } from '../../../shards/storage/location.ts';
 import type { OpenOptions } from '../../../shards/storage/open.ts';
 
 export interface ReadMetadataOptions {
@@ -98,9 +99,6 @@ export function checkCount(name: string, value: number, min: number): void {
   }
 }
 
-function isUrl(location: string): boolean {
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
-}
 
 /**
  * The files behind the inputs, in reading order: URLs (file://, s3://, http(s)://) as given, local paths
