@@ -29,6 +29,8 @@ import { checkLocalOutput } from '../shards/storage/local-output.ts';
 export interface DemoOptions {
   /** Output folder (default `out/demo`): new, empty, or one an earlier demo made (then emptied first). */
   out: string;
+  /** Optimizer steps of the training run, one 1024-token sequence each (default 30); the mixture's budget follows. */
+  steps?: number;
   log: (line: string) => void;
 }
 
@@ -44,6 +46,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   await prepareOutput(out);
   await mkdir(join(out, 'inputs'), { recursive: true });
   const log = options.log;
+  const steps = options.steps ?? DEFAULT_STEPS;
 
   log('starting an image server and an S3-compatible server on 127.0.0.1 (nothing leaves this machine)');
   const images = await startImageServer();
@@ -75,13 +78,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     const mixDir = join(out, 'mix');
     const sources = builds.map(({ source, output }) => `--source ${source}=${output}`).join(' ');
-    log(`\n$ m4data mix --profile atum-9b ${sources} --output ${mixDir} --budget ${TRAIN.steps * TRAIN.tokensPerStep}`);
+    log(`\n$ m4data mix --profile atum-9b ${sources} --output ${mixDir} --budget ${steps * TRAIN.tokensPerStep}`);
     const plan = planMixture({
       profile: await loadProfile('atum-9b'),
       mode: { kind: 'proportions' },
       supplies: await readSupplies(new Map(builds.map(({ source, output }) => [source, output]))),
       seed: 0,
-      budgetTokens: TRAIN.steps * TRAIN.tokensPerStep,
+      budgetTokens: steps * TRAIN.tokensPerStep,
     });
     await writePlan(mixDir, plan);
     log(formatPlan(plan).trimEnd());
@@ -92,10 +95,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await dryRun(mixture, { steps: 2, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages, say: log });
 
     const runDir = join(out, 'run');
-    log(`\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${TRAIN.steps} --model tiny --backend wasm ${shape} --tokens-per-step ${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`);
+    log(`\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${steps} --model tiny --backend wasm ${shape} --tokens-per-step ${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`);
     const { training, report } = await trainOnMixture(mixture, {
       runDir,
-      steps: TRAIN.steps,
+      steps,
       model: 'tiny',
       backend: 'wasm',
       checkpointEvery: 10,
@@ -118,7 +121,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
  * (1e-5) would not move a tiny random model in 30 steps, so the demo uses 1e-2 decaying to 1e-3. 32 image slots: the
  * demo's captions are short, so a row holds about 30 pairs (at 16, half of each row would be padding).
  */
-const TRAIN = { steps: 30, batchSize: 1, seqLen: 1024, maxImages: 32, tokensPerStep: 1024, lr: 1e-2, finalLr: 1e-3 } as const;
+const DEFAULT_STEPS = 30;
+const TRAIN = { batchSize: 1, seqLen: 1024, maxImages: 32, tokensPerStep: 1024, lr: 1e-2, finalLr: 1e-3 } as const;
 const SAMPLES_PER_SHARD = 64;
 
 /** The one table the demo ends with: per source, what the build kept, the planned and realised shares; then the loss. */
