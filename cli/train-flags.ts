@@ -27,8 +27,9 @@ export function trainOptions(): Option[] {
     new Option('--backend <name>', 'TensorFlow.js backend; auto takes the first installed of tfjs-node-gpu, tfjs-node, wasm, cpu').choices([...BACKENDS]).default('auto'),
     new Option('--checkpoint-every <n>', 'checkpoint every n steps (also on stop, Ctrl-C and the end)').argParser(integerIn(1)).default(50),
     new Option('--stop-at <n>', 'checkpoint and stop after step n (a planned preemption; resume with --resume)').argParser(integerIn(1)),
-    new Option('--resume', "continue from the run directory's checkpoint (same model, profile and frozen weights)"),
-    new Option('--frozen-weights <file...>', 'local .safetensors files with frozen ViT/LLaMA weights ([in, out] matrices; default: seeded random)'),
+    new Option('--resume', "continue from the run directory's checkpoint (same model, profile and --init-from)"),
+    new Option('--init-from <path...>', 'local Hugging Face checkpoints (folders or .safetensors / index files) in the LlamaForCausalLM, CLIP or IdeficsForVisionText2Text layout: the first weights, and the model shape from their config.json (default: seeded random)'),
+    new Option('--export-hf <dir>', 'when the run reaches its last step, write the model there as an IdeficsForVisionText2Text checkpoint (config.json, model.safetensors)'),
     new Option('--lr <rate>', "peak learning rate (default: the profile's initial rate)").argParser(numberAtLeast(0)),
     new Option('--final-lr <rate>', "learning rate at the last step (default: the profile's final rate)").argParser(numberAtLeast(0)),
     new Option('--warmup-steps <n>', "linear warmup steps (default: the profile's warmup scaled from its max steps to --steps)").argParser(integerIn(0)),
@@ -50,7 +51,8 @@ export interface TrainFlags {
   checkpointEvery: number;
   stopAt?: number;
   resume?: boolean;
-  frozenWeights?: string[];
+  initFrom?: string[];
+  exportHf?: string;
   lr?: number;
   finalLr?: number;
   warmupSteps?: number;
@@ -83,7 +85,8 @@ export function trainingOptionsFromFlags(flags: TrainFlags): Omit<RunTrainingOpt
     checkpointEvery: flags.checkpointEvery,
     stopAt: flags.stopAt,
     resume: flags.resume ?? false,
-    frozenWeights: flags.frozenWeights,
+    initFrom: flags.initFrom,
+    exportHf: flags.exportHf,
     overrides,
   };
 }

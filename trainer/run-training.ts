@@ -5,9 +5,10 @@ import type { Batch, BridgeState } from '../trainer-bridge/batch.ts';
 import { selectBackend, type BackendChoice, type BackendName } from './backend.ts';
 import { loadCheckpoint, readCheckpointInfo, saveCheckpoint, type CheckpointInfo } from './checkpoint.ts';
 import { resolveHyperParameters, type HyperParameterOverrides, type HyperParameters } from './hyper-parameters.ts';
+import { checkExportLocation, exportHf } from './hf/export.ts';
+import { createInitialModel, initialModelConfig } from './hf/init-from.ts';
 import { appendMetrics, formatStep, truncateMetrics, writeLossSvg, type StepMetrics } from './metrics.ts';
 import { modelPreset, parameterCounts, type ModelConfig, type ParameterCounts } from './model-config.ts';
-import { AtumModel } from './model.ts';
 import { Trainer } from './trainer.ts';
 
 /** Batches: an iterable already positioned where the run resumes, or a factory that starts one from a bridge state. */
@@ -36,8 +37,10 @@ export interface RunTrainingOptions {
   resume?: boolean;
   /** Aborting finishes nothing further: the last completed step is checkpointed and the function returns. */
   signal?: AbortSignal;
-  /** Local safetensors files with frozen weights (by the names `parameterSpecs` lists). */
-  frozenWeights?: string[];
+  /** Local Hugging Face checkpoints (LLaMA, CLIP or IDEFICS layout) the first weights come from (`hf/init-from.ts`). */
+  initFrom?: string[];
+  /** Writes the model as an IDEFICS checkpoint in this folder when the run reaches its last step (`hf/export.ts`). */
+  exportHf?: string;
   /** One line per step and a few about the run; default console.log. */
   log?: (line: string) => void;
 }
@@ -63,8 +66,10 @@ const DEFAULT_CHECKPOINT_EVERY = 50;
 export async function runTraining(options: RunTrainingOptions): Promise<RunTrainingResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const profile = typeof options.profile === 'string' ? await loadProfile(options.profile) : options.profile;
-  const config = typeof options.model === 'object' ? options.model : modelPreset(options.model ?? 'tiny', profile.model);
-  const frozenWeights = options.frozenWeights ?? [];
+  const initFrom = options.initFrom ?? [];
+  const init = await initialModelConfig(typeof options.model === 'object' ? options.model : modelPreset(options.model ?? 'tiny', profile.model), initFrom);
+  const config = init.config;
+  if (options.exportHf) await checkExportLocation(options.exportHf, '--export-hf');
   const checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
   if (!Number.isSafeInteger(checkpointEvery) || checkpointEvery < 1) throw new M4Error('E_USAGE', 'trainer', `checkpoint interval must be a whole number over 0 (got ${checkpointEvery})`);
   const hyper = resolveHyperParameters(profile, options.steps, options.overrides);
@@ -74,12 +79,12 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   if (existing && !options.resume) {
     throw new M4Error('E_USAGE', 'trainer', `${options.runDir} already holds a checkpoint at step ${existing.step}: resume it, or choose another run directory`, { runDir: options.runDir });
   }
-  if (existing) checkCompatible(existing, config, profile.name, frozenWeights, options.runDir);
+  if (existing) checkCompatible(existing, config, profile.name, initFrom, options.runDir);
 
   const backend = await selectBackend(options.backend ?? 'auto');
   log(`backend ${backend.name}${backend.skipped.length > 0 ? ` (unavailable: ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
-  const model = await AtumModel.create(config, { frozenWeights });
-  if (frozenWeights.length > 0) log(`frozen weights: ${model.loadedFrozen.length} read from ${frozenWeights.join(', ')}, the rest seeded random`);
+  const model = await createInitialModel(config, initFrom);
+  for (const line of init.summary) log(`init from ${line}`);
   const trainer = new Trainer(model, hyper);
   const parameters = parameterCounts(config);
   let startStep = 0;
@@ -97,11 +102,11 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
   const save = async () => {
     const info: CheckpointInfo = {
       format: 'm4data-trainer-checkpoint',
-      version: 1,
+      version: 2,
       step,
       model: config,
       profile: profile.name,
-      frozenWeights,
+      initFrom,
       hyperParameters: hyper,
       bridgeState,
     };
@@ -180,6 +185,10 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     }
     if (step > savedStep) await save();
     else await writeLossSvg(options.runDir);
+    if (options.exportHf && (stoppedBy === 'steps' || stoppedBy === 'end-of-data')) {
+      const exported = await exportHf(model, options.exportHf);
+      log(`exported step ${step} as an IDEFICS checkpoint: ${exported.files.map((f) => `${options.exportHf}/${f}`).join(', ')}`);
+    }
   } finally {
     const closing = iterator?.return?.();
     if (readPending) closing?.catch(() => {});
@@ -207,15 +216,15 @@ async function nextOrAbort(iterator: AsyncIterator<Batch>, signal: AbortSignal |
   }
 }
 
-/** Refuses to resume a checkpoint of another model shape, profile or frozen weights, saying what differs. */
-function checkCompatible(info: CheckpointInfo, config: ModelConfig, profile: string, frozenWeights: string[], runDir: string): void {
+/** Refuses to resume a checkpoint of another model shape, profile or initial weights, saying what differs. */
+function checkCompatible(info: CheckpointInfo, config: ModelConfig, profile: string, initFrom: string[], runDir: string): void {
   const problems: string[] = [];
   if (info.profile !== profile) problems.push(`profile ${info.profile}, not ${profile}`);
   if (JSON.stringify(info.model) !== JSON.stringify(config)) {
     const differing = Object.keys(config).filter((k) => JSON.stringify(info.model[k as keyof ModelConfig]) !== JSON.stringify(config[k as keyof ModelConfig]));
     problems.push(`model ${info.model.name} (differs in ${differing.join(', ')}), not ${config.name}`);
   }
-  if (JSON.stringify(info.frozenWeights) !== JSON.stringify(frozenWeights)) problems.push(`frozen weights from [${info.frozenWeights.join(', ')}], not [${frozenWeights.join(', ')}]`);
+  if (JSON.stringify(info.initFrom) !== JSON.stringify(initFrom)) problems.push(`weights initialised from [${info.initFrom.join(', ')}], not [${initFrom.join(', ')}]`);
   if (problems.length > 0) {
     throw new M4Error('E_USAGE', 'trainer', `${runDir} holds a checkpoint of another run: ${problems.join('; ')}`, { runDir, problems });
   }
