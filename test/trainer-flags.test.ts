@@ -19,6 +19,8 @@ test("train flags: defaults, overrides reach the hyper-parameters, a lone Adam b
   const options = trainingOptionsFromFlags(parse(['--run-dir', 'RUN', '--steps', '40', '--lr', '1e-2', '--adam-beta2', '0.95', '--tokens-per-step', '1024', '--stop-at', '7', '--resume', '--backend', 'wasm']));
   const h = resolveHyperParameters(await loadProfile('atum-9b'), options.steps, options.overrides);
   assert.deepEqual([h.learningRate, h.finalLearningRate, h.tokensPerStep, h.adamBetas, options.stopAt, options.resume, options.backend], [1e-2, 6e-6, 1024, [0.9, 0.95], 7, true, 'wasm']);
+  const hf = trainingOptionsFromFlags(parse(['--run-dir', 'RUN', '--init-from', 'llama-7b', 'clip-vit-h-14/model.safetensors', '--export-hf', 'out/hf']));
+  assert.deepEqual([hf.initFrom, hf.exportHf], [['llama-7b', 'clip-vit-h-14/model.safetensors'], 'out/hf']);
   assert.throws(() => parse(['--run-dir', 'RUN', '--adam-beta1', '1']), /below 1/);
   assert.throws(() => parse(['--run-dir', 'RUN', '--backend', 'tpu']), /Allowed choices/);
   assert.throws(() => parse([]), /run-dir/);
