@@ -82,12 +82,15 @@ export function lmHeadLoss(
         for (let j = 0; j < frozenVocab; j++) if (row[j]! > max) max = row[j]!;
         for (let j = 0; j < added; j++) if (rowAdded[j]! > max) max = rowAdded[j]!;
         let sum = 0;
-        for (const part of [row, rowAdded]) {
-          for (let j = 0; j < part.length; j++) {
-            const e = Math.exp(part[j]! - max);
-            part[j] = e;
-            sum += e;
-          }
+        for (let j = 0; j < frozenVocab; j++) {
+          const e = Math.exp(row[j]! - max);
+          row[j] = e;
+          sum += e;
+        }
+        for (let j = 0; j < added; j++) {
+          const e = Math.exp(rowAdded[j]! - max);
+          rowAdded[j] = e;
+          sum += e;
         }
         const lse = Math.log(sum) + max;
         const ce = lse - targetLogit;
@@ -97,7 +100,8 @@ export function lmHeadLoss(
         sums.count += 1;
         objective += ce + zWeight * lse * lse;
         const scale = (1 + 2 * zWeight * lse) / sum;
-        for (const part of [row, rowAdded]) for (let j = 0; j < part.length; j++) part[j]! *= scale;
+        for (let j = 0; j < frozenVocab; j++) row[j]! *= scale;
+        for (let j = 0; j < added; j++) rowAdded[j]! *= scale;
         if (target < frozenVocab) row[target]! -= 1;
         else rowAdded[target - frozenVocab]! -= 1;
       }
