@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
@@ -16,20 +15,14 @@ import { modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import { bf16Bits, rawSafetensors, safetensorsBytes, writeCheckpoint, type RawDtype, type RawTensor } from './helpers/hf-checkpoint.ts';
+import { withTempDir } from './helpers/temp-dir.ts';
 
 // Checkpoints in transformers' three layouts, written here by name as transformers saves them (LlamaForCausalLM,
 // CLIPModel, IdeficsForVisionText2Text), loaded by --init-from; and every kind of bad checkpoint, refused by name.
 await selectBackend('wasm');
 const tiny = modelPreset('tiny');
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'm4-hf-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-hf-', fn);
 
 /** Values exact in F16 and BF16: multiples of 1/64 in [-0.47, 0.47], a different pattern per tensor. */
 const pattern = (count: number, seed: number) => Float32Array.from({ length: count }, (_, i) => (((i * 7 + seed * 13) % 61) - 30) / 64);

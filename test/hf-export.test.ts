@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
@@ -17,19 +16,13 @@ import { runTraining } from '../trainer/run-training.ts';
 import { openSafetensors } from '../trainer/safetensors.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { withTempDir } from './helpers/temp-dir.ts';
 
 // The trained model out in transformers' IdeficsForVisionText2Text layout, and back in bit for bit.
 await selectBackend('wasm');
 const profile = await loadProfile('atum-9b');
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'm4-hf-export-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-hf-export-', fn);
 
 const bits = (t: tf.Tensor) => Buffer.from((t.dataSync() as Float32Array).buffer).toString('base64');
 

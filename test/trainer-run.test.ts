@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
@@ -17,6 +16,7 @@ import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
 import type { LossSums } from '../trainer/lm-loss.ts';
+import { withTempDir } from './helpers/temp-dir.ts';
 
 await selectBackend('wasm');
 const profile = await loadProfile('atum-9b');
@@ -25,14 +25,7 @@ const OVERRIDES = { learningRate: 1e-2, finalLearningRate: 1e-3, warmupSteps: 2,
 /** Resumed losses must equal uninterrupted ones within this (relative); the same backend gives identical floats. */
 const RESUME_TOLERANCE = 1e-6;
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'm4-trainer-run-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-trainer-run-', fn);
 
 /** runTraining on the synthetic set, resumable through the bridge-state factory. */
 function run(runDir: string, options: Partial<RunTrainingOptions> = {}) {

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
@@ -11,17 +10,11 @@ import { MODEL_PRESETS, flopsPerToken, modelPreset, parameterCounts } from '../t
 import { AtumModel } from '../trainer/model.ts';
 import { elementCount, parameterSpecs } from '../trainer/parameters.ts';
 import { openSafetensors, writeSafetensorsFile } from '../trainer/safetensors.ts';
+import { withTempDir } from './helpers/temp-dir.ts';
 
 await selectBackend('cpu');
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'm4-trainer-weights-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-trainer-weights-', fn);
 
 /** A safetensors file by hand: header length, JSON header, then raw bytes. */
 function rawSafetensors(header: Record<string, unknown>, data: Buffer): Buffer {

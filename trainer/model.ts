@@ -25,7 +25,7 @@ export interface PreparedBatch {
   sequence: SequenceLayout;
   /** `targets[b*L + t]` is `labels[b, t+1]` (next token), IGNORE_INDEX at each row's last position. */
   targets: Int32Array;
-  /** Frozen ViT features of the batch's used image slots, [images * patches, vision.dim]; null without images. */
+  /** The frozen ViT's tokens of the batch's used image slots, [images * (patches + 1), vision.dim]; null without images. */
   features: tf.Tensor2D | null;
   images: number;
   visualRows: (VisualRow | null)[];
