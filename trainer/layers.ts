@@ -9,7 +9,7 @@ import { matmul, matmulNT } from './ops.ts';
 export const MASKED = -3.4028234663852886e38;
 
 /** nn.LayerNorm's default eps (IDEFICS's resampler; CLIP's comes from its config, also 1e-5). */
-export const LAYER_NORM_EPS = 1e-5;
+const LAYER_NORM_EPS = 1e-5;
 
 /** RMSNorm (LLaMA, IdeficsRMSNorm) over the last axis of [T, d]: `weight * x / sqrt(mean(x^2) + eps)`. */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {

@@ -20,7 +20,7 @@ const BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 
 /** What `read` turns into float32; integer tensors (buffers such as CLIP's `position_ids`) are never weights. */
 export const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
 /** The format's own cap on the header (the safetensors crate refuses larger), against a corrupt length field. */
-export const MAX_HEADER_BYTES = 100_000_000;
+const MAX_HEADER_BYTES = 100_000_000;
 
 export interface SafetensorsFile {
   path: string;

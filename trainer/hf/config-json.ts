@@ -11,7 +11,7 @@ import type { Layout } from './names.ts';
  */
 type Json = Record<string, unknown>;
 
-export const MODEL_TYPES: Record<string, Layout> = { llama: 'llama', clip: 'clip', clip_vision_model: 'clip', idefics: 'idefics' };
+const MODEL_TYPES: Record<string, Layout> = { llama: 'llama', clip: 'clip', clip_vision_model: 'clip', idefics: 'idefics' };
 
 /** Typed reads of one config object, failing with the file and key. */
 class ConfigReader {
