@@ -26,8 +26,9 @@ export function trainOptions(): Option[] {
     new Option('--backend <name>', 'TensorFlow.js backend; auto takes the first installed of tfjs-node-gpu, tfjs-node, wasm, cpu').choices([...BACKENDS]).default('auto'),
     new Option('--checkpoint-every <n>', 'checkpoint every n steps (also on stop, Ctrl-C and the end)').argParser(integerIn(1)).default(50),
     new Option('--stop-at <n>', 'checkpoint and stop after step n (a planned preemption; resume with --resume)').argParser(integerIn(1)),
-    new Option('--resume', "continue from the run directory's checkpoint: its model, hyper-parameters and batch shape, unless a flag changes one"),
-    new Option('--frozen-weights <file...>', `local .safetensors files with frozen ViT/LLaMA weights ([in, out] matrices; default: seeded random; ${RESUMED})`),
+    new Option('--resume', "continue from the run directory's checkpoint: its model, --init-from, hyper-parameters and batch shape, unless a flag changes one"),
+    new Option('--init-from <path...>', `local Hugging Face checkpoints (folders or .safetensors / index files) in the LlamaForCausalLM, CLIP or IdeficsForVisionText2Text layout: the first weights, and the model shape from their config.json (default: seeded random; ${RESUMED})`),
+    new Option('--export-hf <dir>', 'when the run reaches its last step, write the model there as an IdeficsForVisionText2Text checkpoint (config.json, model.safetensors)'),
     new Option('--lr <rate>', `peak learning rate (default: the profile's initial rate; ${RESUMED})`).argParser(numberAtLeast(0)),
     new Option('--final-lr <rate>', `learning rate at the last step (default: the profile's final rate; ${RESUMED})`).argParser(numberAtLeast(0)),
     new Option('--warmup-steps <n>', `linear warmup steps (default: the profile's warmup scaled from its max steps to --steps; ${RESUMED})`).argParser(integerIn(0)),
@@ -48,7 +49,8 @@ export interface TrainerFlags {
   checkpointEvery: number;
   stopAt?: number;
   resume?: boolean;
-  frozenWeights?: string[];
+  initFrom?: string[];
+  exportHf?: string;
   lr?: number;
   finalLr?: number;
   warmupSteps?: number;
@@ -98,7 +100,8 @@ export function trainOnMixtureOptionsOf(flags: TrainerFlags & BridgeFlags & { ru
       adamBeta1: flags.adamBeta1,
       adamBeta2: flags.adamBeta2,
     },
-    frozenWeights: flags.frozenWeights,
+    initFrom: flags.initFrom,
+    exportHf: flags.exportHf,
     backend: flags.backend,
     checkpointEvery: flags.checkpointEvery,
     stopAt: flags.stopAt,

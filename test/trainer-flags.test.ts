@@ -20,6 +20,8 @@ test("train flags: defaults, overrides reach the hyper-parameters, a lone Adam b
   const options = trainOnMixtureOptionsOf({ ...parse(['--run-dir', 'RUN', '--lr', '1e-2', '--adam-beta2', '0.95', '--tokens-per-step', '1024', '--stop-at', '7', '--resume', '--backend', 'wasm']), steps: 40 });
   const h = resolveHyperParameters(await loadProfile('atum-9b'), 40, options.overrides);
   assert.deepEqual([h.learningRate, h.finalLearningRate, h.tokensPerStep, h.adamBetas, options.stopAt, options.resume, options.backend], [1e-2, 6e-6, 1024, [0.9, 0.95], 7, true, 'wasm']);
+  const hf = trainOnMixtureOptionsOf(parse(['--run-dir', 'RUN', '--init-from', 'llama-7b', 'clip-vit-h-14/model.safetensors', '--export-hf', 'out/hf']));
+  assert.deepEqual([hf.initFrom, hf.exportHf], [['llama-7b', 'clip-vit-h-14/model.safetensors'], 'out/hf']);
   assert.throws(() => parse(['--run-dir', 'RUN', '--adam-beta1', '1']), /below 1/);
   assert.throws(() => parse(['--run-dir', 'RUN', '--backend', 'tpu']), /Allowed choices/);
 });

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
@@ -12,13 +11,14 @@ import { microBatchesPerStep, resolveHyperParameters, type HyperParameterOverrid
 import { readMetrics } from '../trainer/metrics.ts';
 import { modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
-import { runTraining, type BatchSource } from '../trainer/run-training.ts';
 import { openRunDirectory } from '../trainer/run-directory.ts';
 import { resolveRunSettings } from '../trainer/run-settings.ts';
 import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
 import type { LossSums } from '../trainer/lm-loss.ts';
+import { synthesisedRun, type SyntheticRunOptions } from './helpers/synthetic-run.ts';
+import { withTempDir } from './helpers/temp-dir.ts';
 
 await selectBackend('wasm');
 const profile = await loadProfile('atum-9b');
@@ -27,49 +27,11 @@ const OVERRIDES = { learningRate: 1e-2, finalLearningRate: 1e-3, warmupSteps: 2,
 /** Resumed losses must equal uninterrupted ones within this (relative); the same backend gives identical floats. */
 const RESUME_TOLERANCE = 1e-6;
 
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'm4-trainer-run-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-trainer-run-', fn);
 
-interface RunOptions {
-  steps?: number;
-  model?: string;
-  profile?: MixProfile;
-  overrides?: HyperParameterOverrides;
-  resume?: boolean;
-  stopAt?: number;
-  checkpointEvery?: number;
-  signal?: AbortSignal;
-  log?: (line: string) => void;
-  batches?: BatchSource;
-}
-
-/** A run as trainOnMixture makes one (run directory, settings, the loop), on the synthetic set, resumable by its state. */
-async function run(runDir: string, options: RunOptions = {}) {
-  const data = new SyntheticBatches({ ...SHAPE, classes: 2 });
-  const resumeFrom = await openRunDirectory(runDir, options.resume ?? false);
-  const request = { profile: options.profile ?? profile, model: options.model, steps: options.steps, overrides: options.overrides ?? (options.resume ? undefined : OVERRIDES), resumeFrom };
-  const settings = resolveRunSettings(request, () => 8, runDir);
-  return runTraining({
-    runDir,
-    resumeFrom,
-    settings,
-    profile: request.profile.name,
-    batches: options.batches ?? ((state) => data.batches(state)),
-    bridgeState: () => data.state(),
-    batchShape: { batchSize: SHAPE.batchSize, seqLen: SHAPE.seqLen, maxImages: 2, maskImageTokens: false, imageTransform: 'resize' },
-    microBatches: microBatchesPerStep(settings.hyper.tokensPerStep, SHAPE.batchSize, SHAPE.seqLen),
-    backend: 'wasm',
-    checkpointEvery: options.checkpointEvery ?? 3,
-    ...(options.stopAt !== undefined ? { stopAt: options.stopAt } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    log: options.log ?? (() => {}),
-  });
+/** A run on the synthetic set: the profile's table with the test's learning rates unless resuming (a run keeps its own). */
+function run(runDir: string, options: Partial<SyntheticRunOptions> = {}) {
+  return synthesisedRun(runDir, { profile, overrides: options.resume ? undefined : OVERRIDES, ...options });
 }
 
 test('frozen weights stay bit-identical over training steps, trainable ones change, and no tensor leaks per step', async () => {
@@ -200,7 +162,7 @@ test('a resumed run names every hyper-parameter a flag changes, and keeps the ot
   await withDir(async (dir) => {
     await run(dir, { steps: 4, stopAt: 1 });
     const resumeFrom = await openRunDirectory(dir, true);
-    const settings = resolveRunSettings({ profile, overrides: { learningRate: 5e-3, weightDecay: 0.1 }, resumeFrom }, () => 1, dir);
+    const settings = await resolveRunSettings({ profile, overrides: { learningRate: 5e-3, weightDecay: 0.1 }, resumeFrom }, () => 1, dir);
     assert.deepEqual(settings.changed, ['learningRate 0.01 -> 0.005'], 'weightDecay 0.1 is the run\'s own: no change');
     assert.deepEqual([settings.hyper.finalLearningRate, settings.hyper.warmupSteps, settings.hyper.steps], [1e-3, 2, 4]);
   });

@@ -2,7 +2,7 @@ import { totalmem } from 'node:os';
 import { M4Error } from '../core/errors.ts';
 import { formatBytes } from '../core/format.ts';
 import type { BackendName } from './backend.ts';
-import { crossLayerIndices, parameterCounts, patchesPerImage, type ModelConfig } from './model-config.ts';
+import { crossLayerIndices, parameterCounts, patchesPerImage, perceiverMlpDim, type ModelConfig } from './model-config.ts';
 
 /** Bytes a training run holds at its peak, on paper, before anything is allocated. float32 throughout. */
 export interface MemoryEstimate {
@@ -29,8 +29,8 @@ export function estimateTrainingMemory(config: ModelConfig, batch: { batchSize: 
   const v = config.vision;
   const p = config.perceiver;
   const keys = patchesPerImage(config) + p.latents;
-  const perceiverLayer = b * n * (keys * (2 * v.dim + 2 * p.heads * p.headDim) + p.latents * (4 * v.dim + p.mlpDim) + p.heads * p.latents * keys);
-  const cross = crossLayerIndices(config).length * b * l * (4 * lang.dim + 2 * config.crossAttention.ffnDim);
+  const perceiverLayer = b * n * (keys * (2 * v.dim + 2 * p.heads * p.headDim) + p.latents * (4 * v.dim + perceiverMlpDim(config)) + p.heads * p.latents * keys);
+  const cross = crossLayerIndices(config).length * b * l * (4 * lang.dim + 2 * lang.ffnDim);
   const activations = FLOAT * (lang.layers * decoderLayer + p.layers * perceiverLayer + cross + b * l * lang.vocabSize);
   const weights = FLOAT * counts.total;
   const optimizer = 2 * FLOAT * counts.trainable;

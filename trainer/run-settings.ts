@@ -2,6 +2,7 @@ import { M4Error } from '../core/errors.ts';
 import type { MixProfile } from '../mixer/profile.ts';
 import type { CheckpointInfo } from './checkpoint.ts';
 import { resolveHyperParameters, type HyperParameterOverrides, type HyperParameters } from './hyper-parameters.ts';
+import { initialModelConfig } from './hf/init-from.ts';
 import { modelPreset, type ModelConfig } from './model-config.ts';
 
 /**
@@ -16,8 +17,8 @@ export interface RunRequest {
   /** Optimizer steps of the whole run; default `defaultSteps(tokensPerStep)`, or the checkpoint's. */
   steps?: number;
   overrides?: HyperParameterOverrides;
-  /** Frozen weight files; default none, or the checkpoint's. */
-  frozenWeights?: string[];
+  /** Hugging Face checkpoints the first weights come from (and the model shape, from their config.json); default none, or the checkpoint's. */
+  initFrom?: string[];
   /** The run directory's checkpoint when resuming. */
   resumeFrom: CheckpointInfo | null;
 }
@@ -25,27 +26,32 @@ export interface RunRequest {
 export interface RunSettings {
   config: ModelConfig;
   hyper: HyperParameters;
-  frozenWeights: string[];
+  initFrom: string[];
+  /** What the checkpoints given to initFrom hold, a line each, for the log. */
+  initSummary: string[];
   /** On resume: each value given that differs from the checkpoint's (`lr 9.4e-3 -> 1e-2`). */
   changed: string[];
 }
 
-export function resolveRunSettings(request: RunRequest, defaultSteps: (tokensPerStep: number) => number, runDir: string): RunSettings {
+export async function resolveRunSettings(request: RunRequest, defaultSteps: (tokensPerStep: number) => number, runDir: string): Promise<RunSettings> {
   const { profile, resumeFrom } = request;
   if (!resumeFrom) {
     const tokensPerStep = request.overrides?.tokensPerStep ?? profile.tokensPerStep;
+    const initFrom = request.initFrom ?? [];
+    const init = await initialModelConfig(modelPreset(request.model ?? 'tiny', profile.model), initFrom);
     return {
-      config: modelPreset(request.model ?? 'tiny', profile.model),
+      config: init.config,
       hyper: resolveHyperParameters(profile, request.steps ?? defaultSteps(tokensPerStep), request.overrides),
-      frozenWeights: request.frozenWeights ?? [],
+      initFrom,
+      initSummary: init.summary,
       changed: [],
     };
   }
   const problems: string[] = [];
   if (resumeFrom.profile !== profile.name) problems.push(`profile ${resumeFrom.profile}, not ${profile.name}`);
   if (request.model !== undefined && request.model !== resumeFrom.model.name) problems.push(`model ${resumeFrom.model.name}, not ${request.model}`);
-  if (request.frozenWeights !== undefined && JSON.stringify(request.frozenWeights) !== JSON.stringify(resumeFrom.frozenWeights)) {
-    problems.push(`frozen weights from [${resumeFrom.frozenWeights.join(', ')}], not [${request.frozenWeights.join(', ')}]`);
+  if (request.initFrom !== undefined && JSON.stringify(request.initFrom) !== JSON.stringify(resumeFrom.initFrom)) {
+    problems.push(`weights initialised from [${resumeFrom.initFrom.join(', ')}], not [${request.initFrom.join(', ')}]`);
   }
   if (problems.length > 0) {
     throw new M4Error('E_USAGE', 'trainer', `${runDir} holds a checkpoint of another run: ${problems.join('; ')}`, { runDir, problems });
@@ -61,5 +67,5 @@ export function resolveRunSettings(request: RunRequest, defaultSteps: (tokensPer
     .map((key) => `${key} ${JSON.stringify(saved[key])} -> ${JSON.stringify(given[key])}`);
   if (hyper.steps < resumeFrom.step) throw new M4Error('E_USAGE', 'trainer', `the run is at step ${resumeFrom.step}, past the ${hyper.steps} steps asked`, { runDir });
   if (hyper.warmupSteps > hyper.steps) throw new M4Error('E_USAGE', 'trainer', `warmup of ${hyper.warmupSteps} steps exceeds the run's ${hyper.steps} steps`);
-  return { config: resumeFrom.model, hyper, frozenWeights: resumeFrom.frozenWeights, changed };
+  return { config: resumeFrom.model, hyper, initFrom: resumeFrom.initFrom, initSummary: [], changed };
 }

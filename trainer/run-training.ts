@@ -3,10 +3,11 @@ import type { Batch, BridgeState } from '../trainer-bridge/batch.ts';
 import { selectBackend, type BackendChoice, type BackendName } from './backend.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInfo, type TrainingBatchShape } from './checkpoint.ts';
 import type { HyperParameters } from './hyper-parameters.ts';
+import { exportHf } from './hf/export.ts';
+import { createInitialModel } from './hf/init-from.ts';
 import { checkTrainingMemory } from './memory-estimate.ts';
 import { appendMetrics, formatStep, truncateMetrics, writeLossSvg, type StepMetrics } from './metrics.ts';
 import { parameterCounts, type ModelConfig, type ParameterCounts } from './model-config.ts';
-import { AtumModel } from './model.ts';
 import type { RunSettings } from './run-settings.ts';
 import { Trainer } from './trainer.ts';
 
@@ -35,6 +36,8 @@ export interface RunTrainingOptions {
   stopAt?: number;
   /** Aborting finishes nothing further: the last completed step is checkpointed and the function returns. */
   signal?: AbortSignal;
+  /** Writes the model as an IDEFICS checkpoint in this folder when the run reaches its last step (`hf/export.ts`). */
+  exportHf?: string;
   /** One line per step and a few about the run; default console.log. */
   log?: (line: string) => void;
 }
@@ -63,24 +66,24 @@ const DEFAULT_CHECKPOINT_EVERY = 50;
  */
 export async function runTraining(options: RunTrainingOptions): Promise<RunTrainingResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const { config, hyper, frozenWeights } = options.settings;
+  const { config, hyper, initFrom } = options.settings;
   const checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
   const backend = await selectBackend(options.backend ?? 'auto');
   log(`backend ${backend.name}${backend.skipped.length > 0 ? ` (unavailable: ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
   checkTrainingMemory(config, options.batchShape, backend.name);
 
-  const model = await AtumModel.create(config, { frozenWeights });
-  if (frozenWeights.length > 0) log(`frozen weights: ${model.loadedFrozen.length} read from ${frozenWeights.join(', ')}, the rest seeded random`);
+  const model = await createInitialModel(config, initFrom);
+  for (const line of options.settings.initSummary) log(`init from ${line}`);
   const trainer = new Trainer(model, hyper);
   const run: RunState = { step: 0, savedStep: 0, checkpoint: null, bridgeState: null };
   const save = async () => {
     const info: CheckpointInfo = {
       format: 'm4data-trainer-checkpoint',
-      version: 1,
+      version: 2,
       step: run.step,
       model: config,
       profile: options.profile,
-      frozenWeights,
+      initFrom,
       hyperParameters: hyper,
       bridgeState: run.bridgeState,
       batchShape: options.batchShape,
@@ -130,6 +133,10 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     }
     if (run.step > run.savedStep) await save();
     else await writeLossSvg(options.runDir);
+    if (options.exportHf && (stoppedBy === 'steps' || stoppedBy === 'end-of-data')) {
+      const exported = await exportHf(model, options.exportHf);
+      log(`exported step ${run.step} as an IDEFICS checkpoint: ${exported.files.map((f) => `${options.exportHf}/${f}`).join(', ')}`);
+    }
   } catch (err) {
     // Nothing is saved over the last checkpoint: the weights that led to a non-finite step may already be out of range.
     if (isM4Error(err, 'E_DIVERGED')) await writeLossSvg(options.runDir);

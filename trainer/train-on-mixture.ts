@@ -1,11 +1,11 @@
 import { M4Error } from '../core/errors.ts';
 import type { Mixture } from '../mixer/mixture-stream-types.ts';
-import type { PackerState } from '../trainer-bridge/bridge-options.ts';
 import { resolveBridgeOptions, type BridgeOptions } from '../trainer-bridge/bridge-options.ts';
 import { openBridge, type BridgeReport, type BridgeStream } from '../trainer-bridge/bridge.ts';
 import type { BackendChoice } from './backend.ts';
 import type { CheckpointInfo, TrainingBatchShape } from './checkpoint.ts';
 import { microBatchesPerStep, type HyperParameterOverrides } from './hyper-parameters.ts';
+import { checkExportLocation } from './hf/export.ts';
 import { openRunDirectory } from './run-directory.ts';
 import { resolveRunSettings } from './run-settings.ts';
 import { runTraining, type RunTrainingResult } from './run-training.ts';
@@ -22,7 +22,10 @@ export interface TrainOnMixtureOptions {
   /** Optimizer steps (default: the plan's budget in steps of the run's tokens per step, at least 1). */
   steps?: number;
   overrides?: HyperParameterOverrides;
-  frozenWeights?: string[];
+  /** Hugging Face checkpoints the first weights (and the model shape) come from; a resumed run's own by default. */
+  initFrom?: string[];
+  /** Where to write the model as an IDEFICS checkpoint once the run reaches its last step (checked before training). */
+  exportHf?: string;
   backend?: BackendChoice;
   checkpointEvery?: number;
   stopAt?: number;
@@ -46,10 +49,11 @@ export interface TrainOnMixtureResult {
 export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOptions): Promise<TrainOnMixtureResult> {
   const { runDir, log } = options;
   const resumeFrom = await openRunDirectory(runDir, options.resume ?? false);
+  if (options.exportHf) await checkExportLocation(options.exportHf, '--export-hf');
   const shape = batchShapeOf(options.bridge ?? {}, resumeFrom);
   const resolved = resolveBridgeOptions(shape, mixture.plan);
-  const settings = resolveRunSettings(
-    { profile: mixture.profile, model: options.model, steps: options.steps, overrides: options.overrides, frozenWeights: options.frozenWeights, resumeFrom },
+  const settings = await resolveRunSettings(
+    { profile: mixture.profile, model: options.model, steps: options.steps, overrides: options.overrides, initFrom: options.initFrom, resumeFrom },
     (tokensPerStep) => Math.max(1, Math.round(mixture.plan.budget.tokens / tokensPerStep)),
     runDir,
   );
@@ -74,6 +78,7 @@ export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOp
     ...(options.backend ? { backend: options.backend } : {}),
     ...(options.checkpointEvery !== undefined ? { checkpointEvery: options.checkpointEvery } : {}),
     ...(options.stopAt !== undefined ? { stopAt: options.stopAt } : {}),
+    ...(options.exportHf ? { exportHf: options.exportHf } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     log,
   });
@@ -87,8 +92,7 @@ export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOp
  */
 function batchShapeOf(given: TrainingBridgeOptions, resumeFrom: CheckpointInfo | null): TrainingBridgeOptions {
   if (!resumeFrom) return given;
-  const packer = (resumeFrom.bridgeState?.packer ?? {}) as Partial<PackerState>;
-  const saved: Partial<TrainingBatchShape> = resumeFrom.batchShape ?? { batchSize: packer.batchSize, seqLen: packer.seqLen, maxImages: packer.maxImages };
+  const saved: Partial<TrainingBatchShape> = resumeFrom.batchShape;
   for (const key of ['batchSize', 'seqLen', 'maxImages', 'maskImageTokens', 'imageTransform'] as const) {
     const value = given[key];
     if (value !== undefined && saved[key] !== undefined && value !== saved[key]) {

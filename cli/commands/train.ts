@@ -71,6 +71,7 @@ Per batch the five tensors, always in this order (the order of --dump -):
 
 Examples:
   m4data train --mixture out/mix --run-dir out/run --steps 30 --backend wasm --lr 1e-2 --tokens-per-step 1024
+  m4data train --mixture out/mix --run-dir out/run9b --model atum-9b --init-from llama-7b/ clip-vit-h-14/ --export-hf out/run9b-hf
   m4data train --dry-run --mixture out/mix --steps 3
   m4data train --dry-run --mixture out/mix --steps 100 --dump out/batches
   RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py -
