@@ -31,7 +31,8 @@ export function estimateTrainingMemory(config: ModelConfig, batch: { batchSize: 
   const keys = patchesPerImage(config) + p.latents;
   const perceiverLayer = b * n * (keys * (2 * v.dim + 2 * p.heads * p.headDim) + p.latents * (4 * v.dim + perceiverMlpDim(config)) + p.heads * p.latents * keys);
   const cross = crossLayerIndices(config).length * b * l * (4 * lang.dim + 2 * lang.ffnDim);
-  const activations = FLOAT * (lang.layers * decoderLayer + p.layers * perceiverLayer + cross + b * l * lang.vocabSize);
+  // The LM head and loss are fused and chunked (lm-loss.ts): no [B, L, vocab] logits are held.
+  const activations = FLOAT * (lang.layers * decoderLayer + p.layers * perceiverLayer + cross);
   const weights = FLOAT * counts.total;
   const optimizer = 2 * FLOAT * counts.trainable;
   const gradients = FLOAT * counts.trainable;
