@@ -59,34 +59,16 @@ export class AtumModel {
 
   /** Embeddings, targets, image features and masks of a batch; call `dispose()` on the result. */
   prepare(batch: Batch): PreparedBatch {
-    const { batchSize: rows, seqLen: length, maxImages } = batch;
+    const { batchSize: rows, seqLen: length } = batch;
     checkBatchShape(batch, this.config.vision.imageSize);
     const { vocabSize: frozenVocab, addedTokens } = this.config.language;
     const vocab = frozenVocab + addedTokens;
     for (const id of batch.inputIds) if (id < 0 || id >= vocab) throw new M4Error('E_INPUT', 'trainer', `input id ${id} outside the vocabulary of ${vocab}`);
-    const targets = new Int32Array(rows * length).fill(IGNORE_INDEX);
-    for (let b = 0; b < rows; b++) for (let t = 0; t + 1 < length; t++) targets[b * length + t] = batch.labels[b * length + t + 1]!;
+    const targets = shiftedTargets(batch);
     let tokens = 0;
     for (const m of batch.attentionMask) tokens += m;
 
-    // An image slot is used when some token attends to it; unused slots are never encoded.
-    const imageOffsets: number[] = [];
-    const slotsByRow: number[][] = [];
-    const pixelsPerImage = 3 * this.config.vision.imageSize ** 2;
-    for (let b = 0; b < rows; b++) {
-      const slots: number[] = [];
-      for (let n = 0; n < maxImages; n++) {
-        for (let t = 0; t < length; t++) {
-          if (batch.imageAttentionMask[(b * length + t) * maxImages + n] === 1) {
-            slots.push(n);
-            imageOffsets.push((b * maxImages + n) * pixelsPerImage);
-            break;
-          }
-        }
-      }
-      slotsByRow.push(slots);
-    }
-    const latents = this.config.perceiver.latents;
+    const { slotsByRow, imageOffsets } = usedImageSlots(batch, 3 * this.config.vision.imageSize ** 2);
     const created: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => {
       created.push(t);
@@ -97,27 +79,7 @@ export class AtumModel {
     if (addedOneHot) keep(addedOneHot);
     const sequence = this.sequenceLayout(batch, created);
     const features = imageOffsets.length > 0 ? keep(encodeImages(this.weights, this.config, batch.pixelValues, imageOffsets)) : null;
-    let firstImage = 0;
-    const visualRows = slotsByRow.map((slots, b): VisualRow | null => {
-      if (slots.length === 0) return null;
-      const bias = new Float32Array(length * slots.length * latents).fill(MASKED);
-      const hasImage = new Float32Array(length);
-      for (let t = 0; t < length; t++) {
-        slots.forEach((slot, j) => {
-          if (batch.imageAttentionMask[(b * length + t) * maxImages + slot] !== 1) return;
-          bias.fill(0, (t * slots.length + j) * latents, (t * slots.length + j + 1) * latents);
-          hasImage[t] = 1;
-        });
-      }
-      const row = {
-        firstImage,
-        images: slots.length,
-        bias: keep(tf.tensor2d(bias, [length, slots.length * latents])),
-        hasImage: keep(tf.tensor2d(hasImage, [length, 1])),
-      };
-      firstImage += slots.length;
-      return row;
-    });
+    const visualRows = crossAttentionRows(batch, slotsByRow, this.config.perceiver.latents, keep);
     return { rows, length, embeddings, addedOneHot, sequence, targets, features, images: imageOffsets.length, visualRows, tokens, dispose: () => tf.dispose(created) };
   }
 
@@ -238,4 +200,65 @@ function checkBatchShape(batch: Batch, imageSize: number): void {
   for (const [field, actual, wanted] of expected) {
     if (actual !== wanted) throw new M4Error('E_INPUT', 'trainer', `batch ${field} holds ${actual} values, its shape [B=${B}, L=${L}, N=${N}] needs ${wanted}`, { field });
   }
+}
+
+/** The labels shifted by one: position t predicts the label of t + 1; the last position predicts nothing. */
+function shiftedTargets(batch: Batch): Int32Array {
+  const { batchSize: rows, seqLen: length } = batch;
+  const targets = new Int32Array(rows * length).fill(IGNORE_INDEX);
+  for (let b = 0; b < rows; b++) for (let t = 0; t + 1 < length; t++) targets[b * length + t] = batch.labels[b * length + t + 1]!;
+  return targets;
+}
+
+/**
+ * The image slots each row uses (some token attends to them) and their pixels' offsets in `pixelValues`, in order:
+ * unused slots are never encoded.
+ */
+function usedImageSlots(batch: Batch, pixelsPerImage: number): { slotsByRow: number[][]; imageOffsets: number[] } {
+  const { batchSize: rows, seqLen: length, maxImages } = batch;
+  const imageOffsets: number[] = [];
+  const slotsByRow: number[][] = [];
+  for (let b = 0; b < rows; b++) {
+    const slots: number[] = [];
+    for (let n = 0; n < maxImages; n++) {
+      for (let t = 0; t < length; t++) {
+        if (batch.imageAttentionMask[(b * length + t) * maxImages + n] === 1) {
+          slots.push(n);
+          imageOffsets.push((b * maxImages + n) * pixelsPerImage);
+          break;
+        }
+      }
+    }
+    slotsByRow.push(slots);
+  }
+  return { slotsByRow, imageOffsets };
+}
+
+/**
+ * The image attention mask as each row's cross-attention sees it: an additive bias [L, images x latents] (0 where the
+ * token attends to the image's latents, MASKED elsewhere) and the per-token gate (1 when it attends to any image).
+ */
+function crossAttentionRows(batch: Batch, slotsByRow: number[][], latents: number, keep: <T extends tf.Tensor>(t: T) => T): (VisualRow | null)[] {
+  const { seqLen: length, maxImages } = batch;
+  let firstImage = 0;
+  return slotsByRow.map((slots, b): VisualRow | null => {
+    if (slots.length === 0) return null;
+    const bias = new Float32Array(length * slots.length * latents).fill(MASKED);
+    const hasImage = new Float32Array(length);
+    for (let t = 0; t < length; t++) {
+      slots.forEach((slot, j) => {
+        if (batch.imageAttentionMask[(b * length + t) * maxImages + slot] !== 1) return;
+        bias.fill(0, (t * slots.length + j) * latents, (t * slots.length + j + 1) * latents);
+        hasImage[t] = 1;
+      });
+    }
+    const row = {
+      firstImage,
+      images: slots.length,
+      bias: keep(tf.tensor2d(bias, [length, slots.length * latents])),
+      hasImage: keep(tf.tensor2d(hasImage, [length, 1])),
+    };
+    firstImage += slots.length;
+    return row;
+  });
 }
