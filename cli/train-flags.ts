@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, type BackendChoice } from '../trainer/backend.ts';
 import { MODEL_PRESETS } from '../trainer/model-config.ts';
 import type { TrainingBridgeOptions, TrainOnMixtureOptions } from '../trainer/train-on-mixture.ts';
-import type { ImageTransform } from '../trainer-bridge/pixel-pool.ts';
+import type { BridgeOptions } from '../trainer-bridge/bridge-options.ts';
 import { integerIn } from './parse.ts';
 
 /** The trainer's flags for `m4data train`, as commander Options (the train command adds the bridge's and its own). */
@@ -62,19 +62,8 @@ export interface TrainerFlags {
   tokensPerStep?: number;
 }
 
-/** The bridge's flags, shared by dry runs and training. */
-export interface BridgeFlags {
-  batchSize?: number;
-  seqLen?: number;
-  maxImages?: number;
-  rank?: number;
-  worldSize?: number;
-  maskImageTokens?: boolean;
-  imageTransform?: ImageTransform;
-  prefetch?: number;
-  workers?: number;
-  maxBadShards?: number;
-}
+/** The bridge's flags, shared by dry runs and training: its options by the same names. */
+export type BridgeFlags = Pick<BridgeOptions, 'batchSize' | 'seqLen' | 'maxImages' | 'rank' | 'worldSize' | 'maskImageTokens' | 'imageTransform' | 'prefetch' | 'workers' | 'maxBadShards'>;
 
 /** The bridge's options as the flags give them (undefined: the bridge's default, or a resumed run's). */
 export function bridgeOptionsOf(flags: BridgeFlags): TrainingBridgeOptions {
