@@ -3,6 +3,7 @@ import { jsonBytes, readJson } from '../shards/manifest.ts';
 import { openStorage } from '../shards/storage/open.ts';
 import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
 import { MixtureSampleStream } from './mixture-stream.ts';
+import { planId } from './plan-fingerprint.ts';
 import type { MixPlan, SourceSupply } from './plan.ts';
 import { checkProfile } from './profile.ts';
 import { planSvg } from './plan-svg.ts';
@@ -12,13 +13,13 @@ import { SourceDataset } from './source-dataset.ts';
 export const PLAN_NAME = 'plan.json';
 export const PLAN_SVG_NAME = 'plan.svg';
 
-/** What each `--source NAME=LOCATION` offers, from its manifest. */
+/** What each `--source NAME=LOCATION` offers, from its manifest, and its fingerprint (every index read and checked once). */
 export async function readSupplies(locations: ReadonlyMap<string, string>): Promise<SourceSupply[]> {
   const supplies: SourceSupply[] = [];
   for (const [name, location] of locations) {
     const dataset = await SourceDataset.open(location);
     const { tokens, samples, images, shards } = dataset.manifest.totals;
-    supplies.push({ name, location, tokens, samples, images, shards, assumed: false });
+    supplies.push({ name, location, tokens, samples, images, shards, assumed: false, fingerprint: await dataset.fingerprint() });
   }
   return supplies;
 }
@@ -37,8 +38,9 @@ export async function openMixture(location: string): Promise<Mixture> {
     throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
   }
   const plan = (await readJson(storage, PLAN_NAME)) as MixPlan;
-  if (plan.format !== 'm4data-mix-plan' || plan.version !== 1 || !Array.isArray(plan.sources)) {
-    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  if (plan?.format !== 'm4data-mix-plan' || !Array.isArray(plan.sources)) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  if (plan.version !== 2) {
+    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which fingerprints its sources): plan the mixture again with m4data mix`);
   }
   checkProfile(plan.profile, `${storage.urlOf(PLAN_NAME)} (its profile)`);
   const sources: ScheduleSource[] = [];
@@ -46,21 +48,16 @@ export async function openMixture(location: string): Promise<Mixture> {
     if (planned.location === undefined) {
       throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
     }
-    const dataset = await SourceDataset.open(planned.location);
-    const { tokens, samples } = dataset.manifest.totals;
-    if (tokens !== planned.available.tokens || samples !== planned.available.samples) {
-      throw new M4Error(
-        'E_INPUT',
-        'mixer',
-        `${planned.location} changed since the plan was made (planned on ${planned.available.samples} samples / ${planned.available.tokens} tokens, now ${samples} / ${tokens}): plan the mixture again`,
-      );
-    }
+    if (!Array.isArray(planned.fingerprint)) throw new M4Error('E_INPUT', 'mixer', `source ${planned.name} of ${storage.urlOf(PLAN_NAME)} has no fingerprint: plan the mixture again`);
+    const dataset = await SourceDataset.open(planned.location, { print: planned.fingerprint });
     sources.push({ name: planned.name, share: planned.share, target: planned.tokens, dataset });
   }
+  const id = planId(plan);
   return {
     location,
     profile: plan.profile,
     plan,
-    stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, sources, options),
+    planId: id,
+    stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, id, sources, options),
   };
 }

@@ -1,11 +1,11 @@
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceCursor } from './mixture-stream-types.ts';
 import type { SourceDataset } from './source-dataset.ts';
-import { SourceOrder, type OrderedSample } from './source-order.ts';
+import { readLayout, SourceOrder, WINDOW_SAMPLES, type OrderedSample, type ReadLayout } from './source-order.ts';
 import { pickSource, type BalancerSource } from './token-balancer.ts';
-import { nameId } from './seeded-random.ts';
+import { hashInts, nameId } from './seeded-random.ts';
 
-/** What the schedule reads of a dataset: shard sizes and index entries (SourceDataset, or anything indexed). */
+/** What the schedule reads of a dataset: shard records and index entries (SourceDataset, or anything indexed). */
 export type IndexedDataset = Pick<SourceDataset, 'shards' | 'entries'>;
 
 /** One source as the schedule draws from it. */
@@ -16,6 +16,8 @@ export interface ScheduleSource<D extends IndexedDataset = SourceDataset> {
   /** Planned tokens: the source is drawn from until it is within half a sample of this many. */
   target: number;
   dataset: D;
+  /** How the source is cut for reading (default: from its manifest's sizes, `readLayout`). */
+  layout?: ReadLayout;
 }
 
 /** One position of the single-rank stream: which sample of which source, and the cursors just after it. */
@@ -24,33 +26,46 @@ export interface ScheduledSample {
   /** Index of the source in the schedule's list. */
   source: number;
   epoch: number;
+  /** Samples of the epoch before this one, in the source's order. */
+  taken: number;
   shard: number;
   entry: number;
+  /** First entry of the sample's run, and `taken` past its group (see SourceOrder). */
+  runStart: number;
+  groupEnd: number;
+  /** The run's bytes in the shard's tar: `[runOffset, runEnd)`. */
+  runOffset: number;
+  runEnd: number;
   key: string;
   tokens: number;
   images: number;
-  /** True when this is the last sample of its shard in this epoch. */
-  lastOfShard: boolean;
+  /** Where the sample lies in its shard's tar. */
+  offset: number;
+  size: number;
   /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
   after: readonly SourceCursor[];
 }
 
+/** The schedule at a position: every source's cursor just before it. */
+export interface SchedulePoint {
+  position: number;
+  sources: readonly SourceCursor[];
+}
+
 export interface ScheduleOptions {
   seed: number;
-  /** Shards of one source read (and interleaved) together (default 2). */
-  openShards?: number;
   /** Ignore the targets and go on forever. */
   endless?: boolean;
   /** Start here instead of at position 0. */
-  start?: { position: number; sources: readonly SourceCursor[] };
+  start?: SchedulePoint;
 }
 
 interface Head {
   order: Iterator<OrderedSample>;
   next: OrderedSample;
-  key: string;
-  tokens: number;
-  images: number;
+  entry: IndexEntry;
+  /** Its shard's index entries. */
+  entries: IndexEntry[];
 }
 
 /**
@@ -62,56 +77,63 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
 }
 
 /** Positions handed on together: one await per chunk rather than per sample keeps the schedule off the profile. */
-const CHUNK = 64;
+const CHUNK = 256;
+
+/** The layout a source is read with: its own, or the one its manifest's sizes give. */
+export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
+  if (source.layout) return source.layout;
+  let samples = 0;
+  let bytes = 0;
+  for (const s of source.dataset.shards) {
+    samples += s.samples;
+    bytes += s.bytes;
+  }
+  return readLayout(samples, bytes);
+}
 
 /** The schedule in chunks of consecutive positions (what the stream consumes). */
 export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample[]> {
-  const openShards = options.openShards ?? 2;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
-  const orders = sources.map((s) => new SourceOrder(s.dataset.shards.map((r) => r.samples), options.seed, nameId(s.name), openShards));
-  const indexes = new IndexCache(sources, 2 * openShards);
+  const ids = sources.map((s) => nameId(s.name));
+  const layouts = sources.map(layoutOf);
+  const orders = sources.map((s, i) => new SourceOrder(s.dataset.shards.map((r) => r.samples), layouts[i]!, options.seed, ids[i]!));
+  const indexes = new IndexCache(sources);
   const heads: (Head | undefined)[] = [];
   for (let i = 0; i < sources.length; i++) heads.push(await headOf(indexes, i, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
 
-  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.tokens ?? 0 }));
+  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.entry.tokens ?? 0 }));
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
     const active: number[] = [];
     sources.forEach((s, i) => {
-      if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.tokens, s.target))) active.push(i);
+      if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.entry.tokens, s.target))) active.push(i);
     });
     if (active.length === 0) {
       if (chunk.length > 0) yield chunk;
       return;
     }
-    const c = pickSource(balance, active);
+    // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
+    const c = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
     const head = heads[c]!;
     const cursor = cursors[c]!;
     const taken = head.next.taken + 1;
-    const epochSamples = orders[c]!.epochSamples;
-    cursors[c] = { name: cursor.name, epoch: taken === epochSamples ? head.next.epoch + 1 : head.next.epoch, taken: taken === epochSamples ? 0 : taken, tokens: cursor.tokens + head.tokens };
+    const rollover = taken === orders[c]!.epochSamples;
+    cursors[c] = { name: cursor.name, epoch: rollover ? head.next.epoch + 1 : head.next.epoch, taken: rollover ? 0 : taken, tokens: cursor.tokens + head.entry.tokens };
     balance[c]!.tokens = cursors[c]!.tokens;
-    const shardSamples = sources[c]!.dataset.shards[head.next.shard]!.samples;
-    chunk.push({
-      position,
-      source: c,
-      epoch: head.next.epoch,
-      shard: head.next.shard,
-      entry: head.next.entry,
-      key: head.key,
-      tokens: head.tokens,
-      images: head.images,
-      lastOfShard: head.next.entry === shardSamples - 1,
-      // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
-      after: [...cursors],
-    });
+    const { epoch, shard, entry, runStart, groupEnd } = head.next;
+    const { key, tokens, images, offset, size } = head.entry;
+    const runLast = head.entries[Math.min(runStart + layouts[c]!.run, head.entries.length) - 1]!;
+    const runOffset = head.entries[runStart]!.offset;
+    const runEnd = runLast.offset + runLast.size;
+    // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
+    chunk.push({ position, source: c, epoch, taken: head.next.taken, shard, entry, runStart, groupEnd, runOffset, runEnd, key, tokens, images, offset, size, after: [...cursors] });
     if (chunk.length === CHUNK) {
       yield chunk;
       chunk = [];
     }
     const next = headOf(indexes, c, head.order);
     heads[c] = next instanceof Promise ? await next : next;
-    balance[c]!.next = heads[c]?.tokens ?? 0;
+    balance[c]!.next = heads[c]?.entry.tokens ?? 0;
   }
 }
 
@@ -129,23 +151,22 @@ function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSamp
   const step = order.next();
   if (step.done) return undefined;
   const next = step.value;
-  const head = (entries: IndexEntry[]): Head => {
-    const entry = entries[next.entry]!;
-    return { order, next, key: entry.key, tokens: entry.tokens, images: entry.images };
-  };
+  const head = (entries: IndexEntry[]): Head => ({ order, next, entry: entries[next.entry]!, entries });
   const cached = indexes.get(source, next.shard);
   return cached ? head(cached) : indexes.load(source, next.shard).then(head);
 }
 
-/** The index entries of the shards each source is reading, at hand without an await once loaded. */
+/**
+ * The index entries of the shards each source is reading, at hand without an await once loaded. A source reads one
+ * window of shards at a time (WINDOW_SAMPLES samples), so a few more than that are kept; the least recently loaded go.
+ */
 class IndexCache {
   private readonly loaded: Map<number, IndexEntry[]>[];
+  private readonly held: number[];
 
-  constructor(
-    private readonly sources: readonly ScheduleSource<IndexedDataset>[],
-    private readonly perSource: number,
-  ) {
+  constructor(private readonly sources: readonly ScheduleSource<IndexedDataset>[]) {
     this.loaded = sources.map(() => new Map());
+    this.held = sources.map(() => 0);
   }
 
   get(source: number, shard: number): IndexEntry[] | undefined {
@@ -156,8 +177,12 @@ class IndexCache {
     const entries = await this.sources[source]!.dataset.entries(shard);
     const map = this.loaded[source]!;
     map.set(shard, entries);
-    // Shards are read a group at a time: the oldest loaded is the first done with.
-    if (map.size > this.perSource) map.delete(map.keys().next().value!);
+    this.held[source]! += entries.length;
+    while (this.held[source]! > 2 * WINDOW_SAMPLES && map.size > 1) {
+      const [oldest, dropped] = map.entries().next().value!;
+      map.delete(oldest);
+      this.held[source]! -= dropped.length;
+    }
     return entries;
   }
 }

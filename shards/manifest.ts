@@ -71,12 +71,49 @@ export async function writeManifest(storage: Storage, manifest: Manifest, name?:
 }
 
 export async function readManifest(storage: Storage, key = MANIFEST_NAME): Promise<Manifest> {
-  const value = await readJson(storage, key);
-  const m = value as Partial<Manifest>;
-  if (m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || !m.totals) {
-    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not an m4data manifest`, { url: storage.urlOf(key) });
+  return checkManifest(await readJson(storage, key), storage.urlOf(key));
+}
+
+/**
+ * A manifest with every number whole and non-negative and every shard name relative, or E_INPUT naming the field.
+ * (Whether its totals agree with its shards is `totalsProblem`: inspect reports that, a mix refuses it.)
+ */
+export function checkManifest(value: unknown, url: string): Manifest {
+  const bad = (message: string): never => {
+    throw new M4Error('E_INPUT', 'shards', `${url} ${message}`, { url });
+  };
+  const m = value as Partial<Manifest> | null;
+  if (typeof m !== 'object' || m === null || m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || typeof m.totals !== 'object' || m.totals === null) {
+    bad('is not an m4data manifest');
   }
+  const totals = m!.totals as unknown as Record<string, unknown>;
+  for (const field of ['shards', 'samples', 'images', 'tokens', 'bytes'] as const) wholeField(totals[field], `totals.${field}`, bad);
+  m!.shards!.forEach((record, i) => checkRecord(record, `shards[${i}]`, bad));
   return m as Manifest;
+}
+
+/** The fields of a shard record as a manifest or an index holds them, checked. */
+export function checkRecord(record: unknown, field: string, bad: (message: string) => never): void {
+  if (typeof record !== 'object' || record === null) bad(`field ${field} is not a shard record`);
+  const r = record as Record<string, unknown>;
+  if (typeof r.shard !== 'string' || r.shard === '' || r.shard.startsWith('/') || r.shard.split('/').includes('..') || r.shard.includes('\0')) {
+    bad(`field ${field}.shard must be a shard name relative to the dataset (found ${JSON.stringify(r.shard)})`);
+  }
+  for (const name of ['samples', 'images', 'tokens', 'bytes'] as const) wholeField(r[name], `${field}.${name}`, bad);
+  if (typeof r.sha256 !== 'string') bad(`field ${field}.sha256 must be a string`);
+}
+
+/** A count as m4data writes one: a whole number of 0 or more. */
+export function wholeField(value: unknown, field: string, bad: (message: string) => never): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) bad(`field ${field} must be a whole number of 0 or more (found ${JSON.stringify(value)})`);
+}
+
+/** What the manifest's totals say that its shard records do not, or undefined when they agree. */
+export function totalsProblem(manifest: Manifest): string | undefined {
+  const sums = totalsOf(manifest.shards);
+  const wrong = (['shards', 'samples', 'images', 'tokens', 'bytes'] as const).filter((f) => sums[f] !== manifest.totals[f]);
+  if (wrong.length === 0) return undefined;
+  return `its totals disagree with its shard records: ${wrong.map((f) => `${f} ${manifest.totals[f]} against ${sums[f]}`).join(', ')}`;
 }
 
 /** JSON as written to storage: indented for people, or compact for large machine-read files such as indexes. */
@@ -85,12 +122,19 @@ export function jsonBytes(value: unknown, pretty = true): Buffer {
 }
 
 export async function readJson(storage: Storage, key: string): Promise<unknown> {
+  return parseJson(await readBytes(storage, key), storage.urlOf(key));
+}
+
+export async function readBytes(storage: Storage, key: string): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of storage.read(key)) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+export function parseJson(bytes: Buffer, url: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not valid JSON: ${(err as Error).message}`, { url: storage.urlOf(key) });
+    throw new M4Error('E_INPUT', 'shards', `${url} is not valid JSON: ${(err as Error).message}`, { url });
   }
 }

@@ -1,6 +1,6 @@
 import { M4Error, isM4Error } from '../core/errors.ts';
 import { openObject } from './storage/open.ts';
-import type { Storage } from './storage/storage.ts';
+import type { ByteRange, Storage } from './storage/storage.ts';
 import { checkEntryName, isMetaEntry, splitEntryName } from './entry-name.ts';
 import { parseTar } from './tar-parser.ts';
 import { GZIP_TAR_NAME, gunzipIfCompressed } from './gunzip.ts';
@@ -16,6 +16,8 @@ export interface ReadShardOptions {
   counters?: ReadCounters;
   /** Largest single entry accepted, in bytes (default 1 GiB). */
   maxEntryBytes?: number;
+  /** Read only these bytes of the shard: whole samples, at the offsets and sizes its index gives (never gzip). */
+  range?: ByteRange;
 }
 
 export interface ReadCounters {
@@ -67,7 +69,9 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
     const onGzip = () => {
       if (!GZIP_TAR_NAME.test(key)) counters.notes.push(`${url} is gzip-compressed, though not named .tgz or .tar.gz: read through gunzip`);
     };
-    for await (const entry of parseTar(gunzipIfCompressed(storage.read(key), url, onGzip), { maxEntryBytes: options.maxEntryBytes })) {
+    const range = options.range;
+    const bytes = range ? storage.read(key, range) : gunzipIfCompressed(storage.read(key), url, onGzip);
+    for await (const entry of parseTar(bytes, { maxEntryBytes: options.maxEntryBytes, ...(range ? { rangeStart: range.start } : {}) })) {
       if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
       let problem: M4Error | undefined;
       try {

@@ -1,6 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import type { MixPlan } from '../mixer/plan.ts';
 import type { BridgeState } from './batch.ts';
+import { checkBridgeResume } from './bridge-state.ts';
 import { IMAGE_TRANSFORMS, type ImageTransform, type PixelDecoder } from './pixel-pool.ts';
 
 /** Options of `openBridge`; every default is applied in `resolveBridgeOptions`. */
@@ -28,8 +29,12 @@ export interface BridgeOptions {
   prefetch?: number;
   /** Pixel worker threads (default: the cores available). */
   workers?: number;
-  /** Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. */
-  resume?: BridgeState;
+  /**
+   * Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. Or, to go
+   * on under another world size, the states of every rank of the earlier world taken after the same batch (see
+   * bridge-state.ts: the global batch, sequence length and image slots must stay as they were).
+   */
+  resume?: BridgeState | readonly BridgeState[];
   /** Corrupt source shards the mixture stream skips (and reports) before it fails (default the mixer's, 3). */
   maxBadShards?: number;
   signal?: AbortSignal;
@@ -48,7 +53,7 @@ export interface ResolvedBridgeOptions {
   imageTransform: ImageTransform;
   prefetch: number;
   workers: number | undefined;
-  resume: BridgeState | undefined;
+  resume: BridgeState | BridgeState[] | undefined;
 }
 
 export const DEFAULT_BATCH_SIZE = 2;
@@ -56,14 +61,6 @@ export const DEFAULT_MAX_IMAGES = 16;
 export const DEFAULT_PREFETCH = 3;
 /** Below this a window cannot hold `<s>`, an image's placeholders, some text and `</s>`. */
 export const MIN_SEQ_LEN = 16;
-
-/** What the packer's resume point depends on: a state taken under other settings would not give the same batches. */
-export interface PackerState {
-  skipUnits: number;
-  seqLen: number;
-  batchSize: number;
-  maxImages: number;
-}
 
 export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan, 'budget' | 'profile'>): ResolvedBridgeOptions {
   const usage = (message: string): never => {
@@ -87,16 +84,6 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   const prefetch = whole('--prefetch', options.prefetch, 1, DEFAULT_PREFETCH);
   const workers = options.workers === undefined ? undefined : whole('--workers', options.workers, 1, 1);
 
-  const resume = options.resume;
-  if (resume) {
-    if (resume.format !== 'm4data-bridge-state' || resume.version !== 1) usage('the resume state is not an m4data bridge state (version 1)');
-    const packer = resume.packer as Partial<PackerState>;
-    for (const [name, ours] of [['seqLen', seqLen], ['batchSize', batchSize], ['maxImages', maxImages]] as const) {
-      if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
-    }
-    if (resume.mixture.rank !== rank || resume.mixture.worldSize !== worldSize) {
-      usage(`the resume state is rank ${resume.mixture.rank} of ${resume.mixture.worldSize}, this run rank ${rank} of ${worldSize}`);
-    }
-  }
+  const resume = options.resume === undefined ? undefined : checkBridgeResume(options.resume, { batchSize, seqLen, maxImages, rank, worldSize, steps });
   return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume };
 }
