@@ -33,11 +33,13 @@ export function checkBridgeResume(resume: unknown, shape: ResumeShape): BridgeSt
   if (!Array.isArray(resume)) {
     const state = checkBridgeState(resume, shape, 'the resume state');
     const { mixture, packer } = state;
-    for (const [name, ours] of [['seqLen', shape.seqLen], ['batchSize', shape.batchSize], ['maxImages', shape.maxImages]] as const) {
-      if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
-    }
+    // The state of a world of one rank is every rank's state of that world.
+    if (mixture.worldSize === 1 && shape.worldSize !== 1) return checkBridgeResume([resume], shape);
     if (mixture.rank !== shape.rank || mixture.worldSize !== shape.worldSize) {
       usage(`the resume state is rank ${mixture.rank} of ${mixture.worldSize}, this run rank ${shape.rank} of ${shape.worldSize}: to go on under another world size, give the states of all ${mixture.worldSize} ranks saved at the same step`);
+    }
+    for (const [name, ours] of [['seqLen', shape.seqLen], ['batchSize', shape.batchSize], ['maxImages', shape.maxImages]] as const) {
+      if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
     }
     return state;
   }

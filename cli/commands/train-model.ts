@@ -20,6 +20,8 @@ export function bridgeOptionsOf(flags: BridgeFlags): BridgeFlags {
 export type TrainModelFlags = Omit<TrainerFlags, 'steps'> & {
   /** Optimizer steps (default: the plan's budget in steps of the run's tokens per step, at least 1). */
   steps?: number;
+  /** With --resume: the bridge states to go on from instead of the checkpoint's (every rank's, under another world size). */
+  resumeStates?: BridgeState | BridgeState[];
 } & BridgeFlags;
 
 export interface TrainModelResult {
@@ -47,7 +49,8 @@ export async function runTrainModel(mixture: Mixture, flags: TrainModelFlags, io
     ...trainingOptionsFromFlags({ ...flags, steps }),
     profile,
     batches: (resumeFrom: BridgeState | undefined) => {
-      bridge = openBridge(mixture, { ...shape, steps: steps * microBatches, ...(resumeFrom ? { resume: resumeFrom } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+      const resume = resumeFrom && flags.resumeStates ? checkpointStates(flags.resumeStates, resumeFrom) : resumeFrom;
+      bridge = openBridge(mixture, { ...shape, steps: steps * microBatches, ...(resume ? { resume } : {}), ...(io.signal ? { signal: io.signal } : {}) });
       return bridge;
     },
     bridgeState: () => bridge!.state(),
@@ -58,4 +61,14 @@ export async function runTrainModel(mixture: Mixture, flags: TrainModelFlags, io
   const report = bridge.report();
   io.log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
   return { training, report };
+}
+
+/** States given with --resume-state must be of the checkpoint's step: the trainer goes on from that step. */
+function checkpointStates(states: BridgeState | BridgeState[], checkpoint: BridgeState): BridgeState | BridgeState[] {
+  for (const state of Array.isArray(states) ? states : [states]) {
+    if (state?.batches !== checkpoint.batches) {
+      throw new M4Error('E_USAGE', 'cli', `--resume-state: a state after batch ${state?.batches}, but the checkpoint is after batch ${checkpoint.batches}: give the states saved with this checkpoint`);
+    }
+  }
+  return states;
 }

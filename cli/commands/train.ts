@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
@@ -10,6 +10,7 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../
 import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer-bridge/bridge.ts';
 import { IMAGE_TRANSFORMS } from '../../trainer-bridge/pixel-pool.ts';
 import { tensorShapes } from '../../trainer-bridge/tensors.ts';
+import { readCheckpointInfo } from '../../trainer/checkpoint.ts';
 import { integerIn } from '../parse.ts';
 import { trainOptions } from '../train-flags.ts';
 import { bridgeOptionsOf, runTrainModel, type BridgeFlags, type TrainModelFlags } from './train-model.ts';
@@ -18,7 +19,7 @@ export interface TrainFlags extends BridgeFlags {
   dryRun?: boolean;
   mixture?: string;
   steps?: number;
-  resumeState?: string;
+  resumeState?: string[];
   saveState?: string;
   dump?: string;
   quiet?: boolean;
@@ -40,7 +41,7 @@ export function trainCommand(): Command {
     .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
     .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
     .option('--max-bad-shards <n>', 'corrupt source shards skipped (and reported) before the stream fails (default 3)', integerIn(0))
-    .option('--resume-state <state.json>', '--dry-run: continue after the batch a saved state was taken at (see --save-state)')
+    .option('--resume-state <state...>', "continue after the batch a state was saved at (a --save-state file, or a run directory's checkpoint); under another world size, every rank's state of one step (training: with --resume, instead of the checkpoint's)")
     .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
     .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
     .option('--quiet', '--dry-run: no line per batch, only the summary');
@@ -59,6 +60,11 @@ Training: m4data train --mixture MIX_DIR --run-dir RUN [--steps N] [--model tiny
   RUN/loss.svg and a checkpoint every --checkpoint-every steps (trainable weights, optimizer state, step, the bridge's
   state). --resume continues exactly; Ctrl-C saves a checkpoint and exits (status 130); --stop-at N stops after step N.
   Hyper-parameters come from the mixture's profile (its training table); each flag above overrides one.
+
+Resuming under another world size: give every rank the states all ranks saved after the same batch
+(--resume-state rank0.json rank1.json ...). Keep the mixture (MIX_DIR, its plan and seed), --seq-len, --max-images,
+--steps and the global batch (world size x --batch-size); every sample of the mixture is then read exactly once over
+both runs, a sample one rank had part-packed going on from its next window.
 
 Every rank yields exactly as many batches: the bridge reads an endless stream of the mixture (it continues past the
 plan by the same rule), so no rank runs dry before another. Ranks come from torchrun's RANK / WORLD_SIZE unless
@@ -94,7 +100,8 @@ Exit status: 0 done, 1 the mixture unreadable, 2 bad usage, 130 interrupted (a c
       };
       process.once('SIGINT', interrupt);
       try {
-        const { training } = await runTrainModel(await openMixture(flags.mixture), { ...flags, runDir: flags.runDir, rank, worldSize }, { log: (line) => process.stdout.write(`${line}\n`), signal: controller.signal });
+        const resumeStates = flags.resumeState ? await readStates(flags.resumeState) : undefined;
+        const { training } = await runTrainModel(await openMixture(flags.mixture), { ...flags, runDir: flags.runDir, rank, worldSize, resumeStates }, { log: (line) => process.stdout.write(`${line}\n`), signal: controller.signal });
         if (training.stoppedBy === 'abort') {
           process.stdout.write(`checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume\n`);
           process.exitCode = 130;
@@ -119,15 +126,16 @@ function envInteger(name: string, fallback: number): number {
 export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, io: { out: Writable; log: Writable }): Promise<BridgeReport> {
   const toStdout = flags.dump === '-';
   const say = (line: string) => (toStdout ? io.log : io.out).write(`${line}\n`);
-  const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
+  const resume = flags.resumeState ? await readStates(flags.resumeState) : undefined;
   const bridge = openBridge(mixture, { ...bridgeOptionsOf(flags), steps: flags.steps, resume });
   const { options } = bridge;
-  say(`rank ${options.rank} of ${options.worldSize}: ${plural(options.steps, 'batch', 'batches')} of ${options.batchSize} x ${options.seqLen} tokens, ${options.maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
+  const startBatches = bridge.state().batches;
+  say(`rank ${options.rank} of ${options.worldSize}: ${plural(options.steps, 'batch', 'batches')} of ${options.batchSize} x ${options.seqLen} tokens, ${options.maxImages} image slots per sequence${resume ? ` (resuming after batch ${startBatches})` : ''}`);
   const closed = toStdout ? pipeClosed(io.out) : undefined;
   const start = performance.now();
   let tokens = 0;
   let images = 0;
-  let index = resume?.batches ?? 0;
+  let index = startBatches;
   for await (const batch of bridge) {
     const batchTokens = sum(Object.values(batch.stats.tokensBySource));
     tokens += batchTokens;
@@ -156,12 +164,22 @@ export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, 
   return report;
 }
 
-async function readState(path: string): Promise<BridgeState> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as BridgeState;
-  } catch (err) {
-    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot read a bridge state: ${(err as Error).message}`);
+/**
+ * One state: this rank's; several: every rank's of an earlier world (checked by the bridge). A state is a file written
+ * by --save-state, or a training run directory, whose checkpoint holds the bridge state of its step.
+ */
+export async function readStates(paths: string[]): Promise<BridgeState | BridgeState[]> {
+  const states: BridgeState[] = [];
+  for (const path of paths) {
+    try {
+      const run = (await stat(path)).isDirectory() ? await readCheckpointInfo(path) : undefined;
+      if (run === null) throw new Error('a folder without a checkpoint');
+      states.push(run ? (run.bridgeState as BridgeState) : (JSON.parse(await readFile(path, 'utf8')) as BridgeState));
+    } catch (err) {
+      throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot read a bridge state: ${(err as Error).message}`);
+    }
   }
+  return states.length === 1 ? states[0]! : states;
 }
 
 /** Resolves when the stream's reader goes away (EPIPE), so a consumer that stops early ends the run quietly. */
