@@ -14,12 +14,17 @@ import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './sch
 const LOOKAHEAD = 16_384;
 /** Bytes of runs read ahead and held (a source's group is held while it is read: about 16 MiB, see SourceOrder). */
 const FETCH_BYTES = 96 << 20;
+/** A run is read whole, before its group is placed, once the consumer is this close to it. */
+const PREFETCH = 2048;
 /** Ranged reads in flight: a few locally; many remotely, where each waits a first-byte latency. */
 const LOCAL_FETCHES = 6;
 const REMOTE_FETCHES = 32;
 
 /** One run of one source's epoch, as this rank reads it. */
 interface RunSlot {
+  key: number;
+  /** Position of its first sample this rank wants. */
+  first: number;
   source: number;
   epoch: number;
   shard: number;
@@ -29,15 +34,20 @@ interface RunSlot {
   /** This rank's samples of the run not yet taken, by tar offset. */
   wanted: Map<number, ScheduledSample>;
   fetch?: Promise<FetchedRanges>;
+  /** The read, once it has completed. */
+  fetched?: FetchedRanges;
   bytes: number;
+  /** Its shard's URL, for messages and samples. */
+  url: string;
   /** Read before its group was placed: the whole run, what turns out to be another rank's dropped later. */
   whole: boolean;
 }
 
-/** This rank's next sample in the sequence: its index and, once the schedule has placed it, the item. */
+/** One of this rank's samples: its index in the sequence, the schedule's item, and the run it is read with. */
 interface Mine {
   index: number;
   item: ScheduledSample;
+  slot: RunSlot;
 }
 
 /**
@@ -153,7 +163,7 @@ export class MixtureSampleStream implements MixtureStream {
     // This rank's leftover items, found as the schedule passes their positions; then its tail items in order.
     const leftoverIndex = new Map<number, number>();
     for (let v = this.origin.next; v < sequence.leftoverCount; v += worldSize) leftoverIndex.set(sequence.positionOf(v), v);
-    const leftovers = new Map<number, ScheduledSample>();
+    const leftovers = new Map<number, Mine>();
     const tail: Mine[] = [];
     let tailHead = 0;
 
@@ -170,19 +180,14 @@ export class MixtureSampleStream implements MixtureStream {
           reader.placed(item);
           if (item.position < sequence.tail) {
             const v = leftoverIndex.get(item.position);
-            if (v !== undefined) {
-              leftovers.set(v, item);
-              reader.want(item);
-            }
+            if (v !== undefined) leftovers.set(v, { index: v, item, slot: reader.want(item) });
           } else {
             const v = sequence.indexOfTail(item.position);
-            if (v >= this.origin.next && v % worldSize === rank) {
-              tail.push({ index: v, item });
-              reader.want(item);
-            }
+            if (v >= this.origin.next && v % worldSize === rank) tail.push({ index: v, item, slot: reader.want(item) });
           }
           generated = item.position + 1;
         }
+        reader.sweep();
         reader.pump();
       }
     };
@@ -191,7 +196,10 @@ export class MixtureSampleStream implements MixtureStream {
       for (let v = this.origin.next; ; v += worldSize) {
         const roundLast = v - rank + worldSize - 1;
         const needed = Math.max(sequence.positionOf(v), sequence.positionOf(roundLast));
-        await extend(needed + LOOKAHEAD);
+        // The schedule is run on in chunks of half the lookahead, not a call per sample; at the start the lookahead
+        // grows from a little, so that the first runs are being read while the rest is scheduled.
+        const ahead = Math.min(LOOKAHEAD, 1024 + 4 * (v - this.origin.next));
+        if (generated <= needed + ahead / 2) await extend(needed + ahead);
         if (generated <= needed) {
           // A finite stream ended inside this round: no rank takes any of it.
           let existing = 0;
@@ -201,7 +209,7 @@ export class MixtureSampleStream implements MixtureStream {
         }
         let mine: Mine;
         if (v < sequence.leftoverCount) {
-          mine = { index: v, item: leftovers.get(v)! };
+          mine = leftovers.get(v)!;
           leftovers.delete(v);
         } else {
           mine = tail[tailHead]!;
@@ -209,7 +217,8 @@ export class MixtureSampleStream implements MixtureStream {
           if (tailHead > 4096 && tailHead * 2 > tail.length) tail.splice(0, tailHead), (tailHead = 0);
         }
         const { item } = mine;
-        const taken = await reader.take(item);
+        reader.consumer = item.position;
+        const taken = mine.slot.fetched ? reader.takeFrom(mine.slot, item) : await reader.take(mine.slot, item);
         if (taken.problem !== undefined) this.recordBadShard(taken.url, taken.problem);
         this.last = mine;
         const d = this.delivered[item.source]!;
@@ -245,12 +254,14 @@ export class MixtureSampleStream implements MixtureStream {
 }
 
 /**
- * The runs this rank reads, in the order it first needs them, a bounded number of bytes and requests ahead. A run
- * whose group the schedule has placed is read as the ranges of this rank's samples (gaps under MERGE_GAP read through);
- * one needed earlier is read whole. Each run is read once, and released once its samples are taken.
+ * The runs this rank reads, in the order it first needs them, a bounded number of bytes and requests ahead. A run is
+ * read once its group is placed (then only the ranges of this rank's samples, gaps under MERGE_GAP read through), or
+ * whole when the consumer comes within PREFETCH positions of it first. Each run is read once, and released once its
+ * samples are taken and no more of them can be placed.
  */
 class RunReader {
-  private readonly slots = new Map<string, RunSlot>();
+  /** Per source, the runs wanted, by epoch, shard and run (see `keyOf`). */
+  private readonly slots: Map<number, RunSlot>[];
   /** Slots in the order their first sample was wanted; those not yet fetched are read in this order. */
   private readonly queue: RunSlot[] = [];
   private queueHead = 0;
@@ -261,12 +272,15 @@ class RunReader {
   private ended = false;
   private inFlight = 0;
   private heldBytes = 0;
+  /** The position of the consumer's next sample. */
+  consumer = 0;
 
   constructor(
     private readonly sources: readonly ScheduleSource[],
     private readonly concurrency: number,
   ) {
     this.placedUpTo = sources.map(() => ({ epoch: 0, taken: 0 }));
+    this.slots = sources.map(() => new Map());
   }
 
   placed(item: ScheduledSample): void {
@@ -277,27 +291,35 @@ class RunReader {
 
   streamEnded(): void {
     this.ended = true;
+    this.sweep();
+  }
+
+  /** Releases the runs read whole whose groups are now placed and whose samples are taken. */
+  sweep(): void {
     for (const slot of this.lingering) this.releaseIfDone(slot);
   }
 
-  want(item: ScheduledSample): void {
-    const id = `${item.source}:${item.epoch}:${item.shard}:${item.runOffset}`;
-    let slot = this.slots.get(id);
+  want(item: ScheduledSample): RunSlot {
+    const key = this.keyOf(item);
+    const slots = this.slots[item.source]!;
+    let slot = slots.get(key);
     if (!slot) {
-      slot = { source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false };
-      this.slots.set(id, slot);
+      const url = this.sources[item.source]!.dataset.shardUrl(item.shard);
+      slot = { key, first: item.position, source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false, url };
+      slots.set(key, slot);
       this.queue.push(slot);
     }
     slot.wanted.set(item.offset, item);
+    return slot;
   }
 
-  /** Starts reads in queue order while requests and bytes allow. */
+  /** Starts reads in queue order while requests and bytes allow, and while runs are placed or about to be needed. */
   pump(): void {
-    for (const slot of this.lingering) this.releaseIfDone(slot);
     while (this.queueHead < this.queue.length && this.inFlight < this.concurrency) {
       const slot = this.queue[this.queueHead]!;
       if (!slot.fetch) {
         if (this.heldBytes > FETCH_BYTES) break;
+        if (!this.groupPlaced(slot) && slot.first > this.consumer + PREFETCH) break;
         this.start(slot);
       }
       this.queueHead++;
@@ -308,56 +330,83 @@ class RunReader {
     }
   }
 
-  /** The sample of a wanted item, once its run is read; a problem when the shard did not hold it. */
-  async take(item: ScheduledSample): Promise<{ sample?: { fields: Record<string, Buffer> }; url: string; problem?: string }> {
-    const id = `${item.source}:${item.epoch}:${item.shard}:${item.runOffset}`;
-    const slot = this.slots.get(id)!;
-    const dataset = this.sources[item.source]!.dataset;
-    const url = dataset.shardUrl(item.shard);
-    // The consumer never waits on the byte budget: its own run is read now if it is not yet.
+  /** The sample of a wanted item, once its run is read. The consumer never waits on the byte budget: its run is read now. */
+  async take(slot: RunSlot, item: ScheduledSample): Promise<Taken> {
     if (!slot.fetch) this.start(slot);
-    const fetched = await slot.fetch!;
+    await slot.fetch;
+    return this.takeFrom(slot, item);
+  }
+
+  /** The sample of a wanted item from its run, read; a problem when the shard did not hold it as the index says. */
+  takeFrom(slot: RunSlot, item: ScheduledSample): Taken {
+    const fetched = slot.fetched!;
     const sample = fetched.samples.get(item.offset);
     fetched.samples.delete(item.offset);
     slot.wanted.delete(item.offset);
     this.releaseIfDone(slot);
-    this.pump();
+    if (this.inFlight < this.concurrency) this.pump();
+    const url = slot.url;
     if (sample && sample.key === item.key && sample.size === item.size) return { sample, url };
     const problem = fetched.problem ?? (sample ? `${url}: the sample at byte ${item.offset} is ${sample.key} (${sample.size} bytes), the index says ${item.key} (${item.size} bytes)` : `${url}: sample ${item.key} (byte ${item.offset}) is listed in the index but not in the shard`);
     return { url, problem };
   }
 
   private start(slot: RunSlot): void {
-    const placed = this.placedUpTo[slot.source]!;
-    const groupPlaced = this.ended || placed.epoch > slot.epoch || placed.taken >= slot.groupEnd;
-    const ranges = groupPlaced ? coalesce([...slot.wanted.values()].sort((a, b) => a.offset - b.offset)) : [{ start: slot.runOffset, end: slot.runEnd }];
-    slot.whole = !groupPlaced;
+    const placed = this.groupPlaced(slot);
+    const ranges = placed ? coalesce([...slot.wanted.values()].sort((a, b) => a.offset - b.offset)) : [{ start: slot.runOffset, end: slot.runEnd }];
+    slot.whole = !placed;
     slot.bytes = ranges.reduce((acc, r) => acc + r.end - r.start, 0);
     this.heldBytes += slot.bytes;
     this.inFlight++;
     const dataset = this.sources[slot.source]!.dataset;
-    slot.fetch = fetchRanges(dataset, slot.shard, ranges).finally(() => {
-      this.inFlight--;
-      this.pump();
-    });
+    slot.fetch = fetchRanges(dataset, slot.shard, ranges).then(
+      (fetched) => {
+        slot.fetched = fetched;
+        this.inFlight--;
+        this.pump();
+        return fetched;
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        throw err;
+      },
+    );
     // Awaited by take(); a read abandoned by a consumer that stopped early must not surface as unhandled.
     slot.fetch.catch(() => {});
     if (slot.whole) this.lingering.add(slot);
+  }
+
+  /** Whether every sample of the slot's group has been placed: no sample of its run can be wanted any more. */
+  private groupPlaced(slot: RunSlot): boolean {
+    const placed = this.placedUpTo[slot.source]!;
+    return this.ended || placed.epoch > slot.epoch || placed.taken >= slot.groupEnd;
   }
 
   /** Frees a run once this rank has taken all it wants of it and no more of its samples can be placed. */
   private releaseIfDone(slot: RunSlot): void {
     if (slot.wanted.size > 0 || !slot.fetch) return;
     if (slot.whole) {
-      const placed = this.placedUpTo[slot.source]!;
-      if (!(this.ended || placed.epoch > slot.epoch || placed.taken >= slot.groupEnd)) return;
+      if (!this.groupPlaced(slot)) return;
       this.lingering.delete(slot);
     }
-    const id = `${slot.source}:${slot.epoch}:${slot.shard}:${slot.runOffset}`;
-    if (this.slots.get(id) !== slot) return;
-    this.slots.delete(id);
+    const slots = this.slots[slot.source]!;
+    if (slots.get(slot.key) !== slot) return;
+    slots.delete(slot.key);
     this.heldBytes -= slot.bytes;
   }
+
+  /** A run's key within its source: its epoch, shard and place in the shard, as one number (exact below 2^53). */
+  private keyOf(item: ScheduledSample): number {
+    const shards = this.sources[item.source]!.dataset.shards.length;
+    return (item.epoch * shards + item.shard) * 2 ** 24 + item.runStart;
+  }
+}
+
+/** A wanted sample as its run gave it, or why it could not. */
+interface Taken {
+  sample?: { fields: Record<string, Buffer> };
+  url: string;
+  problem?: string;
 }
 
 function sum(values: number[]): number {

@@ -43,15 +43,14 @@ export async function openMixture(location: string): Promise<Mixture> {
     throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which fingerprints its sources): plan the mixture again with m4data mix`);
   }
   checkProfile(plan.profile, `${storage.urlOf(PLAN_NAME)} (its profile)`);
-  const sources: ScheduleSource[] = [];
   for (const planned of plan.sources) {
     if (planned.location === undefined) {
       throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
     }
     if (!Array.isArray(planned.fingerprint)) throw new M4Error('E_INPUT', 'mixer', `source ${planned.name} of ${storage.urlOf(PLAN_NAME)} has no fingerprint: plan the mixture again`);
-    const dataset = await SourceDataset.open(planned.location, { print: planned.fingerprint });
-    sources.push({ name: planned.name, share: planned.share, target: planned.tokens, dataset });
   }
+  const datasets = await Promise.all(plan.sources.map((planned) => SourceDataset.open(planned.location!, { print: planned.fingerprint! })));
+  const sources: ScheduleSource[] = plan.sources.map((planned, i) => ({ name: planned.name, share: planned.share, target: planned.tokens, dataset: datasets[i]! }));
   const id = planId(plan);
   return {
     location,

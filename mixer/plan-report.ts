@@ -72,12 +72,12 @@ export function formatRealised(report: RealisedReport): string {
 
 /** The quality table, one row per source. */
 export function formatQuality(quality: MixQuality): string {
-  const rows = [['source', `windows without it`, 'expected', 'longest absence', 'longest run', 'same shard as previous', 'shards per 1,000']];
+  const rows = [['source', 'windows without it', 'expected', 'longest absence', 'longest run', 'same shard as previous', 'shards per 1,000']];
   for (const s of quality.sources) {
     rows.push([
       s.name,
-      percent(s.windowsWithout, 1),
-      percent(s.windowsWithoutExpected, 1),
+      quality.windows > 0 ? percent(s.windowsWithout, 1) : '-',
+      quality.windows > 0 ? percent(s.windowsWithoutExpected, 1) : '-',
       `${formatQuantity(s.longestAbsence)} tokens`,
       String(s.longestRun),
       percent(s.adjacentSameShard, 1),

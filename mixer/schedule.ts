@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceCursor } from './mixture-stream-types.ts';
 import type { SourceDataset } from './source-dataset.ts';
@@ -60,14 +61,6 @@ export interface ScheduleOptions {
   start?: SchedulePoint;
 }
 
-interface Head {
-  order: Iterator<OrderedSample>;
-  next: OrderedSample;
-  entry: IndexEntry;
-  /** Its shard's index entries. */
-  entries: IndexEntry[];
-}
-
 /**
  * The single-rank stream as a pure function of (plan, seed, position), read from the sources' indexes only (no tar is
  * opened): each source in its seeded order (SourceOrder), the sources merged by tokens (pickSource).
@@ -93,21 +86,32 @@ export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
 
 /** The schedule in chunks of consecutive positions (what the stream consumes). */
 export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample[]> {
+  const n = sources.length;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const ids = sources.map((s) => nameId(s.name));
   const layouts = sources.map(layoutOf);
   const orders = sources.map((s, i) => new SourceOrder(s.dataset.shards.map((r) => r.samples), layouts[i]!, options.seed, ids[i]!));
+  const walks = orders.map((order, i) => order.cursor(cursors[i]!.epoch, cursors[i]!.taken));
   const indexes = new IndexCache(sources);
-  const heads: (Head | undefined)[] = [];
-  for (let i = 0; i < sources.length; i++) heads.push(await headOf(indexes, i, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
+  // Each source's next sample, and its shard's index entries.
+  const heads: (OrderedSample | undefined)[] = Array(n);
+  const entries: IndexEntry[][] = Array(n);
+  await Promise.all(
+    walks.map(async (walk, i) => {
+      const next = walk.next();
+      heads[i] = next;
+      if (next) entries[i] = await indexes.load(i, next.shard, walk.windowShards);
+    }),
+  );
 
-  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.entry.tokens ?? 0 }));
+  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0 }));
+  const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
-    const active: number[] = [];
-    sources.forEach((s, i) => {
-      if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.entry.tokens, s.target))) active.push(i);
-    });
+    active.length = 0;
+    for (let i = 0; i < n; i++) {
+      if (heads[i] && sources[i]!.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, balance[i]!.next, sources[i]!.target))) active.push(i);
+    }
     if (active.length === 0) {
       if (chunk.length > 0) yield chunk;
       return;
@@ -115,25 +119,44 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
     const c = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
     const head = heads[c]!;
-    const cursor = cursors[c]!;
-    const taken = head.next.taken + 1;
+    const shardEntries = entries[c]!;
+    const { key, tokens, images, offset, size } = shardEntries[head.entry]!;
+    const runLast = shardEntries[Math.min(head.runStart + layouts[c]!.run, shardEntries.length) - 1]!;
+    const taken = head.taken + 1;
     const rollover = taken === orders[c]!.epochSamples;
-    cursors[c] = { name: cursor.name, epoch: rollover ? head.next.epoch + 1 : head.next.epoch, taken: rollover ? 0 : taken, tokens: cursor.tokens + head.entry.tokens };
+    cursors[c] = { name: cursors[c]!.name, epoch: rollover ? head.epoch + 1 : head.epoch, taken: rollover ? 0 : taken, tokens: cursors[c]!.tokens + tokens };
     balance[c]!.tokens = cursors[c]!.tokens;
-    const { epoch, shard, entry, runStart, groupEnd } = head.next;
-    const { key, tokens, images, offset, size } = head.entry;
-    const runLast = head.entries[Math.min(runStart + layouts[c]!.run, head.entries.length) - 1]!;
-    const runOffset = head.entries[runStart]!.offset;
-    const runEnd = runLast.offset + runLast.size;
-    // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
-    chunk.push({ position, source: c, epoch, taken: head.next.taken, shard, entry, runStart, groupEnd, runOffset, runEnd, key, tokens, images, offset, size, after: [...cursors] });
+    chunk.push({
+      position,
+      source: c,
+      epoch: head.epoch,
+      taken: head.taken,
+      shard: head.shard,
+      entry: head.entry,
+      runStart: head.runStart,
+      groupEnd: head.groupEnd,
+      runOffset: shardEntries[head.runStart]!.offset,
+      runEnd: runLast.offset + runLast.size,
+      key,
+      tokens,
+      images,
+      offset,
+      size,
+      // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
+      after: cursors.slice(),
+    });
     if (chunk.length === CHUNK) {
       yield chunk;
       chunk = [];
     }
-    const next = headOf(indexes, c, head.order);
-    heads[c] = next instanceof Promise ? await next : next;
-    balance[c]!.next = heads[c]?.entry.tokens ?? 0;
+    const next = walks[c]!.next();
+    heads[c] = next;
+    if (next) {
+      entries[c] = indexes.get(c, next.shard) ?? (await indexes.load(c, next.shard, walks[c]!.windowShards));
+      balance[c]!.next = entries[c]![next.entry]!.tokens;
+    } else {
+      balance[c]!.next = 0;
+    }
   }
 }
 
@@ -146,23 +169,16 @@ function wantsMore(tokens: number, next: number, target: number): boolean {
   return tokens + next / 2 < target * (1 - 1e-12);
 }
 
-/** The source's next sample; a promise only when its shard's index must be read first. */
-function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSample>): Head | undefined | Promise<Head | undefined> {
-  const step = order.next();
-  if (step.done) return undefined;
-  const next = step.value;
-  const head = (entries: IndexEntry[]): Head => ({ order, next, entry: entries[next.entry]!, entries });
-  const cached = indexes.get(source, next.shard);
-  return cached ? head(cached) : indexes.load(source, next.shard).then(head);
-}
-
 /**
  * The index entries of the shards each source is reading, at hand without an await once loaded. A source reads one
- * window of shards at a time (WINDOW_SAMPLES samples), so a few more than that are kept; the least recently loaded go.
+ * window of shards at a time (WINDOW_SAMPLES samples): when a shard's index is missing, every index of its window is
+ * read, INDEX_READS at once (remote indexes would otherwise be read one latency after another). A few more than a
+ * window are kept; the least recently loaded go.
  */
 class IndexCache {
   private readonly loaded: Map<number, IndexEntry[]>[];
   private readonly held: number[];
+  private readonly limit = pLimit(INDEX_READS);
 
   constructor(private readonly sources: readonly ScheduleSource<IndexedDataset>[]) {
     this.loaded = sources.map(() => new Map());
@@ -173,8 +189,16 @@ class IndexCache {
     return this.loaded[source]!.get(shard);
   }
 
-  async load(source: number, shard: number): Promise<IndexEntry[]> {
-    const entries = await this.sources[source]!.dataset.entries(shard);
+  async load(source: number, shard: number, window: readonly number[]): Promise<IndexEntry[]> {
+    const map = this.loaded[source]!;
+    const dataset = this.sources[source]!.dataset;
+    const missing = [shard, ...window.filter((s) => s !== shard && !map.has(s))];
+    const entries = await Promise.all(missing.map((s) => this.limit(() => dataset.entries(s))));
+    missing.forEach((s, i) => this.keep(source, s, entries[i]!));
+    return entries[0]!;
+  }
+
+  private keep(source: number, shard: number, entries: IndexEntry[]): void {
     const map = this.loaded[source]!;
     map.set(shard, entries);
     this.held[source]! += entries.length;
@@ -183,6 +207,8 @@ class IndexCache {
       map.delete(oldest);
       this.held[source]! -= dropped.length;
     }
-    return entries;
   }
 }
+
+/** Indexes read at once. */
+const INDEX_READS = 16;

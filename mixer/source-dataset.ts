@@ -12,6 +12,7 @@ import { checkAgainstPrint, checkIndexAgainstRecord, checkIndexPrint, fingerprin
  */
 export class SourceDataset {
   private readonly indexes = new Map<number, Promise<IndexEntry[]>>();
+  private readonly urls: string[] = [];
 
   private constructor(
     /** As the user gave it. */
@@ -49,7 +50,7 @@ export class SourceDataset {
   }
 
   shardUrl(shard: number): string {
-    return this.storage.urlOf(this.shardKey(shard));
+    return (this.urls[shard] ??= this.storage.urlOf(this.shardKey(shard)));
   }
 
   /** Every shard's print (reads every index once): what a plan records of this dataset. */

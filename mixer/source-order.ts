@@ -6,8 +6,8 @@ import { generator, IndexPermutation, permutation } from './seeded-random.ts';
  *    holds at once, as mosaic's shuffle blocks bound theirs);
  * 2. each shard of a window cut into *runs* of `run` consecutive samples (each read later with one ranged request),
  *    every run of the window in a seeded permutation, cut into *groups* of `groupRuns` runs;
- * 3. within a group, each run's samples spread evenly over the group's span at seeded offsets, so neighbours come from
- *    different runs (different shards, as a rule) while each run is still read front to back.
+ * 3. within a group, each run's samples in a seeded order, spread evenly over the group's span at seeded offsets, so
+ *    neighbours come from different runs (different shards, as a rule).
  * A pure function of (shard sizes, layout, seed, source, epoch, position): a cursor restarts by rebuilding its group.
  */
 
@@ -35,10 +35,10 @@ export interface OrderedSample {
 }
 
 /** A run gathers about this many bytes (by the manifest's mean sample size): one request each. */
-const RUN_BYTES = 256 << 10;
-const MAX_RUN = 16;
+const RUN_BYTES = 1 << 20;
+const MAX_RUN = 256;
 /** A group's bytes, held while it is read: what a source's shuffle costs in memory. */
-const GROUP_BYTES = 16 << 20;
+const GROUP_BYTES = 64 << 20;
 const MIN_GROUP_RUNS = 16;
 const MAX_GROUP_RUNS = 256;
 /** Samples whose index entries a schedule holds at once (about 100 bytes each). */
@@ -68,23 +68,22 @@ export class SourceOrder {
 
   /** The order from a cursor on, without end (epochs follow each other). */
   *from(epoch: number, taken: number): Generator<OrderedSample> {
-    if (this.epochSamples === 0) return;
-    for (let e = epoch; ; e++) {
-      let start = 0;
-      for (const [w, shards] of this.windowsOf(e).entries()) {
-        const size = shards.reduce((acc, s) => acc + this.shardSamples[s]!, 0);
-        const skip = e === epoch ? taken - start : 0;
-        if (skip < size) {
-          const window = new WindowOrder(shards.map((s) => ({ shard: s, samples: this.shardSamples[s]! })), this.layout, [this.seed, this.sourceId, e, w]);
-          for (const sample of window.from(Math.max(0, skip))) yield { ...sample, epoch: e, taken: start + sample.taken, groupEnd: start + sample.groupEnd };
-        }
-        start += size;
-      }
-    }
+    const cursor = this.cursor(epoch, taken);
+    for (let sample = cursor.next(); sample; sample = cursor.next()) yield sample;
+  }
+
+  /** The order from a cursor on, a sample per `next()` (what a schedule reads: no generator per sample). */
+  cursor(epoch: number, taken: number): OrderCursor {
+    return new OrderCursor(this, epoch, taken);
+  }
+
+  /** Samples of each shard, by its place in the dataset. */
+  samplesOf(shard: number): number {
+    return this.shardSamples[shard]!;
   }
 
   /** The epoch's shards in their seeded order, cut into windows of at least `windowSamples` samples (the last: the rest). */
-  private windowsOf(epoch: number): number[][] {
+  windowsOf(epoch: number): number[][] {
     const order = permutation(this.shardSamples.length, this.seed, this.sourceId, epoch).filter((s) => this.shardSamples[s]! > 0);
     const windows: number[][] = [[]];
     const size = this.layout.windowSamples ?? WINDOW_SAMPLES;
@@ -99,10 +98,90 @@ export class SourceOrder {
     }
     return windows;
   }
+
+  /** A window's order: its shards, with the words that seed it. */
+  window(epoch: number, w: number, shards: readonly number[]): WindowOrder {
+    return new WindowOrder(shards.map((s) => ({ shard: s, samples: this.shardSamples[s]! })), this.layout, [this.seed, this.sourceId, epoch, w]);
+  }
+}
+
+/** Walks an order group by group: each group built (and sorted) once, then handed out a sample at a time. */
+export class OrderCursor {
+  private epoch: number;
+  private windows: number[][] = [];
+  private w = 0;
+  /** Samples of the epoch before the current window. */
+  private windowStart = 0;
+  private window: WindowOrder | undefined;
+  private g = 0;
+  private group: OrderedSample[] = [];
+  private i = 0;
+
+  constructor(
+    private readonly order: SourceOrder,
+    epoch: number,
+    private skip: number,
+  ) {
+    this.epoch = epoch;
+    if (order.epochSamples > 0) this.openEpoch();
+  }
+
+  /** The shards of the window the last sample came from: whose indexes a schedule reads next. */
+  get windowShards(): readonly number[] {
+    return this.windows[this.w] ?? [];
+  }
+
+  next(): OrderedSample | undefined {
+    while (this.i >= this.group.length) {
+      if (this.order.epochSamples === 0) return undefined;
+      this.advance();
+    }
+    return this.group[this.i++];
+  }
+
+  private openEpoch(): void {
+    this.windows = this.order.windowsOf(this.epoch);
+    this.w = -1;
+    this.windowStart = 0;
+    this.window = undefined;
+  }
+
+  /** Moves to the next group holding samples at or past `skip` (then 0): the next window, and epoch, as needed. */
+  private advance(): void {
+    for (;;) {
+      if (this.window && this.g + 1 < this.window.groups) {
+        this.g++;
+      } else {
+        if (this.window) this.windowStart += this.window.samples;
+        this.window = undefined;
+        if (++this.w >= this.windows.length) {
+          this.epoch++;
+          this.skip = 0;
+          this.openEpoch();
+          continue;
+        }
+        const shards = this.windows[this.w]!;
+        const size = shards.reduce((acc, shard) => acc + this.order.samplesOf(shard), 0);
+        if (this.windowStart + size <= this.skip) {
+          this.windowStart += size;
+          continue;
+        }
+        this.window = this.order.window(this.epoch, this.w, shards);
+        this.g = this.window.groupOf(Math.max(0, this.skip - this.windowStart));
+      }
+      this.group = this.window.group(this.g, this.epoch, this.windowStart);
+      this.i = Math.max(0, this.skip - this.group[0]!.taken);
+      this.skip = 0;
+      return;
+    }
+  }
 }
 
 /** One window: its runs in a seeded permutation, cut into groups, each group's samples spread. */
 class WindowOrder {
+  /** Samples and groups of the window. */
+  readonly samples: number;
+  readonly groups: number;
   private readonly runPrefix: number[] = [0];
   private readonly permutation: IndexPermutation;
   /** Places (in the permutation) of the runs shorter than `layout.run`, ascending, and the samples missing before each. */
@@ -115,11 +194,15 @@ class WindowOrder {
     private readonly words: number[],
   ) {
     const short: { run: number; missing: number }[] = [];
-    for (const { samples } of shards) {
-      this.runPrefix.push(this.runPrefix.at(-1)! + Math.ceil(samples / layout.run));
-      if (samples % layout.run !== 0) short.push({ run: this.runPrefix.at(-1)! - 1, missing: layout.run - (samples % layout.run) });
+    let samples = 0;
+    for (const shard of shards) {
+      samples += shard.samples;
+      this.runPrefix.push(this.runPrefix.at(-1)! + Math.ceil(shard.samples / layout.run));
+      if (shard.samples % layout.run !== 0) short.push({ run: this.runPrefix.at(-1)! - 1, missing: layout.run - (shard.samples % layout.run) });
     }
+    this.samples = samples;
     this.permutation = new IndexPermutation(this.runPrefix.at(-1)!, ...words);
+    this.groups = Math.ceil(this.permutation.n / layout.groupRuns);
     const places = short.map((s) => ({ place: this.permutation.indexOf(s.run), missing: s.missing })).sort((a, b) => a.place - b.place);
     for (const p of places) {
       this.shortPlaces.push(p.place);
@@ -127,24 +210,16 @@ class WindowOrder {
     }
   }
 
-  /** The window's order from its sample `taken` on (`taken`, `groupEnd` counted within the window). */
-  *from(taken: number): Generator<Omit<OrderedSample, 'epoch'>> {
-    const groups = Math.ceil(this.permutation.n / this.layout.groupRuns);
-    for (let g = this.groupOf(taken); g < groups; g++) {
-      const start = this.groupStart(g);
-      yield* this.group(g, start, Math.max(0, taken - start));
-    }
-  }
-
   /** Samples of the window before group g: its runs in full, less what the short runs among them miss. */
-  private groupStart(g: number): number {
-    const places = g * this.layout.groupRuns;
+  groupStart(g: number): number {
+    const places = Math.min(this.permutation.n, g * this.layout.groupRuns);
     return places * this.layout.run - this.missingBefore[lowerBound(this.shortPlaces, places)]!;
   }
 
-  private groupOf(taken: number): number {
+  /** The group holding the window's sample `taken`. */
+  groupOf(taken: number): number {
     let lo = 0;
-    let hi = Math.ceil(this.permutation.n / this.layout.groupRuns) - 1;
+    let hi = this.groups - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
       if (this.groupStart(mid) <= taken) lo = mid;
@@ -153,22 +228,27 @@ class WindowOrder {
     return lo;
   }
 
-  /** Sample i of a run of n samples is placed at (i + u) / n of the group's span (u seeded in [0, 1)), then sorted. */
-  private *group(g: number, start: number, skip: number): Generator<Omit<OrderedSample, 'epoch'>> {
+  /** The k-th of a run's n samples (in a seeded order) is placed at (k + u) / n of the group's span (u seeded), then sorted. */
+  group(g: number, epoch: number, windowStart: number): OrderedSample[] {
     const first = g * this.layout.groupRuns;
     const last = Math.min(this.permutation.n, first + this.layout.groupRuns);
     const next = generator(...this.words, g);
     const placed: { at: number; shard: number; entry: number; runStart: number }[] = [];
     for (let p = first; p < last; p++) {
       const { shard, start: runStart, length } = this.runAt(this.permutation.at(p));
-      for (let i = 0; i < length; i++) placed.push({ at: (i + next()) / length, shard, entry: runStart + i, runStart });
+      // A run is read with one request, so its own order is free: shuffled too (a shard smaller than a run still
+      // comes in another order under another seed).
+      const slots = Array.from({ length }, (_, i) => i);
+      for (let i = length - 1; i > 0; i--) {
+        const j = Math.floor(next() * (i + 1));
+        [slots[i], slots[j]] = [slots[j]!, slots[i]!];
+      }
+      for (let i = 0; i < length; i++) placed.push({ at: (slots[i]! + next()) / length, shard, entry: runStart + i, runStart });
     }
     placed.sort((a, b) => a.at - b.at);
+    const start = windowStart + this.groupStart(g);
     const groupEnd = start + placed.length;
-    for (let i = skip; i < placed.length; i++) {
-      const { shard, entry, runStart } = placed[i]!;
-      yield { taken: start + i, shard, entry, runStart, groupEnd };
-    }
+    return placed.map(({ shard, entry, runStart }, i) => ({ epoch, taken: start + i, shard, entry, runStart, groupEnd }));
   }
 
   /** Dataset shard, first entry and length of the window's run q. */

@@ -92,7 +92,7 @@ test('a single shard per source: two seeds give two orders of the same samples',
   const single = new Map<string, string>();
   for (const s of FOUR_SOURCES) {
     const location = join(dir, 'single', s.name);
-    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: [s.shardSamples.reduce((a, b) => a + b, 0)] });
+    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: [(s.shardSamples as readonly number[]).reduce((a, b) => a + b, 0)] });
     single.set(s.name, location);
   }
   const order = async (seed: number) => (await collect((await planFour(join(dir, `mix-single-${seed}`), single, { mode: 'epochs', seed })).stream())).map((s) => `${s.source}/${s.key}`);
