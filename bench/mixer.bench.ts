@@ -3,14 +3,14 @@
  *
  *   node --import tsx bench/mixer.bench.ts [--quick]
  *
- * 1. Local: the mixed stream of four built datasets (every source one epoch, so both sides read every sample once)
+ * 1. The stream's peak RSS over Wikipedia-like documents of 30k tokens carrying 30 images. Aim: < 512 MB.
+ * 2. Local: the mixed stream of four built datasets (every source one epoch, so both sides read every sample once)
  *    against reading the same shards one after another, unmixed. Aim: samples/s ratio >= 0.9.
- * 2. S3 (s3rver on 127.0.0.1): the same mixed stream from the bucket against a raw GET of the same shard objects.
+ * 3. S3 (s3rver on 127.0.0.1): the same mixed stream from the bucket against a raw GET of the same shard objects.
  *    Aim: >= 0.8.
- * 3. Planning over generated manifests totalling 100,000 shards and 10^9 samples (no tars, no indexes): reading and
+ * 4. Planning over generated manifests totalling 100,000 shards and 10^9 samples (no tars, no indexes): reading and
  *    checking the manifests, and planning; time and peak RSS. Aim: under 10 s and 1 GB. Then fingerprinting (every
  *    index read, checked and hashed, as `m4data mix` does) over the card-like mixture's 594 indexes.
- * 4. The stream's peak RSS over Wikipedia-like documents of 30k tokens carrying 30 images. Aim: < 512 MB.
  * 5. How well mixed: the schedule of the card-like mixture (issue 14: PMD 470k pairs in 471 shards, LAION 90.6k in 91,
  *    OBELISC 246 documents in 3 shards, Wikipedia 2,843 articles in 29) by atum-9b's shares and epochs, and PMD under
  *    the IDEFICS assignment, beside the best peer's value from the issue.
@@ -92,7 +92,7 @@ async function cardLikeQuality(profileName: string, budget?: number): Promise<Mi
   const tokens = (name: string) => datasets.get(name)!.shards.reduce((a, s) => a + s.tokens, 0);
   const total = budget ?? profile.sources.reduce((a, s) => a + s.epochs * tokens(s.name), 0);
   const sources = profile.sources.map((s) => ({ name: s.name, share: s.share, target: s.share * total, dataset: datasets.get(s.name)! }));
-  const meter = new QualityMeter(sources.map((s) => s.name));
+  const meter = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
   for await (const item of schedule(sources, { seed: 1 })) meter.add(sources[item.source]!.name, item.tokens, String(item.shard));
   return meter.report();
 }
@@ -100,7 +100,28 @@ async function cardLikeQuality(profileName: string, budget?: number): Promise<Mi
 const dir = await mkdtemp(join(tmpdir(), 'm4-bench-mix-'));
 const figures: Record<string, unknown> = { quick };
 try {
-  // 1. Local.
+  // 1. Peak RSS of a stream of 30k-token documents carrying 30 images each, first, while this process holds nothing else.
+  const big = join(dir, 'big');
+  const bigSources = new Map<string, string>();
+  for (const s of SOURCES) {
+    const location = join(big, s.name);
+    const document = s.name === 'wikipedia';
+    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: Array(quick ? 3 : 6).fill(document ? 12 : 200), ...(document ? { images: 30, imageSide: 512, words: 21_000 } : {}) });
+    bigSources.set(s.name, location);
+  }
+  await plan(join(dir, 'mix-big'), bigSources);
+  const bigRss = rssSampler();
+  let bigSamples = 0;
+  const baseRss = process.memoryUsage.rss();
+  for await (const sample of (await openMixture(join(dir, 'mix-big'))).stream({ endless: true })) {
+    if (++bigSamples >= (quick ? 3_000 : 12_000)) break;
+    void sample;
+  }
+  const bigPeak = bigRss.stop();
+  Object.assign(figures, { bigDocumentSamples: bigSamples, bigDocumentPeakRssMB: Math.round(bigPeak / MB), rssBeforeMB: Math.round(baseRss / MB) });
+  console.log(`30k-token documents with 30 images: peak RSS ${figures.bigDocumentPeakRssMB} MB over ${bigSamples} samples (${figures.rssBeforeMB} MB before; aim < 512 MB)`);
+
+  // 2. Local.
   const local = await writeDatasets(join(dir, 'local'));
   const samples = await plan(join(dir, 'mix-local'), local);
   const localShards = await shardKeys(local);
@@ -126,7 +147,7 @@ try {
   });
   console.log(`local: ${samples} samples; unmixed ${figures.localUnmixedSamplesPerSec}/s, mixed ${figures.localMixedSamplesPerSec}/s, ratio ${figures.localRatio} (aim >= 0.9)`);
 
-  // 2. S3.
+  // 3. S3.
   const s3 = await startS3Server({ bucket: 'bench' });
   const restore = applyEnv(s3.env);
   try {
@@ -161,7 +182,7 @@ try {
     await s3.stop();
   }
 
-  // 3. Planning over 100,000 shards and 10^9 samples; fingerprinting real indexes.
+  // 4. Planning over 100,000 shards and 10^9 samples; fingerprinting real indexes.
   const manifests = new Map<string, string>();
   for (const s of SOURCES) {
     const records: ShardRecord[] = Array.from({ length: 25_000 }, (_, k) => ({
@@ -199,27 +220,6 @@ try {
   const indexes = CARD_LIKE.reduce((a, s) => a + s.shards, 0);
   Object.assign(figures, { fingerprintIndexes: indexes, fingerprintSeconds: Math.round(fingerprinting.seconds * 100) / 100 });
   console.log(`fingerprinting the card-like mixture: ${indexes} indexes of ${CARD_LIKE.reduce((a, s) => a + s.samples, 0)} samples read, checked and hashed in ${figures.fingerprintSeconds} s`);
-
-  // 4. Peak RSS of a stream of 30k-token documents carrying 30 images each (about 6 MB a document here).
-  const big = join(dir, 'big');
-  const bigSources = new Map<string, string>();
-  for (const s of SOURCES) {
-    const location = join(big, s.name);
-    const document = s.name === 'wikipedia';
-    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: Array(quick ? 3 : 6).fill(document ? 12 : 200), ...(document ? { images: 30, imageSide: 512, words: 21_000 } : {}) });
-    bigSources.set(s.name, location);
-  }
-  await plan(join(dir, 'mix-big'), bigSources);
-  const bigRss = rssSampler();
-  let bigSamples = 0;
-  const baseRss = process.memoryUsage.rss();
-  for await (const sample of (await openMixture(join(dir, 'mix-big'))).stream({ endless: true })) {
-    if (++bigSamples >= (quick ? 3_000 : 12_000)) break;
-    void sample;
-  }
-  const bigPeak = bigRss.stop();
-  Object.assign(figures, { bigDocumentSamples: bigSamples, bigDocumentPeakRssMB: Math.round(bigPeak / MB), rssBeforeMB: Math.round(baseRss / MB) });
-  console.log(`30k-token documents with 30 images: peak RSS ${figures.bigDocumentPeakRssMB} MB over ${bigSamples} samples (${figures.rssBeforeMB} MB before; aim < 512 MB)`);
 
   // 5. How well mixed, on the card-like mixture.
   const atum = await cardLikeQuality('atum-9b');

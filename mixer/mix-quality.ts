@@ -1,7 +1,7 @@
 /**
  * How well a stream is mixed, measured as it passes: per source, the share of fixed-size token windows without it
- * (against what is expected of it: the windows even spacing of its samples would leave without it, or those lying
- * inside one sample of another source, where no order could put it, whichever are more), its longest absence
+ * (against what is expected of it: the windows an ideal token-fair interleave leaves without it, or those lying inside
+ * one sample of another source, where no order could put it, whichever are more), its longest absence
  * in tokens, its longest run of consecutive samples, and, among its own samples in stream order, how often two
  * neighbours come from the same shard and how many shards 1,000 consecutive ones come from. O(1) memory per source.
  */
@@ -34,6 +34,8 @@ const BLOCK = 1000;
 interface Tally {
   samples: number;
   tokens: number;
+  /** Tokens of windows lying wholly in the gaps an ideal interleave leaves before its samples. */
+  gaps: number;
   absent: number;
   /** Windows lying wholly inside one of its samples. */
   inside: number;
@@ -61,11 +63,13 @@ export class QualityMeter {
 
   constructor(
     names: readonly string[],
+    /** Each source's planned share of the tokens (what an ideal interleave spaces it by). */
+    private readonly shares: readonly number[],
     private readonly window = QUALITY_WINDOW,
   ) {
     names.forEach((name, i) => this.index.set(name, i));
     this.tallies = names.map(() => ({
-      samples: 0, tokens: 0, absent: 0, inside: 0, lastEnd: 0, longestAbsence: 0, longestRun: 0, pairs: 0, sameShard: 0, lastShard: undefined,
+      samples: 0, tokens: 0, gaps: 0, absent: 0, inside: 0, lastEnd: 0, longestAbsence: 0, longestRun: 0, pairs: 0, sameShard: 0, lastShard: undefined,
       block: new Set(), blockSamples: 0, blocks: 0, distinctInBlocks: 0,
     }));
     this.present = names.map(() => false);
@@ -81,6 +85,10 @@ export class QualityMeter {
     this.offset = end;
     t.samples++;
     t.tokens += tokens;
+    // A source of share s served token-fairly owes the others n (1/s - 1) tokens after a sample of n: windows fitting
+    // in that gap are without it, whatever the order. (So a 30k-token article of a 17% source costs about 17 windows.)
+    const share = this.shares[i]!;
+    if (share > 0) t.gaps += Math.max(0, tokens * (1 / share - 1) - this.window);
     t.longestAbsence = Math.max(t.longestAbsence, start - t.lastEnd);
     t.lastEnd = end;
     this.run = this.runSource === i ? this.run + 1 : 1;
@@ -116,16 +124,12 @@ export class QualityMeter {
     const insideAll = this.tallies.reduce((acc, t) => acc + t.inside, 0);
     const sources = [...this.index.keys()].map((name, i): SourceQuality => {
       const t = this.tallies[i]!;
-      // Samples of mean size m making a share s of the stream, evenly spaced m / s apart, miss a window of w tokens
-      // when it fits in the gap between two: a fraction 1 - s (1 + w / m) of windows.
-      const share = this.offset > 0 ? t.tokens / this.offset : 0;
-      const even = t.tokens > 0 ? Math.max(0, 1 - share * (1 + (this.window * t.samples) / t.tokens)) : 1;
       const unreachable = this.windows > 0 ? (insideAll - t.inside) / this.windows : 0;
       return {
         name,
         samples: t.samples,
         windowsWithout: this.windows > 0 ? t.absent / this.windows : 0,
-        windowsWithoutExpected: Math.max(even, unreachable),
+        windowsWithoutExpected: Math.min(1, Math.max(this.offset > 0 ? t.gaps / this.offset : 0, unreachable)),
         longestAbsence: t.longestAbsence,
         longestRun: t.longestRun,
         adjacentSameShard: t.pairs > 0 ? t.sameShard / t.pairs : 0,

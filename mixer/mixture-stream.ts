@@ -89,7 +89,7 @@ export class MixtureSampleStream implements MixtureStream {
     this.origin = this.resumeState(context);
     this.sequence = new RankSequence(this.origin.leftovers, this.origin.tail);
     this.delivered = sources.map(() => ({ tokens: 0, samples: 0, images: 0, lostSamples: 0, lostTokens: 0 }));
-    this.quality = new QualityMeter(sources.map((s) => s.name));
+    this.quality = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
   }
 
   /** Where this rank starts: from scratch, from its own state, or from the states of every rank of another world. */
