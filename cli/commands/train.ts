@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { formatCount, grid, percent, plural, table } from '../../core/format.ts';
 import { openMixture } from '../../mixer/mixture.ts';
+import { formatQuality } from '../../mixer/plan-report.ts';
 import type { BridgeState } from '../../trainer-bridge/batch.ts';
 import { writeBatchDir, writeBatchStream } from '../../trainer-bridge/batch-npy.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../trainer-bridge/bridge-options.ts';
@@ -209,6 +210,8 @@ export function formatReport(report: BridgeReport, run: { seconds: number; token
       ['padding', `${share(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
       ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
     ]),
+    `how well mixed, the samples this rank read (${report.mixture.quality.windows} windows of ${report.mixture.quality.window} tokens):`,
+    formatQuality(report.mixture.quality).trimEnd(),
   ].join('\n');
 }
 
