@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { wholeNumber } from '../core/whole-number.ts';
 import { RankSequence, type Progression } from './rank-sequence.ts';
 import type { SchedulePoint } from './schedule.ts';
 
@@ -78,17 +79,17 @@ export function checkState(value: unknown, context: StateContext, what = 'the re
   for (const key of Object.keys(s)) if (!FIELDS.includes(key)) bad(`has an unknown field ${JSON.stringify(key)}`);
   if (s.plan !== context.plan) bad(`was taken from another mixture (plan fingerprint ${JSON.stringify(s.plan)}, this mixture's ${context.plan})`);
   if (s.seed !== context.seed) bad(`was taken with seed ${JSON.stringify(s.seed)}, the mixture has seed ${context.seed}`);
-  const worldSize = whole(s.worldSize, 'worldSize', 1, bad);
-  const rank = whole(s.rank, 'rank', 0, bad);
+  const worldSize = wholeNumber(s.worldSize, 'worldSize', 1, bad);
+  const rank = wholeNumber(s.rank, 'rank', 0, bad);
   if (rank >= worldSize) bad(`has rank ${rank}, not below its world size ${worldSize}`);
-  const tail = whole(s.tail, 'tail', 0, bad);
-  const next = whole(s.next, 'next', 0, bad);
+  const tail = wholeNumber(s.tail, 'tail', 0, bad);
+  const next = wholeNumber(s.next, 'next', 0, bad);
   if (next % worldSize !== rank) bad(`has next ${next}, which is not an item of rank ${rank} of ${worldSize}`);
   if (!Array.isArray(s.leftovers) || s.leftovers.length > MAX_LEFTOVERS) bad('field leftovers must be a list of progressions');
   const leftovers = (s.leftovers as unknown[]).map((p, i): Progression => {
     if (typeof p !== 'object' || p === null) bad(`field leftovers[${i}] must be {first, step, count}`);
     const q = p as Record<string, unknown>;
-    const out = { first: whole(q.first, `leftovers[${i}].first`, 0, bad), step: whole(q.step, `leftovers[${i}].step`, 1, bad), count: whole(q.count, `leftovers[${i}].count`, 1, bad) };
+    const out = { first: wholeNumber(q.first, `leftovers[${i}].first`, 0, bad), step: wholeNumber(q.step, `leftovers[${i}].step`, 1, bad), count: wholeNumber(q.count, `leftovers[${i}].count`, 1, bad) };
     if (Object.keys(q).length !== 3 || !Number.isSafeInteger(out.first + (out.count - 1) * out.step) || out.first + (out.count - 1) * out.step >= tail) {
       bad(`field leftovers[${i}] must be {first, step, count} with every position before the tail ${tail}`);
     }
@@ -110,7 +111,7 @@ export function checkState(value: unknown, context: StateContext, what = 'the re
 function checkReplay(value: unknown, context: StateContext, bad: (message: string) => never): MixtureState['replay'] {
   if (typeof value !== 'object' || value === null) bad('field replay must be {position, sources}');
   const r = value as Record<string, unknown>;
-  const position = whole(r.position, 'replay.position', 0, bad);
+  const position = wholeNumber(r.position, 'replay.position', 0, bad);
   if (!Array.isArray(r.sources) || r.sources.length !== context.sources.length) bad(`field replay.sources must list the mixture's ${context.sources.length} sources`);
   let samples = 0;
   const sources = (r.sources as unknown[]).map((c, i): SourceCursor => {
@@ -119,9 +120,9 @@ function checkReplay(value: unknown, context: StateContext, bad: (message: strin
     if (typeof c !== 'object' || c === null) bad(`field ${field} must be {name, epoch, taken, tokens}`);
     const cursor = c as Record<string, unknown>;
     if (cursor.name !== source.name) bad(`field ${field}.name is ${JSON.stringify(cursor.name)}, the mixture's source ${i} is ${source.name}`);
-    const epoch = whole(cursor.epoch, `${field}.epoch`, 0, bad);
-    const taken = whole(cursor.taken, `${field}.taken`, 0, bad);
-    const tokens = whole(cursor.tokens, `${field}.tokens`, 0, bad);
+    const epoch = wholeNumber(cursor.epoch, `${field}.epoch`, 0, bad);
+    const taken = wholeNumber(cursor.taken, `${field}.taken`, 0, bad);
+    const tokens = wholeNumber(cursor.tokens, `${field}.tokens`, 0, bad);
     if (source.samples === 0 ? epoch + taken > 0 : taken >= source.samples) bad(`field ${field}.taken is ${taken}, past the ${source.samples} samples of an epoch of ${source.name}`);
     const below = epoch * source.tokens;
     if (tokens < below || tokens > below + source.tokens || (taken === 0 && tokens !== below)) {
@@ -132,11 +133,6 @@ function checkReplay(value: unknown, context: StateContext, bad: (message: strin
   });
   if (samples !== position) bad(`field replay.position is ${position}, but its cursors have taken ${samples} samples (one per position)`);
   return { position, sources };
-}
-
-function whole(value: unknown, field: string, min: number, bad: (message: string) => never): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) bad(`field ${field} must be a whole number of at least ${min} (found ${JSON.stringify(value)})`);
-  return value as number;
 }
 
 /** The start of a new world: the sequence, and where the schedule replays from. */

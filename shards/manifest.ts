@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { wholeNumber } from '../core/whole-number.ts';
 import type { Storage } from './storage/storage.ts';
 import { compareKeys } from './storage/storage.ts';
 
@@ -87,7 +88,7 @@ export function checkManifest(value: unknown, url: string): Manifest {
     bad('is not an m4data manifest');
   }
   const totals = m!.totals as unknown as Record<string, unknown>;
-  for (const field of ['shards', 'samples', 'images', 'tokens', 'bytes'] as const) wholeField(totals[field], `totals.${field}`, bad);
+  for (const field of ['shards', 'samples', 'images', 'tokens', 'bytes'] as const) wholeNumber(totals[field], `totals.${field}`, 0, bad);
   m!.shards!.forEach((record, i) => checkRecord(record, `shards[${i}]`, bad));
   return m as Manifest;
 }
@@ -99,13 +100,8 @@ export function checkRecord(record: unknown, field: string, bad: (message: strin
   if (typeof r.shard !== 'string' || r.shard === '' || r.shard.startsWith('/') || r.shard.split('/').includes('..') || r.shard.includes('\0')) {
     bad(`field ${field}.shard must be a shard name relative to the dataset (found ${JSON.stringify(r.shard)})`);
   }
-  for (const name of ['samples', 'images', 'tokens', 'bytes'] as const) wholeField(r[name], `${field}.${name}`, bad);
+  for (const name of ['samples', 'images', 'tokens', 'bytes'] as const) wholeNumber(r[name], `${field}.${name}`, 0, bad);
   if (typeof r.sha256 !== 'string') bad(`field ${field}.sha256 must be a string`);
-}
-
-/** A count as m4data writes one: a whole number of 0 or more. */
-export function wholeField(value: unknown, field: string, bad: (message: string) => never): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) bad(`field ${field} must be a whole number of 0 or more (found ${JSON.stringify(value)})`);
 }
 
 /** What the manifest's totals say that its shard records do not, or undefined when they agree. */

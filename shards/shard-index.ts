@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { M4Error } from '../core/errors.ts';
 import type { Storage } from './storage/storage.ts';
-import { checkRecord, jsonBytes, parseJson, readBytes, wholeField, type ShardRecord } from './manifest.ts';
+import { wholeNumber } from '../core/whole-number.ts';
+import { checkRecord, jsonBytes, parseJson, readBytes, type ShardRecord } from './manifest.ts';
 import { compareKeys } from './storage/storage.ts';
 
 /** Where one sample lies in its tar, and what it counts. */
@@ -55,7 +56,7 @@ export async function readCheckedIndex(storage: Storage, key: string): Promise<{
   let tokens = 0;
   index.entries.forEach((entry, i) => {
     if (typeof entry !== 'object' || entry === null || typeof entry.key !== 'string' || entry.key === '') bad(`field entries[${i}].key must be a sample key`);
-    for (const field of ['offset', 'size', 'images', 'tokens'] as const) wholeField(entry[field], `entries[${i}].${field}`, bad);
+    for (const field of ['offset', 'size', 'images', 'tokens'] as const) wholeNumber(entry[field], `entries[${i}].${field}`, 0, bad);
     if (entry.offset < end) bad(`field entries[${i}].offset ${entry.offset} overlaps the sample before it (which ends at byte ${end})`);
     end = entry.offset + entry.size;
     images += entry.images;

@@ -117,7 +117,7 @@ test('resume states of one step are checked: another global batch, mixed steps, 
   refused([states[0], { ...states[1]!, batches: 2 }], { worldSize: 4, batchSize: 1 }, /saved at different steps/);
   refused(states[0], { worldSize: 2, batchSize: 2, steps: 2 }, /has 3 batches done, past --steps 2/);
   refused(states[0], { worldSize: 4, batchSize: 1 }, /is rank 0 of 2, this run rank 0 of 4: to go on under another world size, give the states of all 2 ranks/);
-  refused({ ...states[0]!, batches: -1 }, { worldSize: 2, batchSize: 2 }, /field batches must be a whole number of at least 0 \(found -1\)/);
+  refused({ ...states[0]!, batches: -1 }, { worldSize: 2, batchSize: 2 }, /field batches must be a whole number of 0 or more \(found -1\)/);
   refused({ ...states[0]!, packer: { ...states[0]!.packer, skipUnits: 'two' } }, { worldSize: 2, batchSize: 2 }, /field packer\.skipUnits must be a whole number/);
   refused({ ...states[0]!, version: 1 }, { worldSize: 2, batchSize: 2 }, /version 1; this m4data reads version 2/);
 });

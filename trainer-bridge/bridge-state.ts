@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { wholeNumber } from '../core/whole-number.ts';
 import type { MixtureState } from '../mixer/mixture-stream-types.ts';
 import { holds, RankSequence } from '../mixer/rank-sequence.ts';
 import type { BridgeState, PackerState } from './batch.ts';
@@ -68,7 +69,7 @@ function checkBridgeState(value: unknown, shape: ResumeShape, what: string): Bri
   if (s.format !== 'm4data-bridge-state') bad(`is not an m4data bridge state (format ${JSON.stringify(s.format)})`);
   if (s.version !== 2) bad(`has version ${JSON.stringify(s.version)}; this m4data reads version 2 (states of version 1 predate plan fingerprints: start again)`);
   for (const key of Object.keys(s)) if (!FIELDS.includes(key)) bad(`has an unknown field ${JSON.stringify(key)}`);
-  const batches = whole(s.batches, 'batches', 0, bad);
+  const batches = wholeNumber(s.batches, 'batches', 0, bad);
   if (batches > shape.steps) bad(`has ${batches} batches done, past --steps ${shape.steps}`);
   if (typeof s.mixture !== 'object' || s.mixture === null) bad('field mixture must be the mixer state');
   if (typeof s.packer !== 'object' || s.packer === null) bad('field packer must be {skipUnits, seqLen, batchSize, maxImages, partial}');
@@ -78,13 +79,13 @@ function checkBridgeState(value: unknown, shape: ResumeShape, what: string): Bri
   const partial = (p.partial as unknown[]).map((entry, i): [number, number] => {
     if (!Array.isArray(entry) || entry.length !== 2) bad(`field packer.partial[${i}] must be [position, units]`);
     const [position, units] = entry as unknown[];
-    return [whole(position, `packer.partial[${i}][0]`, 0, bad), whole(units, `packer.partial[${i}][1]`, 1, bad)];
+    return [wholeNumber(position, `packer.partial[${i}][0]`, 0, bad), wholeNumber(units, `packer.partial[${i}][1]`, 1, bad)];
   });
   const packer: PackerState = {
-    skipUnits: whole(p.skipUnits, 'packer.skipUnits', 0, bad),
-    seqLen: whole(p.seqLen, 'packer.seqLen', 1, bad),
-    batchSize: whole(p.batchSize, 'packer.batchSize', 1, bad),
-    maxImages: whole(p.maxImages, 'packer.maxImages', 1, bad),
+    skipUnits: wholeNumber(p.skipUnits, 'packer.skipUnits', 0, bad),
+    seqLen: wholeNumber(p.seqLen, 'packer.seqLen', 1, bad),
+    batchSize: wholeNumber(p.batchSize, 'packer.batchSize', 1, bad),
+    maxImages: wholeNumber(p.maxImages, 'packer.maxImages', 1, bad),
     partial,
   };
   return { format: 'm4data-bridge-state', version: 2, mixture: s.mixture as MixtureState, batches, packer };
@@ -107,11 +108,6 @@ export function partialAfterMerge(states: readonly BridgeState[], start: Mixture
     if (s.packer.skipUnits > 0) keep(new RankSequence(s.mixture.leftovers, s.mixture.tail).positionOf(s.mixture.next), s.packer.skipUnits);
   }
   return partial;
-}
-
-function whole(value: unknown, field: string, min: number, bad: (message: string) => never): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) bad(`field ${field} must be a whole number of at least ${min} (found ${JSON.stringify(value)})`);
-  return value as number;
 }
 
 function usage(message: string): never {
