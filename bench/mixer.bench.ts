@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { QualityMeter, type MixQuality } from '../mixer/mix-quality.ts';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { parseMode, planMixture, type SourceSupply } from '../mixer/plan.ts';
+import { planMixture, type SourceSupply } from '../mixer/plan.ts';
 import { formatQuality } from '../mixer/plan-report.ts';
 import { checkProfile, loadProfile, type MixProfile } from '../mixer/profile.ts';
 import { schedule } from '../mixer/schedule.ts';
@@ -80,7 +80,7 @@ async function shardKeys(locations: Map<string, string>): Promise<{ location: st
 }
 
 async function plan(mixDir: string, locations: Map<string, string>): Promise<number> {
-  const p = planMixture({ profile: await oneEpochProfile(), mode: parseMode('epochs'), supplies: await readSupplies(locations), seed: 1 });
+  const p = planMixture({ profile: await oneEpochProfile(), mode: { kind: 'epochs' }, supplies: await readSupplies(locations), seed: 1 });
   await writePlan(mixDir, p);
   return p.sources.reduce((a, s) => a + s.samples, 0);
 }
@@ -204,7 +204,7 @@ try {
       const { totals } = (await SourceDataset.open(location)).manifest;
       supplies.push({ name, location, tokens: totals.tokens, samples: totals.samples, images: totals.images, shards: totals.shards, assumed: false });
     }
-    const p = planMixture({ profile: await loadProfile('atum-80b'), mode: parseMode('proportions'), supplies, seed: 1 });
+    const p = planMixture({ profile: await loadProfile('atum-80b'), mode: { kind: 'proportions' }, supplies, seed: 1 });
     await writePlan(join(dir, 'mix-huge'), p);
     return supplies.reduce((a, s) => a + s.samples, 0);
   });

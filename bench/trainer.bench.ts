@@ -2,7 +2,7 @@
  * Trainer benchmark: training tokens/s of the tiny model on the WebAssembly backend against the pure CPU backend in
  * the same run, the bridge's supply rate of the same batch shape from four built datasets (the trainer must be the
  * slower side), the hand-written matmul gradient against TensorFlow.js's own, and what the measured rate means for
- * the card's shapes (parameter counts, FLOPs per token, achieved GFLOP/s).
+ * the card's shapes (parameter counts with IDEFICS's components, FLOPs per token, achieved GFLOP/s).
  *
  *   node --import tsx bench/trainer.bench.ts [--quick]
  *
@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { parseMode, planMixture } from '../mixer/plan.ts';
+import { planMixture } from '../mixer/plan.ts';
 import { writeSyntheticDataset } from '../sandbox/datasets.ts';
 import { openBridge } from '../trainer-bridge/bridge.ts';
 import { loadProfile } from '../mixer/profile.ts';
@@ -90,7 +90,7 @@ async function bridgeSupply(): Promise<number> {
       await writeSyntheticDataset({ location: join(dir, name), source: name, layout, shardSamples: [200, 200] });
       locations.set(name, join(dir, name));
     }
-    const plan = planMixture({ profile, mode: parseMode('proportions'), supplies: await readSupplies(locations), seed: 1, budgetTokens: 1e6 });
+    const plan = planMixture({ profile, mode: { kind: 'proportions' }, supplies: await readSupplies(locations), seed: 1, budgetTokens: 1e6 });
     await writePlan(join(dir, 'mix'), plan);
     const batchCount = quick ? 20 : 80;
     const bridge = openBridge(await openMixture(join(dir, 'mix')), { batchSize: 1, seqLen: SEQ_LEN, steps: batchCount + 5 });
@@ -117,7 +117,7 @@ const shapes = ['tiny', 'atum-9b', 'atum-80b'].map((name) => {
   const config = modelPreset(name);
   const counts = parameterCounts(config);
   const flops = flopsPerToken(config, { seqLen: name === 'tiny' ? SEQ_LEN : profile.sequenceLength, imagesPerToken });
-  return { name, total: counts.total, trainable: counts.trainable, frozen: counts.frozen, flopsPerToken: flops.perToken, flopsPerTextToken: flops.perTextToken, flopsPerImage: flops.perImage };
+  return { name, total: counts.total, trainable: counts.trainable, addedTokens: counts.addedTokens, frozen: counts.frozen, flopsPerToken: flops.perToken, flopsPerTextToken: flops.perTextToken, flopsPerImage: flops.perImage };
 });
 const tinyFlops = shapes[0]!.flopsPerToken;
 const gflops = (wasm.wall * tinyFlops) / 1e9;
@@ -130,7 +130,7 @@ console.log(`per CPU-second (an idle core): wasm ${wasm.cpu.toFixed(0)} tokens, 
 console.log(`matmul forward+backward [${SEQ_LEN},64]x[64,128] on wasm: hand-written gradient ${(mm.custom * 1e3).toFixed(2)} ms, tfjs's ${(mm.tfjs * 1e3).toFixed(2)} ms, ratio ${ratio(mm.tfjs, mm.custom)}`);
 for (const s of shapes) {
   console.log(
-    `${s.name.padEnd(9)} parameters ${(s.total / 1e6).toFixed(2)}M (trainable ${(s.trainable / 1e6).toFixed(2)}M, frozen ${(s.frozen / 1e6).toFixed(2)}M); ` +
+    `${s.name.padEnd(9)} parameters ${(s.total / 1e6).toFixed(2)}M (trainable ${(s.trainable / 1e6).toFixed(2)}M with ${s.addedTokens} in the added-token rows, frozen ${(s.frozen / 1e6).toFixed(2)}M); ` +
       `training ${(s.flopsPerToken / 1e9).toPrecision(4)} GFLOP/token (${(s.flopsPerTextToken / 1e9).toPrecision(3)} per text token + ${(s.flopsPerImage / 1e9).toPrecision(3)} per image)`,
   );
 }
@@ -148,5 +148,5 @@ report('trainer', {
   matmulGradSpeedup: ratio(mm.tfjs, mm.custom),
   achievedGflops: Math.round(gflops * 100) / 100,
   gflopsPerCpuSecond: Math.round(idleGflops * 100) / 100,
-  shapes: shapes.map((s) => ({ name: s.name, parameters: s.total, trainable: s.trainable, frozen: s.frozen, gflopsPerToken: s.flopsPerToken / 1e9 })),
+  shapes: shapes.map((s) => ({ name: s.name, parameters: s.total, trainable: s.trainable, addedTokenRows: s.addedTokens, frozen: s.frozen, gflopsPerToken: s.flopsPerToken / 1e9 })),
 });

@@ -4,6 +4,7 @@ import { ExitCode } from '../core/exit-codes.ts';
 import { buildCommand } from './commands/build.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { demoCommand } from './commands/demo.ts';
+import { exportCommand } from './commands/export.ts';
 import { mixCommand } from './commands/mix.ts';
 import { trainCommand } from './commands/train.ts';
 
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   program.addCommand(buildCommand());
   program.addCommand(mixCommand());
   program.addCommand(trainCommand());
+  program.addCommand(exportCommand());
   program.addCommand(inspectCommand());
   program.addCommand(demoCommand());
   program.configureOutput({ outputError: usageLine });

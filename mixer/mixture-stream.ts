@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { isRemote } from '../shards/storage/location.ts';
 import { QualityMeter } from './mix-quality.ts';
 import { checkState, freshState, mergeStates, type MixtureState, type StateContext } from './mixture-state.ts';
 import type { MixedSample, MixtureStream, MixtureStreamOptions, RealisedReport, RealisedSource } from './mixture-stream-types.ts';
@@ -155,7 +156,7 @@ export class MixtureSampleStream implements MixtureStream {
 
   private async *run(): AsyncGenerator<MixedSample> {
     const { rank, worldSize, sequence } = this;
-    const remote = this.sources.some((s) => /^(s3|https?):\/\//.test(s.dataset.storage.root));
+    const remote = this.sources.some((s) => isRemote(s.dataset.storage.root));
     const reader = new RunReader(this.sources, remote ? REMOTE_FETCHES : LOCAL_FETCHES);
     const chunks = scheduleChunks(this.sources, { seed: this.plan.seed, endless: this.options.endless, start: this.origin.replay })[Symbol.asyncIterator]();
     let generated = this.origin.replay.position;

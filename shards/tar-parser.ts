@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { BLOCK } from './ustar.ts';
 
 /**
  * A streaming tar parser that knows where every entry starts. tar-stream's extractor gives no byte offsets, which the
@@ -12,13 +13,20 @@ export interface TarEntry {
   headerOffset: number;
   /** Offset just past the entry's data padding: where the next entry starts. */
   endOffset: number;
-  /** The entry's bytes; empty for anything but a file. */
+  /** The entry's bytes; empty for anything but a file, and for a file `holdData` declined (then only `size` tells). */
   data: Buffer;
+  /** The entry's size in bytes (0 for anything but a file). */
+  size: number;
 }
 
 export interface TarParseOptions {
   /** Largest entry accepted, in bytes (default 1 GiB): a hostile header cannot make us buffer more. */
   maxEntryBytes?: number;
+  /**
+   * Whether to hold a file entry's bytes (default: every one). A declined entry is read past as it streams, so a
+   * scan that needs only sizes holds no entry, however large (a gzip bomb, a sparse 1 GiB member).
+   */
+  holdData?: (name: string, size: number) => boolean;
   /**
    * The source is a byte range of whole entries starting at this offset of the tar (read by an index), not a whole
    * tar: offsets are the tar's, and the range's end is its end (no end-of-archive marker).
@@ -26,21 +34,21 @@ export interface TarParseOptions {
   rangeStart?: number;
 }
 
-const BLOCK = 512;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+const EMPTY = Buffer.alloc(0);
 
 export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
   const input = new ChunkReader(source[Symbol.asyncIterator](), options.rangeStart ?? 0);
   // The source is released however the parse ends (at the end-of-archive marker, before the source's end; on an
   // error; when the consumer stops): a file handle or an S3 connection is never left to the garbage collector.
   try {
-    yield* entries(input, options.maxEntryBytes ?? 1 << 30, options.rangeStart !== undefined);
+    yield* entries(input, options.maxEntryBytes ?? 1 << 30, options.holdData ?? (() => true), options.rangeStart !== undefined);
   } finally {
     await input.close();
   }
 }
 
-async function* entries(input: ChunkReader, maxEntryBytes: number, range: boolean): AsyncGenerator<TarEntry> {
+async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean, range: boolean): AsyncGenerator<TarEntry> {
   let longName: string | undefined;
   let paxLocal: Record<string, string> = {};
   let paxGlobal: Record<string, string> = {};
@@ -92,18 +100,20 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, range: boolea
     // Links and special files carry no data even when their size field says otherwise.
     const dataBytes = type === 'file' ? size : 0;
     const skipBytes = type === 'file' ? 0 : padded;
-    if (dataBytes > maxEntryBytes) {
+    const hold = dataBytes > 0 && holdData(name, dataBytes);
+    if (hold && dataBytes > maxEntryBytes) {
       throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
     }
-    const data = await input.take(dataBytes);
-    if (data.length < dataBytes) {
-      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${headerOffset}, ${data.length} of ${dataBytes} bytes present)`, entryStart);
+    const data = hold ? await input.take(dataBytes) : EMPTY;
+    const present = hold ? data.length : await input.skip(dataBytes);
+    if (present < dataBytes) {
+      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${headerOffset}, ${present} of ${dataBytes} bytes present)`, entryStart);
       error.context.name = name;
       throw error;
     }
     const rest = type === 'file' ? padded - size : skipBytes;
     if (rest > 0) await input.skip(rest);
-    yield { name, type, headerOffset: entryStart, endOffset: input.position, data };
+    yield { name, type, headerOffset: entryStart, endOffset: input.position, data, size: dataBytes };
   }
 }
 
@@ -247,8 +257,17 @@ class ChunkReader {
     return out;
   }
 
-  async skip(n: number): Promise<void> {
-    await this.take(n);
+  /** Reads past n bytes as they arrive, holding none of them; returns how many there were (fewer at the end). */
+  async skip(n: number): Promise<number> {
+    let skipped = 0;
+    while (skipped < n) {
+      if (this.buffered === 0) await this.fill(1);
+      if (this.buffered === 0) break;
+      const part = Math.min(this.chunks[0]!.length - this.head, n - skipped);
+      this.consume(part);
+      skipped += part;
+    }
+    return skipped;
   }
 
   /** Ends the source early if it has more (its `return` closes a file or a connection). */

@@ -16,6 +16,11 @@ export interface ReadShardOptions {
   counters?: ReadCounters;
   /** Largest single entry accepted, in bytes (default 1 GiB). */
   maxEntryBytes?: number;
+  /**
+   * Which fields to hold in memory (default: all). The others are read past as they stream and come as empty
+   * buffers, their sizes in `fieldSizes`: a scan that counts samples holds no image, however large.
+   */
+  holdField?: (field: string, size: number) => boolean;
   /** Read only these bytes of the shard: whole samples, at the offsets and sizes its index gives (never gzip). */
   range?: ByteRange;
 }
@@ -69,9 +74,12 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
     const onGzip = () => {
       if (!GZIP_TAR_NAME.test(key)) counters.notes.push(`${url} is gzip-compressed, though not named .tgz or .tar.gz: read through gunzip`);
     };
+    const holdField = options.holdField;
+    const holdData = holdField ? (name: string, size: number) => holdField(splitEntryName(name)?.field ?? '', size) : undefined;
     const range = options.range;
     const bytes = range ? storage.read(key, range) : gunzipIfCompressed(storage.read(key), url, onGzip);
-    for await (const entry of parseTar(bytes, { maxEntryBytes: options.maxEntryBytes, ...(range ? { rangeStart: range.start } : {}) })) {
+    const parseOptions = { maxEntryBytes: options.maxEntryBytes, ...(holdData ? { holdData } : {}), ...(range ? { rangeStart: range.start } : {}) };
+    for await (const entry of parseTar(bytes, parseOptions)) {
       if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
       let problem: M4Error | undefined;
       try {
@@ -84,7 +92,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
       if (!current || current.key !== parts.key) {
         const done = finish();
         if (done) yield done;
-        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer> };
+        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
       }
       if (!problem && parts.field in current.fields) {
         problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, { shard: url, offset: entry.headerOffset });
@@ -94,6 +102,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
         currentBad ??= problem;
       }
       current.fields[parts.field] = entry.data;
+      current.fieldSizes[parts.field] = entry.size;
       current.size = entry.endOffset - current.offset;
     }
     const last = finish();

@@ -33,15 +33,16 @@ test("hyper-parameters: the profile's values, warmup scaled to the run's steps, 
   assert.throws(() => resolveHyperParameters(profile, 5, { warmupSteps: 6 }), /warmup/);
 });
 
-test('z-loss and cross-entropy sums against a hand computation', () => {
-  // Hidden [2, 2] times head [2, 3] gives logits [[1, 2, 3], [0, 0, 0]].
-  const head = frozenMatrix(tf.tensor2d([[1, 2, 3], [0, 0, 0]]));
+test('z-loss and cross-entropy sums against a hand computation, with the added columns after the frozen ones', () => {
+  // Hidden [2, 2] times the frozen head [2, 3] and the added columns [2, 1] give logits [[1, 2, 3, 0.5], [0, 0, 0, 2]].
+  const head = { frozen: frozenMatrix(tf.tensor2d([[1, 2, 3], [0, 0, 0]])), added: tf.tensor2d([[0.5], [2]]) };
   const hidden = tf.tensor2d([[1, 0], [0, 1]]);
   const sums: LossSums = { crossEntropy: 0, zLoss: 0, count: 0 };
-  const objective = lmHeadLoss(hidden, new Int32Array([2, 0]), head, 1e-3, sums).dataSync()[0]!;
-  const lse1 = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3));
-  const lse2 = Math.log(3);
-  close(sums.crossEntropy, lse1 - 3 + (lse2 - 0));
+  // Row 0 predicts id 2 (frozen), row 1 id 3 (the added column).
+  const objective = lmHeadLoss(hidden, new Int32Array([2, 3]), head, 1e-3, sums).dataSync()[0]!;
+  const lse1 = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3) + Math.exp(0.5));
+  const lse2 = Math.log(3 + Math.exp(2));
+  close(sums.crossEntropy, lse1 - 3 + (lse2 - 2));
   close(sums.zLoss, lse1 ** 2 + lse2 ** 2);
   assert.equal(sums.count, 2);
   close(objective, sums.crossEntropy + 1e-3 * sums.zLoss, 1e-5);

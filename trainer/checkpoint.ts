@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { M4Error } from '../core/errors.ts';
 import type { BridgeState } from '../trainer-bridge/batch.ts';
@@ -7,7 +6,7 @@ import type { HyperParameters } from './hyper-parameters.ts';
 import type { ModelConfig } from './model-config.ts';
 import type { AtumModel } from './model.ts';
 import type { AdamW } from './optimizer.ts';
-import { encodeSafetensors, openSafetensors, type TensorToWrite } from './safetensors.ts';
+import { openSafetensors, writeSafetensorsFile, type TensorToWrite } from './safetensors.ts';
 
 /** One file per run directory, replaced atomically: a safetensors file whose metadata holds the run's state. */
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -15,43 +14,40 @@ const METADATA_KEY = 'm4data';
 
 export interface CheckpointInfo {
   format: 'm4data-trainer-checkpoint';
-  version: 1;
+  version: 2;
   /** Optimizer steps completed. */
   step: number;
   model: ModelConfig;
   profile: string;
-  /** Safetensors files the frozen weights were read from (empty: seeded random). */
-  frozenWeights: string[];
+  /** The `initFrom` paths the weights were first read from (empty: seeded random); frozen weights come from them again. */
+  initFrom: string[];
   hyperParameters: HyperParameters;
   /** The data stream's resume point after the last micro-batch of `step` (null when the caller gave none). */
   bridgeState: BridgeState | null;
+  /** The batches' shape, which a resumed run keeps. */
+  batchShape: TrainingBatchShape;
+}
+
+/** What the bridge's batches look like in a run; a resumed run reads the same. */
+export interface TrainingBatchShape {
+  batchSize: number;
+  seqLen: number;
+  maxImages: number;
+  maskImageTokens: boolean;
+  imageTransform: string;
 }
 
 /** Trainable weights as `param/NAME`, Adam's moments as `adam.m/NAME` and `adam.v/NAME`; written to a temp file, synced, renamed. */
 export async function saveCheckpoint(runDir: string, model: AtumModel, optimizer: AdamW, info: CheckpointInfo): Promise<string> {
   const tensors: TensorToWrite[] = [];
   const add = (prefix: string, map: Map<string, tf.Variable>) => {
-    for (const [name, v] of map) tensors.push({ name: `${prefix}/${name}`, shape: v.shape, data: v.dataSync() as Float32Array });
+    for (const [name, v] of map) tensors.push({ name: `${prefix}/${name}`, shape: v.shape, data: () => v.dataSync() as Float32Array });
   };
   add('param', model.trainableVariables());
   add('adam.m', optimizer.m);
   add('adam.v', optimizer.v);
-  const bytes = encodeSafetensors(tensors, { [METADATA_KEY]: JSON.stringify({ ...info, adamUpdates: optimizer.updates }) });
   const path = join(runDir, CHECKPOINT_FILE);
-  const temp = `${path}.tmp-${process.pid}`;
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await writeSafetensorsFile(path, tensors, { [METADATA_KEY]: JSON.stringify({ ...info, adamUpdates: optimizer.updates }) });
   return path;
 }
 
@@ -72,8 +68,8 @@ export async function readCheckpointInfo(runDir: string): Promise<CheckpointInfo
   }
 }
 
-/** Restores trainable weights and optimizer state in place; returns the checkpoint's metadata. */
-export async function loadCheckpoint(runDir: string, model: AtumModel, optimizer: AdamW): Promise<CheckpointInfo> {
+/** Restores trainable weights, and the optimizer's state when given one, in place; returns the checkpoint's metadata. */
+export async function loadCheckpoint(runDir: string, model: AtumModel, optimizer?: AdamW): Promise<CheckpointInfo> {
   const path = join(runDir, CHECKPOINT_FILE);
   const file = await openSafetensors(path);
   try {
@@ -87,9 +83,11 @@ export async function loadCheckpoint(runDir: string, model: AtumModel, optimizer
       }
     };
     await restore('param', model.trainableVariables());
-    await restore('adam.m', optimizer.m);
-    await restore('adam.v', optimizer.v);
-    optimizer.updates = Number((JSON.parse(file.metadata[METADATA_KEY]!) as { adamUpdates: number }).adamUpdates);
+    if (optimizer) {
+      await restore('adam.m', optimizer.m);
+      await restore('adam.v', optimizer.v);
+      optimizer.updates = Number((JSON.parse(file.metadata[METADATA_KEY]!) as { adamUpdates: number }).adamUpdates);
+    }
     return info;
   } finally {
     await file.close();
@@ -99,8 +97,8 @@ export async function loadCheckpoint(runDir: string, model: AtumModel, optimizer
 function parseInfo(metadata: Record<string, string>, path: string): CheckpointInfo {
   const text = metadata[METADATA_KEY];
   const info = text === undefined ? undefined : (JSON.parse(text) as CheckpointInfo);
-  if (info?.format !== 'm4data-trainer-checkpoint' || info.version !== 1) {
-    throw new M4Error('E_INPUT', 'trainer', `${path} is not an m4data trainer checkpoint (version 1)`, { path });
+  if (info?.format !== 'm4data-trainer-checkpoint' || info.version !== 2) {
+    throw new M4Error('E_INPUT', 'trainer', `${path} is not an m4data trainer checkpoint of version 2 (version 1 predates IDEFICS's components)`, { path });
   }
   return info;
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './model-config.ts';
-import { applyRotary, headLayerNorm, multiHeadAttention, rmsNorm, type LayerNormWeights, type Rotary } from './layers.ts';
+import { applyRotary, multiHeadAttention, perHead, rmsNorm, type Rotary } from './layers.ts';
 import { frozenLinear, matmul } from './ops.ts';
 import type { Weights } from './weights.ts';
 
@@ -21,30 +21,33 @@ export interface VisualRow {
   hasImage: tf.Tensor2D;
 }
 
-/** Shapes every layer of one forward pass shares. */
+/** What every decoder layer of one forward pass shares. */
 export interface SequenceLayout {
   rows: number;
   length: number;
-  rotary: Rotary;
-  causal: tf.Tensor2D;
+  /**
+   * Per row: rotary tables at the row's positions (`cumsum(attention_mask) - 1`, padding at 1, as transformers makes
+   * them) and the self-attention bias (causal, padding keys masked).
+   */
+  perRow: { rotary: Rotary; bias: tf.Tensor2D }[];
 }
 
 const rowSlice = (t: tf.Tensor2D, row: number, length: number) => tf.slice(t, [row * length, 0], [length, t.shape[1]]);
 
-/** One frozen LLaMA layer on [B*L, d]: RMSNorm, causal rotary attention, RMSNorm, SwiGLU; weights get no gradient. */
+/** One frozen LLaMA layer on [B*L, d]: RMSNorm, rotary attention, RMSNorm, SwiGLU; weights get no gradient. */
 export function decoderLayer(weights: Weights, config: ModelConfig, layer: number, h: tf.Tensor2D, seq: SequenceLayout): tf.Tensor2D {
   const at = `language.layers.${layer}`;
+  const eps = config.language.rmsNormEps;
   const linear = (x: tf.Tensor2D, name: string) => frozenLinear(x, weights.matrix(`${at}.${name}`));
-  const a = rmsNorm(h, weights.get(`${at}.attn_norm`) as tf.Tensor1D);
+  const a = rmsNorm(h, weights.get(`${at}.attn_norm`) as tf.Tensor1D, eps);
   const q = linear(a, 'wq');
   const k = linear(a, 'wk');
   const v = linear(a, 'wv');
-  const rotate = (x: tf.Tensor2D) => applyRotary(x, seq.rotary);
-  const attended = Array.from({ length: seq.rows }, (_, row) =>
-    multiHeadAttention(rowSlice(q, row, seq.length), rowSlice(k, row, seq.length), rowSlice(v, row, seq.length), config.language.heads, seq.causal, rotate),
+  const attended = seq.perRow.map(({ rotary, bias }, row) =>
+    multiHeadAttention(rowSlice(q, row, seq.length), rowSlice(k, row, seq.length), rowSlice(v, row, seq.length), config.language.heads, bias, (x) => applyRotary(x, rotary)),
   );
   h = tf.add(h, linear(seq.rows === 1 ? attended[0]! : (tf.concat(attended, 0) as tf.Tensor2D), 'wo'));
-  const f = rmsNorm(h, weights.get(`${at}.ffn_norm`) as tf.Tensor1D);
+  const f = rmsNorm(h, weights.get(`${at}.ffn_norm`) as tf.Tensor1D, eps);
   return tf.add(h, linear(swiglu(linear(f, 'w_gate'), linear(f, 'w_up')), 'w_down'));
 }
 
@@ -53,32 +56,32 @@ function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
 }
 
 /**
- * A trainable gated cross-attention block (Flamingo): `h + tanh(a) * xattn(norm(h), visual)`, then
- * `h + tanh(b) * ffn(norm(h))`. A token attends only to the latents of the images its mask row allows; a token with
- * none gets a zero cross-attention output.
+ * A trainable gated cross-attention block (transformers' `IdeficsGatedCrossAttentionLayer`):
+ * `h + tanh(a) * xattn(RMSNorm(h), visual)`, then `h + tanh(b) * mlp(RMSNorm(h))`, at the decoder's width and heads,
+ * with RMSNorm on q and k per head when `qkLayerNorms`. A token attends only to the latents of the images its mask
+ * row allows; a token with none gets a zero cross-attention output (transformers' `cross_attention_gate`).
  */
 export function gatedCrossAttention(weights: Weights, config: ModelConfig, layer: number, h: tf.Tensor2D, seq: SequenceLayout, visual: VisualContext | null): tf.Tensor2D {
   const at = `cross.${layer}`;
-  const x = config.crossAttention;
+  const { heads, dim, rmsNormEps: eps } = config.language;
   const w = (name: string) => weights.get(`${at}.${name}`);
   const linear = (input: tf.Tensor2D, name: string) => matmul(input, w(name) as tf.Tensor2D);
-  const norm = (name: string): LayerNormWeights => ({ gain: w(`${name}.gain`) as tf.Tensor1D, bias: w(`${name}.bias`) as tf.Tensor1D });
+  const qkNorm = (x: tf.Tensor2D, name: 'q_norm' | 'k_norm') => (config.crossAttention.qkLayerNorms ? perHead(x, heads, (r) => rmsNorm(r, w(name) as tf.Tensor1D, eps)) : x);
   if (visual) {
-    const q = headLayerNorm(linear(rmsNorm(h, w('attn_norm') as tf.Tensor1D), 'wq'), x.heads, norm('q_norm'));
-    const k = headLayerNorm(linear(visual.latents, 'wk'), x.heads, norm('k_norm'));
+    const q = qkNorm(linear(rmsNorm(h, w('attn_norm') as tf.Tensor1D, eps), 'wq'), 'q_norm');
+    const k = qkNorm(linear(visual.latents, 'wk'), 'k_norm');
     const v = linear(visual.latents, 'wv');
     const perImage = config.perceiver.latents;
-    const width = x.heads * x.headDim;
     const attended = visual.rows.map((row, index) => {
-      if (!row) return tf.zeros([seq.length, width]) as tf.Tensor2D;
-      const keys = tf.slice(k, [row.firstImage * perImage, 0], [row.images * perImage, width]);
-      const values = tf.slice(v, [row.firstImage * perImage, 0], [row.images * perImage, width]);
-      return tf.mul(multiHeadAttention(rowSlice(q, index, seq.length), keys, values, x.heads, row.bias), row.hasImage) as tf.Tensor2D;
+      if (!row) return tf.zeros([seq.length, dim]) as tf.Tensor2D;
+      const keys = tf.slice(k, [row.firstImage * perImage, 0], [row.images * perImage, dim]);
+      const values = tf.slice(v, [row.firstImage * perImage, 0], [row.images * perImage, dim]);
+      return tf.mul(multiHeadAttention(rowSlice(q, index, seq.length), keys, values, heads, row.bias), row.hasImage) as tf.Tensor2D;
     });
     const out = linear(attended.length === 1 ? attended[0]! : (tf.concat(attended, 0) as tf.Tensor2D), 'wo');
     h = tf.add(h, tf.mul(tf.tanh(w('gate_attn')), out));
   }
-  const f = rmsNorm(h, w('ffn_norm') as tf.Tensor1D);
+  const f = rmsNorm(h, w('ffn_norm') as tf.Tensor1D, eps);
   const dense = linear(swiglu(linear(f, 'w_gate'), linear(f, 'w_up')), 'w_down');
   return tf.add(h, tf.mul(tf.tanh(w('gate_ffn')), dense));
 }

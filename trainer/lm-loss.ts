@@ -15,30 +15,42 @@ export interface LossSums {
   perRow?: Float64Array;
 }
 
-/** Rows of logits alive at once: 256 x 32,002 floats is 33 MB. */
+/** Rows of logits alive at once: 256 x 32,000 floats is 33 MB. */
 const DEFAULT_CHUNK_ROWS = 256;
 
 /**
- * The frozen LM head, cross-entropy and z-loss fused, in row chunks: `sum over label rows of CE + zWeight * lse^2`.
+ * IDEFICS's decoupled LM head (`IdeficsDecoupledLinear`): the frozen [d, V] LLaMA head, and the trained [d, A]
+ * columns of the added tokens, whose logits come after the frozen ones (ids V..V+A-1).
+ */
+export interface LmHead {
+  frozen: FrozenMatrix;
+  added: tf.Tensor2D;
+}
+
+/**
+ * The LM head, cross-entropy and z-loss fused, in row chunks: `sum over label rows of CE + zWeight * lse^2`.
  * The loss is the last node of the graph, so its gradient with respect to the logits is known in the forward pass
- * (`softmax * (1 + 2 zWeight lse) - onehot`); it is turned into the gradient for `hidden` there (one matmul with the
- * kept transpose of the head) and only that [T, d] tensor waits for the backward pass, never the [T, V] logits.
- * `hidden` is [T, d]; `targets[t]` is the id row t must predict, or IGNORE_INDEX.
+ * (`softmax * (1 + 2 zWeight lse) - onehot`); it is turned into the gradients for `hidden` and for the added columns
+ * there (matmuls with the kept transpose of the frozen head, and with the added columns) and only those wait for the
+ * backward pass, never the [T, V] logits. `hidden` is [T, d]; `targets[t]` is the id row t must predict, or IGNORE_INDEX.
  */
 export function lmHeadLoss(
   hidden: tf.Tensor2D,
   targets: Int32Array,
-  head: FrozenMatrix,
+  head: LmHead,
   zWeight: number,
   sums: LossSums,
   chunkRows = DEFAULT_CHUNK_ROWS,
 ): tf.Scalar {
   const [rows, dim] = hidden.shape;
-  const vocab = head.w.shape[1];
+  const frozenVocab = head.frozen.w.shape[1];
+  const added = head.added.shape[1];
+  const vocab = frozenVocab + added;
   if (targets.length !== rows) throw new Error(`lmHeadLoss: ${targets.length} targets for ${rows} rows`);
-  const op = customOp<tf.Scalar>(([x], save) => {
+  const op = customOp<tf.Scalar>(([x, addedColumns], save) => {
     let objective = 0;
     const gradChunks: tf.Tensor2D[] = [];
+    let gradAdded: tf.Tensor2D = tf.zeros([dim, added]);
     for (let start = 0; start < rows; start += chunkRows) {
       const n = Math.min(chunkRows, rows - start);
       const chunkTargets = targets.subarray(start, start + n);
@@ -47,26 +59,37 @@ export function lmHeadLoss(
         gradChunks.push(tf.zeros([n, dim]));
         continue;
       }
-      const logitsTensor = tf.tidy(() => tf.matMul(tf.slice(x! as tf.Tensor2D, [start, 0], [n, dim]), head.w));
-      const logits = logitsTensor.dataSync() as Float32Array;
-      logitsTensor.dispose();
+      const chunk = tf.slice(x! as tf.Tensor2D, [start, 0], [n, dim]);
+      const logitsTensor = tf.matMul(chunk, head.frozen.w);
+      const addedTensor = tf.matMul(chunk, addedColumns as tf.Tensor2D);
       // In place: logits become dLoss/dlogits.
+      const logits = logitsTensor.dataSync() as Float32Array;
+      const addedLogits = addedTensor.dataSync() as Float32Array;
+      tf.dispose([logitsTensor, addedTensor]);
       for (let r = 0; r < n; r++) {
         const target = chunkTargets[r]!;
-        const row = logits.subarray(r * vocab, (r + 1) * vocab);
+        const row = logits.subarray(r * frozenVocab, (r + 1) * frozenVocab);
+        const rowAdded = addedLogits.subarray(r * added, (r + 1) * added);
         if (target === IGNORE_INDEX) {
           if (sums.perRow) sums.perRow[start + r] = NaN;
           row.fill(0);
+          rowAdded.fill(0);
           continue;
         }
         if (target < 0 || target >= vocab) throw new M4Error('E_INPUT', 'trainer', `label ${target} outside the vocabulary of ${vocab} (and not ${IGNORE_INDEX})`);
-        const targetLogit = row[target]!;
+        const targetLogit = target < frozenVocab ? row[target]! : rowAdded[target - frozenVocab]!;
         let max = -Infinity;
-        for (let j = 0; j < vocab; j++) if (row[j]! > max) max = row[j]!;
+        for (let j = 0; j < frozenVocab; j++) if (row[j]! > max) max = row[j]!;
+        for (let j = 0; j < added; j++) if (rowAdded[j]! > max) max = rowAdded[j]!;
         let sum = 0;
-        for (let j = 0; j < vocab; j++) {
+        for (let j = 0; j < frozenVocab; j++) {
           const e = Math.exp(row[j]! - max);
           row[j] = e;
+          sum += e;
+        }
+        for (let j = 0; j < added; j++) {
+          const e = Math.exp(rowAdded[j]! - max);
+          rowAdded[j] = e;
           sum += e;
         }
         const lse = Math.log(sum) + max;
@@ -77,17 +100,22 @@ export function lmHeadLoss(
         sums.count += 1;
         objective += ce + zWeight * lse * lse;
         const scale = (1 + 2 * zWeight * lse) / sum;
-        for (let j = 0; j < vocab; j++) row[j]! *= scale;
-        row[target]! -= 1;
+        for (let j = 0; j < frozenVocab; j++) row[j]! *= scale;
+        for (let j = 0; j < added; j++) rowAdded[j]! *= scale;
+        if (target < frozenVocab) row[target]! -= 1;
+        else rowAdded[target - frozenVocab]! -= 1;
       }
-      const dLogits = tf.tensor2d(logits, [n, vocab]);
-      gradChunks.push(tf.matMul(dLogits, head.wt));
-      dLogits.dispose();
+      const dLogits = tf.tensor2d(logits, [n, frozenVocab]);
+      const dAdded = tf.tensor2d(addedLogits, [n, added]);
+      gradChunks.push(tf.tidy(() => tf.add(tf.matMul(dLogits, head.frozen.wt), tf.matMul(dAdded, tf.transpose(addedColumns as tf.Tensor2D)))));
+      const previous = gradAdded;
+      gradAdded = tf.tidy(() => tf.add(previous, tf.matMul(tf.transpose(chunk), dAdded)));
+      tf.dispose([previous, dLogits, dAdded, chunk]);
     }
     const grad = gradChunks.length === 1 ? gradChunks[0]! : tf.concat(gradChunks, 0);
     if (gradChunks.length > 1) tf.dispose(gradChunks);
-    save([grad]);
-    return { value: tf.scalar(objective), gradFunc: (dy, saved) => tf.mul(saved[0]!, dy) };
+    save([grad, gradAdded]);
+    return { value: tf.scalar(objective), gradFunc: (dy, [gradX, gradColumns]) => [tf.mul(gradX!, dy), tf.mul(gradColumns!, dy)] };
   });
-  return op(hidden);
+  return op(hidden, head.added);
 }

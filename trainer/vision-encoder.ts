@@ -1,11 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ModelConfig } from './model-config.ts';
-import { layerNorm, multiHeadAttention, type LayerNormWeights } from './layers.ts';
+import { visionTokensPerImage, type ModelConfig } from './model-config.ts';
+import { layerNorm, multiHeadAttention, visionActivation, type LayerNormWeights } from './layers.ts';
 import type { Weights } from './weights.ts';
 
 /**
- * The frozen ViT, run outside the gradient tape (nothing before it trains). Pre-norm blocks with quick-GELU as in
- * CLIP, without CLIP's class token and biases: every patch's features go to the resampler.
+ * The frozen ViT, IDEFICS's `IdeficsVisionTransformer` (CLIP's vision tower), run outside the gradient tape (nothing
+ * before it trains): patch embedding without bias, the class token prepended, learned positions for all
+ * `patches + 1` tokens, `pre_layrnorm`, then pre-norm blocks with biases on q, k, v, out, fc1 and fc2 and the
+ * config's activation. The output is `last_hidden_state`, every token with the class token first: CLIP's
+ * post-LayerNorm touches only the pooled class token, which IDEFICS does not use.
  */
 
 /** [images * patches, 3 * patch * patch]: each image's patches in raster order, each patch flattened channel-major. */
@@ -31,29 +34,32 @@ export function patchify(pixels: Float32Array, imageOffsets: readonly number[], 
   return tf.tensor2d(out, [imageOffsets.length * side * side, patchWidth]);
 }
 
-/** Patch features [images * patches, vision.dim] of the images starting at `imageOffsets` in `pixels`. */
+/** Vision tokens [images * (patches + 1), vision.dim] of the images starting at `imageOffsets` in `pixels`. */
 export function encodeImages(weights: Weights, config: ModelConfig, pixels: Float32Array, imageOffsets: readonly number[]): tf.Tensor2D {
   const v = config.vision;
   const count = imageOffsets.length;
+  const tokens = visionTokensPerImage(config);
   return tf.tidy(() => {
     const patches = patchify(pixels, imageOffsets, v.imageSize, v.patchSize);
-    const perImage = patches.shape[0] / count;
-    const embedded = tf.matMul(patches, weights.get('vision.patch_embed') as tf.Tensor2D);
-    let x = tf.reshape(tf.add(tf.reshape(embedded, [count, perImage, v.dim]), weights.get('vision.pos_embed')), [count * perImage, v.dim]) as tf.Tensor2D;
+    const embedded = tf.reshape(tf.matMul(patches, weights.get('vision.patch_embed') as tf.Tensor2D), [count, tokens - 1, v.dim]);
+    const classTokens = tf.broadcastTo(tf.reshape(weights.get('vision.class_embedding'), [1, 1, v.dim]), [count, 1, v.dim]);
+    const positioned = tf.add(tf.concat([classTokens, embedded], 1), weights.get('vision.pos_embed'));
     const norm = (name: string): LayerNormWeights => ({ gain: weights.get(`${name}.gain`) as tf.Tensor1D, bias: weights.get(`${name}.bias`) as tf.Tensor1D });
-    const linear = (input: tf.Tensor2D, name: string): tf.Tensor2D => tf.matMul(input, weights.get(name) as tf.Tensor2D);
+    const layerNormOf = (input: tf.Tensor2D, name: string) => layerNorm(input, norm(name), v.layerNormEps);
+    const linear = (input: tf.Tensor2D, weight: string, bias: string): tf.Tensor2D => tf.add(tf.matMul(input, weights.get(weight) as tf.Tensor2D), weights.get(bias));
+    let x = layerNormOf(tf.reshape(positioned, [count * tokens, v.dim]) as tf.Tensor2D, 'vision.pre_norm');
     for (let i = 0; i < v.layers; i++) {
       const at = `vision.layers.${i}`;
-      const h = layerNorm(x, norm(`${at}.ln1`));
-      const q = linear(h, `${at}.wq`);
-      const k = linear(h, `${at}.wk`);
-      const val = linear(h, `${at}.wv`);
-      const rows = (t: tf.Tensor2D, image: number) => tf.slice(t, [image * perImage, 0], [perImage, v.dim]);
+      const h = layerNormOf(x, `${at}.ln1`);
+      const q = linear(h, `${at}.wq`, `${at}.bq`);
+      const k = linear(h, `${at}.wk`, `${at}.bk`);
+      const val = linear(h, `${at}.wv`, `${at}.bv`);
+      const rows = (t: tf.Tensor2D, image: number) => tf.slice(t, [image * tokens, 0], [tokens, v.dim]);
       const attended = Array.from({ length: count }, (_, image) => multiHeadAttention(rows(q, image), rows(k, image), rows(val, image), v.heads, null));
-      x = tf.add(x, linear(count === 1 ? attended[0]! : tf.concat(attended, 0), `${at}.wo`));
-      const up = linear(layerNorm(x, norm(`${at}.ln2`)), `${at}.fc1`);
-      x = tf.add(x, linear(tf.mul(up, tf.sigmoid(tf.mul(up, 1.702))), `${at}.fc2`));
+      x = tf.add(x, linear(count === 1 ? attended[0]! : tf.concat(attended, 0), `${at}.wo`, `${at}.bo`));
+      const up = linear(layerNormOf(x, `${at}.ln2`), `${at}.fc1`, `${at}.b1`);
+      x = tf.add(x, linear(visionActivation(up, v.activation), `${at}.fc2`, `${at}.b2`));
     }
-    return layerNorm(x, norm('vision.final_norm'));
+    return x;
   });
 }

@@ -1,9 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
-import { M4Error } from '../core/errors.ts';
 import type { ModelConfig } from './model-config.ts';
 import { frozenMatrix, type FrozenMatrix } from './ops.ts';
 import { parameterSpecs, type ParameterSpec } from './parameters.ts';
-import { openSafetensors } from './safetensors.ts';
+
+/** Values for some weights, by the names of `parameterSpecs`, already in the model's layout (matrices [in, out]). */
+export interface InitialWeights {
+  has(name: string): boolean;
+  /** One weight's values; read one at a time, so a large checkpoint never sits whole in memory. */
+  read(name: string): Promise<Float32Array>;
+}
 
 /**
  * The model's weights: frozen ones as plain tensors (never on an optimizer's list, so they get no gradient and no
@@ -19,21 +24,24 @@ export class Weights {
     this.specs = specs;
   }
 
-  /** Seeded random weights, then any frozen weight found by name in the safetensors files replaces its random one. */
-  static async create(config: ModelConfig, frozenFiles: readonly string[] = []): Promise<{ weights: Weights; loaded: string[] }> {
+  /** Each weight from `initial` when it has it, seeded random (or ones, zeros) otherwise. */
+  static async create(config: ModelConfig, initial?: InitialWeights): Promise<Weights> {
     const weights = new Weights(parameterSpecs(config));
-    const fromFiles = await readFrozen(weights.specs, frozenFiles);
-    for (const spec of weights.specs) {
-      const values = fromFiles.get(spec.name);
-      const tensor = values ? tf.tensor(values, spec.shape) : initialValue(spec, config.seed);
-      if (spec.trainable) {
-        weights.trainable.set(spec.name, tf.variable(tensor, true));
-        tensor.dispose();
-      } else {
-        weights.frozen.set(spec.name, tensor);
+    try {
+      for (const spec of weights.specs) {
+        const tensor = initial?.has(spec.name) ? tf.tensor(await initial.read(spec.name), spec.shape) : initialValue(spec, config.seed);
+        if (spec.trainable) {
+          weights.trainable.set(spec.name, tf.variable(tensor, true));
+          tensor.dispose();
+        } else {
+          weights.frozen.set(spec.name, tensor);
+        }
       }
+    } catch (err) {
+      weights.dispose();
+      throw err;
     }
-    return { weights, loaded: [...fromFiles.keys()] };
+    return weights;
   }
 
   get(name: string): tf.Tensor {
@@ -80,25 +88,4 @@ function seedFor(seed: number, name: string): number {
   let hash = 0x811c9dc5 ^ seed;
   for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
   return hash >>> 0;
-}
-
-async function readFrozen(specs: readonly ParameterSpec[], files: readonly string[]): Promise<Map<string, Float32Array>> {
-  const out = new Map<string, Float32Array>();
-  const wanted = new Map(specs.filter((s) => !s.trainable).map((s) => [s.name, s]));
-  for (const path of files) {
-    const file = await openSafetensors(path);
-    try {
-      for (const [name, entry] of file.entries) {
-        const spec = wanted.get(name);
-        if (!spec) continue;
-        if (entry.shape.join(',') !== spec.shape.join(',')) {
-          throw new M4Error('E_INPUT', 'trainer', `${path}: ${name} has shape [${entry.shape}], the model needs [${spec.shape}] (matrices are [in, out])`, { path, tensor: name });
-        }
-        out.set(name, await file.read(name));
-      }
-    } finally {
-      await file.close();
-    }
-  }
-  return out;
 }

@@ -2,6 +2,7 @@ import type { ColumnSpec } from './metadata/columns.ts';
 import type { ImageOptions, OutputFormat } from './image/image-options.ts';
 import type { Status } from './outcomes.ts';
 import type { InputFormat } from './metadata/input-format.ts';
+import type { OpenOptions } from '../../shards/storage/open.ts';
 
 /**
  * What a source folder provides: its row schema, and how a row becomes a sample. Everything else (reading parquet,
@@ -55,6 +56,8 @@ export interface AssembledSample {
   images: number;
   tokens: number;
   imageRecords?: ImageRecord[];
+  /** Something worth counting about a packed row (metadata kept unparsed): its outcome's `error_message`. */
+  note?: string;
 }
 
 /** A row dropped after its images were tried (its only image failed, or a document kept no image). */
@@ -63,6 +66,17 @@ export interface DroppedRow {
   status: Exclude<Status, 'success'>;
   error: string;
   imageRecords?: ImageRecord[];
+}
+
+/** What `prepare` reads the inputs with: the build's source options, and how the rows will be read. */
+export interface PrepareRequest {
+  options: SourceOptions;
+  /** The source's whole schema, checked before anything else is read from an input. */
+  columns: readonly ColumnSpec[];
+  limit?: number;
+  format?: InputFormat;
+  /** How remote inputs are reached (the private-network rule). */
+  network?: OpenOptions;
 }
 
 /** A source-specific flag of `m4data build`. */
@@ -89,7 +103,7 @@ export interface SourceAdapter<P = unknown> {
   imageDefaults: Partial<ImageOptions>;
   flags: readonly SourceFlag[];
   /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
-  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<unknown>;
+  prepare?(inputs: readonly string[], request: PrepareRequest): Promise<unknown>;
   plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;
   assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
 }

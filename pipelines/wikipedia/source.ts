@@ -1,6 +1,6 @@
 import { assembleDocument, DOCUMENT_FLAGS, planDocument, repeatedUrls, type DocumentItem, type DocumentPayload, type RawImage } from '../engine/document-sample.ts';
 import type { SourceAdapter } from '../engine/source-adapter.ts';
-import { parseJson, parseList } from '../obelisc/source.ts';
+import { parseJsonField } from '../engine/json-field.ts';
 
 /**
  * Multimodal English Wikipedia: the OBELICS document layout, with images given as URLs or, as the WIT images ship,
@@ -25,7 +25,7 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
   plan(row, options, context) {
     const images = Array.isArray(row.images) ? (row.images as unknown[]).map(toImage) : null;
     const texts = Array.isArray(row.texts) ? (row.texts as (string | null)[]) : null;
-    const plan = planDocument(images, texts, parseList(row.metadata), parseJson(row.general_metadata), options, context as Map<string, number>);
+    const plan = planDocument(images, texts, parseJsonField(row.metadata), parseJsonField(row.general_metadata), options, context as Map<string, number>);
     if (plan.kind === 'rejected') return plan;
     return { ...plan, payload: { ...plan.payload, items: mergeSections(plan.payload.items) } };
   },
