@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import type { MixedSample, Mixture, MixtureStream } from '../mixer/mixture-stream-types.ts';
 import { RankSequence } from '../mixer/rank-sequence.ts';
 import { isImageField } from '../shards/entry-name.ts';
-import type { Batch, BridgeState } from '../trainer-bridge/batch.ts';
+import { PIXELS_PER_IMAGE, type Batch, type BridgeState } from '../trainer-bridge/batch.ts';
 import { openBridge, type MixtureSource } from '../trainer-bridge/bridge.ts';
 import type { PixelDecoder } from '../trainer-bridge/pixel-pool.ts';
-import { PIXELS_PER_IMAGE } from '../trainer-bridge/tensors.ts';
 import { isM4Error } from '../core/errors.ts';
 import { planFour, writeFourSources } from './helpers/mixtures.ts';
+import { runCli } from './helpers/run-cli.ts';
 
 // The bridge resumed under another world size at a constant global batch: every image of every sample the ranks
 // consumed, over both worlds, is packed exactly once, and a document one rank had part-packed goes on where it stopped.
@@ -120,4 +120,21 @@ test('resume states of one step are checked: another global batch, mixed steps, 
   refused({ ...states[0]!, batches: -1 }, { worldSize: 2, batchSize: 2 }, /field batches must be a whole number of 0 or more \(found -1\)/);
   refused({ ...states[0]!, packer: { ...states[0]!.packer, skipUnits: 'two' } }, { worldSize: 2, batchSize: 2 }, /field packer\.skipUnits must be a whole number/);
   refused({ ...states[0]!, version: 1 }, { worldSize: 2, batchSize: 2 }, /version 1; this m4data reads version 2/);
+});
+
+test('m4data train --dry-run --resume-state takes every rank\'s states, and goes on under another world size', async () => {
+  const mixDir = join(dir, 'mix');
+  const state = (rank: number) => join(dir, `state-${rank}.json`);
+  for (const rank of [0, 1]) {
+    const r = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '2', '--seq-len', '64', '--rank', String(rank), '--world-size', '2', '--quiet', '--save-state', state(rank)]);
+    assert.equal(r.code, 0, r.err);
+  }
+  const resumed = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '4', '--seq-len', '64', '--batch-size', '4', '--world-size', '1', '--quiet', '--resume-state', state(0), state(1)]);
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.match(resumed.out, /rank 0 of 1: 4 batches of 4 x 64 tokens, 16 image slots per sequence \(resuming after batch 2\)/);
+  assert.match(resumed.out, /2 batches on rank 0 of 1 \(4 of 4 in all\)/);
+  assert.match(resumed.out, /how well mixed, the samples this rank read/);
+  const alone = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '4', '--seq-len', '64', '--batch-size', '4', '--quiet', '--resume-state', state(0)]);
+  assert.equal(alone.code, 2);
+  assert.match(alone.err, /is rank 0 of 2, this run rank 0 of 1: to go on under another world size, give the states of all 2 ranks/);
 });
