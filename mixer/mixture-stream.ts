@@ -13,8 +13,11 @@ import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './sch
  * placed, so a rank asks only for its own samples of it; a run needed before its group is placed is read whole.
  */
 const LOOKAHEAD = 16_384;
-/** Bytes of runs read ahead and held (a source's group is held while it is read: about 16 MiB, see SourceOrder). */
-const FETCH_BYTES = 96 << 20;
+/**
+ * Bytes of runs read ahead and held: the prefetch stops there, never the consumer. A source's group is held while it
+ * is read (about 64 MiB, see SourceOrder), so this lets the next runs of two or three sources be read ahead.
+ */
+const FETCH_BYTES = 128 << 20;
 /** A run is read whole, before its group is placed, once the consumer is this close to it. */
 const PREFETCH = 2048;
 /** Ranged reads in flight: a few locally; many remotely, where each waits a first-byte latency. */
