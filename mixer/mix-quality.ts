@@ -1,9 +1,9 @@
 /**
  * How well a stream is mixed, measured as it passes: per source, the share of fixed-size token windows without it
  * (against what is expected of it: the windows an ideal token-fair interleave leaves without it, or those lying inside
- * one sample of another source, where no order could put it, whichever are more), its longest absence
- * in tokens, its longest run of consecutive samples, and, among its own samples in stream order, how often two
- * neighbours come from the same shard and how many shards 1,000 consecutive ones come from. O(1) memory per source.
+ * one sample of another source, where no order could put it, whichever are more), its longest absence in tokens, its
+ * longest run of consecutive samples, and, among its own samples in stream order, how often two neighbours come from
+ * the same shard and how many shards 1,000 consecutive ones come from. O(1) memory per source.
  */
 export interface SourceQuality {
   name: string;

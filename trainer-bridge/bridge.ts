@@ -43,15 +43,15 @@ export interface BridgeStream extends AsyncIterable<Batch> {
  */
 export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}): BridgeStream {
   const opts = resolveBridgeOptions(options, mixture.plan);
-  const resume = opts.resume;
-  const elastic = Array.isArray(resume);
-  const mixtureResume = Array.isArray(resume) ? resume.map((s) => s.mixture) : resume?.mixture;
-  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: mixtureResume, signal: options.signal, maxBadShards: options.maxBadShards });
+  // Every rank's states, of a world of another size; or this rank's own.
+  const states = Array.isArray(opts.resume) ? opts.resume : undefined;
+  const own = Array.isArray(opts.resume) ? undefined : opts.resume;
+  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: states ? states.map((s) => s.mixture) : own?.mixture, signal: options.signal, maxBadShards: options.maxBadShards });
   const tally = newTally();
   // Under another world size every rank starts at a sample boundary; part-emitted samples go on by position.
-  const partial = Array.isArray(resume) ? partialAfterMerge(resume, stream.state()) : new Map((resume as BridgeState | undefined)?.packer.partial ?? []);
-  let next: ResumePoint<MixtureState> = { state: stream.state(), skipUnits: elastic ? 0 : ((resume as BridgeState | undefined)?.packer.skipUnits ?? 0) };
-  const startBatches = (Array.isArray(resume) ? resume[0]!.batches : resume?.batches) ?? 0;
+  const partial = states ? partialAfterMerge(states, stream.state()) : new Map(own?.packer.partial ?? []);
+  let next: ResumePoint<MixtureState> = { state: stream.state(), skipUnits: own?.packer.skipUnits ?? 0 };
+  const startBatches = (states ? states[0]!.batches : own?.batches) ?? 0;
   let batches = 0;
   let paddingTokens = 0;
   let decoder: PixelDecoder | undefined = options.decoder;
