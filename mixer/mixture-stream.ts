@@ -13,6 +13,7 @@ import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './sch
  * placed, so a rank asks only for its own samples of it; a run needed before its group is placed is read whole.
  */
 const LOOKAHEAD = 16_384;
+const SINGLE_RANK_LOOKAHEAD = 2048;
 /**
  * Bytes of runs read ahead and held: the prefetch stops there, never the consumer. A source's group is held while it
  * is read (about 64 MiB, see SourceOrder), so this lets the next runs of two or three sources be read ahead.
@@ -201,8 +202,9 @@ export class MixtureSampleStream implements MixtureStream {
         const roundLast = v - rank + worldSize - 1;
         const needed = Math.max(sequence.positionOf(v), sequence.positionOf(roundLast));
         // The schedule is run on in chunks of half the lookahead, not a call per sample; at the start the lookahead
-        // grows from a little, so that the first runs are being read while the rest is scheduled.
-        const ahead = Math.min(LOOKAHEAD, 1024 + 4 * (v - this.origin.next));
+        // grows from a little, so that the first runs are being read while the rest is scheduled. A single rank reads
+        // whole runs anyway: it looks ahead only to prefetch (items held longer cost garbage collection).
+        const ahead = Math.min(worldSize === 1 ? SINGLE_RANK_LOOKAHEAD : LOOKAHEAD, 1024 + 4 * (v - this.origin.next));
         if (generated <= needed + ahead / 2) await extend(needed + ahead);
         if (generated <= needed) {
           // A finite stream ended inside this round: no rank takes any of it.
