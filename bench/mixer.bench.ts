@@ -3,21 +3,31 @@
  *
  *   node --import tsx bench/mixer.bench.ts [--quick]
  *
- * 1. Local: the mixed stream of four built datasets (every source one epoch, so both sides read every sample once)
+ * 1. The stream's peak RSS over Wikipedia-like documents of 30k tokens carrying 30 images. Aim: < 512 MB.
+ * 2. Local: the mixed stream of four built datasets (every source one epoch, so both sides read every sample once)
  *    against reading the same shards one after another, unmixed. Aim: samples/s ratio >= 0.9.
- * 2. S3 (s3rver on 127.0.0.1): the same mixed stream from the bucket against a raw GET of the same shard objects.
- * 3. Planning over generated manifests totalling 100,000 shards and 10^9 samples (no tars): time and peak RSS.
- *    Aim: under 10 s and 1 GB.
- * 4. A long endless stream: RSS at its start and end (flat memory).
+ * 3. S3 (s3rver on 127.0.0.1): the same mixed stream from the bucket against a raw GET of the same shard objects.
+ *    Aim: >= 0.8.
+ * 4. Planning over generated manifests totalling 100,000 shards and 10^9 samples (no tars, no indexes): reading and
+ *    checking the manifests, and planning; time and peak RSS. Aim: under 10 s and 1 GB. Then fingerprinting (every
+ *    index read, checked and hashed, as `m4data mix` does) over the card-like mixture's 594 indexes.
+ * 5. How well mixed: the schedule of the card-like mixture (issue 14: PMD 470k pairs in 471 shards, LAION 90.6k in 91,
+ *    OBELISC 246 documents in 3 shards, Wikipedia 2,843 articles in 29) by atum-9b's shares and epochs, and PMD under
+ *    the IDEFICS assignment, beside the best peer's value from the issue.
  * Ends with one JSON line {"bench":"mixer", ...}.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { QualityMeter, type MixQuality } from '../mixer/mix-quality.ts';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { planMixture } from '../mixer/plan.ts';
+import { planMixture, type SourceSupply } from '../mixer/plan.ts';
+import { formatQuality } from '../mixer/plan-report.ts';
 import { checkProfile, loadProfile, type MixProfile } from '../mixer/profile.ts';
+import { schedule } from '../mixer/schedule.ts';
+import { SourceDataset } from '../mixer/source-dataset.ts';
+import { CARD_LIKE, cardLikeDataset, writeCardLikeIndexes } from '../sandbox/card-mixture.ts';
 import { writeSyntheticDataset } from '../sandbox/datasets.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { buildManifest, writeManifest, type ShardRecord } from '../shards/manifest.ts';
@@ -75,10 +85,43 @@ async function plan(mixDir: string, locations: Map<string, string>): Promise<num
   return p.sources.reduce((a, s) => a + s.samples, 0);
 }
 
+/** The card-like mixture's schedule by a profile's shares (budget: its epochs of every source), measured. */
+async function cardLikeQuality(profileName: string, budget?: number): Promise<MixQuality> {
+  const profile = await loadProfile(profileName);
+  const datasets = new Map(CARD_LIKE.map((s) => [s.name, cardLikeDataset(s)]));
+  const tokens = (name: string) => datasets.get(name)!.shards.reduce((a, s) => a + s.tokens, 0);
+  const total = budget ?? profile.sources.reduce((a, s) => a + s.epochs * tokens(s.name), 0);
+  const sources = profile.sources.map((s) => ({ name: s.name, share: s.share, target: s.share * total, dataset: datasets.get(s.name)! }));
+  const meter = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
+  for await (const item of schedule(sources, { seed: 1 })) meter.add(sources[item.source]!.name, item.tokens, String(item.shard));
+  return meter.report();
+}
+
 const dir = await mkdtemp(join(tmpdir(), 'm4-bench-mix-'));
 const figures: Record<string, unknown> = { quick };
 try {
-  // 1. Local.
+  // 1. Peak RSS of a stream of 30k-token documents carrying 30 images each, first, while this process holds nothing else.
+  const big = join(dir, 'big');
+  const bigSources = new Map<string, string>();
+  for (const s of SOURCES) {
+    const location = join(big, s.name);
+    const document = s.name === 'wikipedia';
+    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: Array(quick ? 3 : 6).fill(document ? 12 : 200), ...(document ? { images: 30, imageSide: 512, words: 21_000 } : {}) });
+    bigSources.set(s.name, location);
+  }
+  await plan(join(dir, 'mix-big'), bigSources);
+  const bigRss = rssSampler();
+  let bigSamples = 0;
+  const baseRss = process.memoryUsage.rss();
+  for await (const sample of (await openMixture(join(dir, 'mix-big'))).stream({ endless: true })) {
+    if (++bigSamples >= (quick ? 3_000 : 12_000)) break;
+    void sample;
+  }
+  const bigPeak = bigRss.stop();
+  Object.assign(figures, { bigDocumentSamples: bigSamples, bigDocumentPeakRssMB: Math.round(bigPeak / MB), rssBeforeMB: Math.round(baseRss / MB) });
+  console.log(`30k-token documents with 30 images: peak RSS ${figures.bigDocumentPeakRssMB} MB over ${bigSamples} samples (${figures.rssBeforeMB} MB before; aim < 512 MB)`);
+
+  // 2. Local.
   const local = await writeDatasets(join(dir, 'local'));
   const samples = await plan(join(dir, 'mix-local'), local);
   const localShards = await shardKeys(local);
@@ -104,7 +147,7 @@ try {
   });
   console.log(`local: ${samples} samples; unmixed ${figures.localUnmixedSamplesPerSec}/s, mixed ${figures.localMixedSamplesPerSec}/s, ratio ${figures.localRatio} (aim >= 0.9)`);
 
-  // 2. S3.
+  // 3. S3.
   const s3 = await startS3Server({ bucket: 'bench' });
   const restore = applyEnv(s3.env);
   try {
@@ -133,13 +176,13 @@ try {
       s3MixedSamplesPerSec: Math.round(samples / s3Times.mixed!),
       s3Ratio: ratio(s3Times.rawGet!, s3Times.mixed!),
     });
-    console.log(`s3rver: raw GET of every shard ${figures.s3RawGetMBps} MB/s; mixed ${figures.s3MixedSamplesPerSec} samples/s; ratio ${figures.s3Ratio}`);
+    console.log(`s3rver: raw GET of every shard ${figures.s3RawGetMBps} MB/s; mixed ${figures.s3MixedSamplesPerSec} samples/s; ratio ${figures.s3Ratio} (aim >= 0.8)`);
   } finally {
     restore();
     await s3.stop();
   }
 
-  // 3. Planning over 100,000 shards and 10^9 samples.
+  // 4. Planning over 100,000 shards and 10^9 samples; fingerprinting real indexes.
   const manifests = new Map<string, string>();
   for (const s of SOURCES) {
     const records: ShardRecord[] = Array.from({ length: 25_000 }, (_, k) => ({
@@ -156,7 +199,11 @@ try {
   }
   const rss = rssSampler();
   const planning = await timed(async () => {
-    const supplies = await readSupplies(manifests);
+    const supplies: SourceSupply[] = [];
+    for (const [name, location] of manifests) {
+      const { totals } = (await SourceDataset.open(location)).manifest;
+      supplies.push({ name, location, tokens: totals.tokens, samples: totals.samples, images: totals.images, shards: totals.shards, assumed: false });
+    }
     const p = planMixture({ profile: await loadProfile('atum-80b'), mode: { kind: 'proportions' }, supplies, seed: 1 });
     await writePlan(join(dir, 'mix-huge'), p);
     return supplies.reduce((a, s) => a + s.samples, 0);
@@ -164,18 +211,38 @@ try {
   const planningPeak = rss.stop();
   Object.assign(figures, { planShards: 100_000, planSamples: planning.value, planSeconds: Math.round(planning.seconds * 100) / 100, planPeakRssMB: Math.round(planningPeak / MB) });
   console.log(`planning over 100,000 shards / ${planning.value.toExponential(1)} samples: ${figures.planSeconds} s, peak RSS ${figures.planPeakRssMB} MB (aim < 10 s, < 1,000 MB)`);
-
-  // 4. Flat memory over a long stream.
-  const mixture = await openMixture(join(dir, 'mix-local'));
-  const long = quick ? 30_000 : 200_000;
-  let n = 0;
-  let startRss = 0;
-  for await (const _ of mixture.stream({ endless: true })) {
-    if (++n === 2_000) startRss = process.memoryUsage.rss();
-    if (n >= long) break;
+  const card = new Map<string, string>();
+  for (const s of CARD_LIKE) {
+    card.set(s.name, join(dir, 'card', s.name));
+    await writeCardLikeIndexes(card.get(s.name)!, s);
   }
-  Object.assign(figures, { longStreamSamples: long, rssAt2kMB: Math.round(startRss / MB), rssAtEndMB: Math.round(process.memoryUsage.rss() / MB) });
-  console.log(`endless stream: RSS ${figures.rssAt2kMB} MB after 2,000 samples, ${figures.rssAtEndMB} MB after ${long}`);
+  const fingerprinting = await timed(() => readSupplies(card));
+  const indexes = CARD_LIKE.reduce((a, s) => a + s.shards, 0);
+  Object.assign(figures, { fingerprintIndexes: indexes, fingerprintSeconds: Math.round(fingerprinting.seconds * 100) / 100 });
+  console.log(`fingerprinting the card-like mixture: ${indexes} indexes of ${CARD_LIKE.reduce((a, s) => a + s.samples, 0)} samples read, checked and hashed in ${figures.fingerprintSeconds} s`);
+
+  // 5. How well mixed, on the card-like mixture.
+  const atum = await cardLikeQuality('atum-9b');
+  const idefics = await cardLikeQuality('idefics-9b', 20_000_000);
+  const of = (q: MixQuality, name: string) => q.sources.find((s) => s.name === name)!;
+  const laion = of(atum, 'laion');
+  const largeSources = ['pmd', 'laion'].map((name) => of(atum, name));
+  const rows: [string, string, string][] = [
+    ['8,192-token windows without LAION', `${(laion.windowsWithout * 100).toFixed(1)}%`, '1.6% (Energon blend_epochized, mosaic with repeat)'],
+    ['longest stretch without LAION', `${(laion.longestAbsence / 1000).toFixed(1)}k tokens`, '30k (mosaic)'],
+    ['longest run of samples from one source', String(Math.max(...atum.sources.map((s) => s.longestRun))), '166-205'],
+    ['adjacent samples of a source from one shard (PMD, LAION)', largeSources.map((s) => `${(s.adjacentSameShard * 100).toFixed(1)}%`).join(', '), '5% (Energon), 0.2% (mosaic)'],
+    ['distinct shards in 1,000 samples of a source (PMD, LAION)', largeSources.map((s) => s.distinctShardsPer1000.toFixed(0)).join(', '), '27 (Energon), 414 (mosaic)'],
+    ['PMD under the IDEFICS assignment: windows without it', `${(of(idefics, 'pmd').windowsWithout * 100).toFixed(1)}%`, '4-5%'],
+    ['another seed, one shard per source', 'another order (tested)', 'another order'],
+    ['resume with another world size', 'supported at a constant global batch (tested)', 'supported at a constant global batch'],
+  ];
+  const width = [Math.max(...rows.map((r) => r[0].length)), Math.max(...rows.map((r) => r[1].length))];
+  console.log('\nhow well mixed, the card-like mixture (atum-9b; PMD row: idefics-9b):');
+  console.log(`${'measure'.padEnd(width[0]!)}  ${'m4data'.padEnd(width[1]!)}  best peer (issue 14)`);
+  for (const [measure, ours, peer] of rows) console.log(`${measure.padEnd(width[0]!)}  ${ours.padEnd(width[1]!)}  ${peer}`);
+  console.log(`\natum-9b, per source:\n${formatQuality(atum)}idefics-9b, per source:\n${formatQuality(idefics)}`);
+  Object.assign(figures, { quality: { atum, idefics } });
   report('mixer', figures);
 } finally {
   await rm(dir, { recursive: true, force: true });

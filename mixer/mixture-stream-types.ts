@@ -1,3 +1,5 @@
+import type { MixQuality } from './mix-quality.ts';
+import type { MixtureState } from './mixture-state.ts';
 import type { MixProfile } from './profile.ts';
 import type { MixPlan } from './plan.ts';
 
@@ -23,39 +25,18 @@ export interface MixedSample {
   fields: Record<string, Buffer>;
 }
 
-/** Where one source's order stands. */
-export interface SourceCursor {
-  name: string;
-  /** Epoch being read (0-based) and how many samples of it were taken. */
-  epoch: number;
-  taken: number;
-  /** Tokens the source has contributed to the stream so far. */
-  tokens: number;
-}
-
-/** A few numbers that resume the stream exactly where it was taken (after the last sample yielded). */
-export interface MixtureState {
-  format: 'm4data-mixture-state';
-  version: 1;
-  seed: number;
-  /** Next position of the single-rank stream. */
-  position: number;
-  rank: number;
-  worldSize: number;
-  sources: SourceCursor[];
-}
+export type { MixtureState, SourceCursor } from './mixture-state.ts';
 
 export interface MixtureStreamOptions {
   /** This rank and the world size (default 0 of 1; torchrun's RANK / WORLD_SIZE are read by the CLI, not here). */
   rank?: number;
   worldSize?: number;
-  /** Resume from a state taken by `state()`. */
-  resume?: MixtureState;
   /**
-   * Positions looked at ahead of the consumer: a shard is opened, and starts reading, when its first sample comes
-   * this close (default 64 when every source is local, 1024 when one is remote, to hide S3's first-byte latency).
+   * Resume from a state taken by `state()` on this rank of this world; or from the states of every rank of another
+   * world, saved at the same point, to go on under this world size: then every sample of the single-rank stream is
+   * read exactly once over both worlds.
    */
-  lookahead?: number;
+  resume?: MixtureState | readonly MixtureState[];
   /**
    * Keep going past the plan's end by the same rule (further epochs, same shares), so a consumer that needs a fixed
    * number of batches on every rank (the bridge) never runs dry. Default false: the stream ends with the plan.
@@ -90,6 +71,8 @@ export interface RealisedReport {
   badShards: string[];
   /** Samples of a last, incomplete round of ranks, dropped by every rank (0 with one rank). */
   remainder: number;
+  /** How well mixed the samples this stream delivered were (see mix-quality.ts). */
+  quality: MixQuality;
 }
 
 export interface MixtureStream extends AsyncIterable<MixedSample> {
@@ -104,5 +87,7 @@ export interface Mixture {
   location: string;
   profile: MixProfile;
   plan: MixPlan;
+  /** The plan's fingerprint, bound into every state (see plan-fingerprint.ts). */
+  planId: string;
   stream(options?: MixtureStreamOptions): MixtureStream;
 }

@@ -1,46 +1,82 @@
 import { M4Error } from '../core/errors.ts';
 import { isRemote } from '../shards/storage/location.ts';
+import { QualityMeter } from './mix-quality.ts';
+import { checkState, freshState, mergeStates, type MixtureState, type StateContext } from './mixture-state.ts';
+import type { MixedSample, MixtureStream, MixtureStreamOptions, RealisedReport, RealisedSource } from './mixture-stream-types.ts';
 import type { MixPlan } from './plan.ts';
-import type { MixedSample, MixtureState, MixtureStream, MixtureStreamOptions, RealisedReport, RealisedSource, SourceCursor } from './mixture-stream-types.ts';
-import { rankSlice, type SliceEvent } from './rank-slice.ts';
-import { scheduleChunks, type ScheduleSource } from './schedule.ts';
-import { ShardSampleReader } from './shard-sample-reader.ts';
+import { coalesce, fetchRanges, type FetchedRanges } from './range-fetch.ts';
+import { RankSequence } from './rank-sequence.ts';
+import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './schedule.ts';
 
 /**
- * Slice events looked at ahead of the consumer: shards they name are opened (and start reading) that early. Locally a
- * short window is best (every open shard holds read buffers; 16 at once cost 30% more CPU than 4 here); remotely a
- * long one hides the first-byte latency of each shard.
+ * Positions the schedule runs ahead of the consumer (indexes only, no tar read). A run is read once its group is
+ * placed, so a rank asks only for its own samples of it; a run needed before its group is placed is read whole.
  */
-const LOCAL_LOOKAHEAD = 64;
-const REMOTE_LOOKAHEAD = 1024;
+const LOOKAHEAD = 16_384;
+const SINGLE_RANK_LOOKAHEAD = 2048;
+/**
+ * Bytes of runs read ahead and held: the prefetch stops there, never the consumer. A source's group is held while it
+ * is read (about 64 MiB, see SourceOrder), so this lets the next runs of two or three sources be read ahead.
+ */
+const FETCH_BYTES = 128 << 20;
+/** A run is read whole, before its group is placed, once the consumer is this close to it. */
+const PREFETCH = 2048;
+/** Ranged reads in flight: a few locally; many remotely, where each waits a first-byte latency. */
+const LOCAL_FETCHES = 6;
+const REMOTE_FETCHES = 32;
 
-interface OpenShard {
-  reader: ShardSampleReader;
-  /** Samples of this rank still to take from it, within the lookahead. */
-  pending: number;
-  /** The schedule has passed the shard's last sample: once `pending` is 0 it can close. */
-  ended: boolean;
+/** One run of one source's epoch, as this rank reads it. */
+interface RunSlot {
+  key: number;
+  /** Position of its first sample this rank wants. */
+  first: number;
+  source: number;
+  epoch: number;
+  shard: number;
+  groupEnd: number;
+  runOffset: number;
+  runEnd: number;
+  /** This rank's samples of the run not yet taken, by tar offset. */
+  wanted: Map<number, ScheduledSample>;
+  fetch?: Promise<FetchedRanges>;
+  /** The read, once it has completed. */
+  fetched?: FetchedRanges;
+  bytes: number;
+  /** Its shard's URL, for messages and samples. */
+  url: string;
+  /** Read before its group was placed: the whole run, what turns out to be another rank's dropped later. */
+  whole: boolean;
+}
+
+/** One of this rank's samples: its index in the sequence, the schedule's item, and the run it is read with. */
+interface Mine {
+  index: number;
+  item: ScheduledSample;
+  slot: RunSlot;
 }
 
 /**
- * The mixture's samples for one rank: the schedule (pure, from indexes), sliced by rank, with the shards it names read
- * ahead so a consumer never waits at a shard boundary. A corrupt shard's samples are skipped and counted, up to
- * `maxBadShards` shards; then the stream fails naming them.
+ * The mixture's samples for one rank: the schedule (pure, from indexes), run ahead of the consumer; this rank's items of
+ * it (see RankSequence); their runs read by ranged requests, a bounded number of bytes ahead. A corrupt shard's samples
+ * are skipped and counted, up to `maxBadShards` shards; then the stream fails naming them.
  */
 export class MixtureSampleStream implements MixtureStream {
   private readonly rank: number;
   private readonly worldSize: number;
   private readonly maxBadShards: number;
-  /** The state after the last sample this stream processed (yielded, or lost to a bad shard). */
-  private start: MixtureState;
-  private last: { position: number; after: readonly SourceCursor[] } | undefined;
+  private readonly origin: MixtureState;
+  private readonly sequence: RankSequence;
+  /** The last item this stream processed (yielded, or lost to a bad shard). */
+  private last: Mine | undefined;
   private readonly delivered: { tokens: number; samples: number; images: number; lostSamples: number; lostTokens: number }[];
   private readonly badShards = new Map<string, string>();
+  private readonly quality: QualityMeter;
   private remainder = 0;
   private started = false;
 
   constructor(
     private readonly plan: MixPlan,
+    planId: string,
     private readonly sources: readonly ScheduleSource[],
     private readonly options: MixtureStreamOptions = {},
   ) {
@@ -50,23 +86,46 @@ export class MixtureSampleStream implements MixtureStream {
       throw new M4Error('E_USAGE', 'mixer', `rank ${this.rank} of world size ${this.worldSize}: the rank must be a whole number from 0 to world size - 1`);
     }
     this.maxBadShards = options.maxBadShards ?? 3;
-    const resume = options.resume;
-    if (resume) checkResume(resume, plan, this.rank, this.worldSize, sources);
-    this.start = resume ?? {
-      format: 'm4data-mixture-state',
-      version: 1,
+    const context: StateContext = {
+      plan: planId,
       seed: plan.seed,
-      position: 0,
-      rank: this.rank,
-      worldSize: this.worldSize,
-      sources: sources.map((s) => ({ name: s.name, epoch: 0, taken: 0, tokens: 0 })),
+      sources: sources.map((s) => ({ name: s.name, samples: sum(s.dataset.shards.map((r) => r.samples)), tokens: sum(s.dataset.shards.map((r) => r.tokens)) })),
     };
+    this.origin = this.resumeState(context);
+    this.sequence = new RankSequence(this.origin.leftovers, this.origin.tail);
     this.delivered = sources.map(() => ({ tokens: 0, samples: 0, images: 0, lostSamples: 0, lostTokens: 0 }));
+    this.quality = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
+  }
+
+  /** Where this rank starts: from scratch, from its own state, or from the states of every rank of another world. */
+  private resumeState(context: StateContext): MixtureState {
+    const resume = this.options.resume;
+    if (resume === undefined) return freshState(context, this.rank, this.worldSize);
+    if (Array.isArray(resume)) {
+      const states = resume.map((s, i) => checkState(s, context, `resume state ${i + 1}`));
+      if (states.length === 0) throw new M4Error('E_USAGE', 'mixer', 'no resume state was given');
+      return { ...freshState(context, this.rank, this.worldSize), ...mergeStates(states) };
+    }
+    const state = checkState(resume, context);
+    if (state.rank !== this.rank || state.worldSize !== this.worldSize) {
+      throw new M4Error(
+        'E_USAGE',
+        'mixer',
+        `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${this.rank} of ${this.worldSize}: to go on under another world size, give the states of all ${state.worldSize} ranks, saved at the same point`,
+      );
+    }
+    return state;
   }
 
   state(): MixtureState {
-    if (!this.last) return structuredClone(this.start);
-    return { ...this.start, position: this.last.position + 1, sources: this.last.after.map((c) => ({ ...c })) };
+    const last = this.last;
+    if (!last) return structuredClone(this.origin);
+    const inTail = last.index >= this.sequence.leftoverCount;
+    return {
+      ...structuredClone(this.origin),
+      next: last.index + this.worldSize,
+      replay: inTail ? { position: last.item.position + 1, sources: last.item.after.map((c) => ({ ...c })) } : structuredClone(this.origin.replay),
+    };
   }
 
   realised(): RealisedReport {
@@ -89,6 +148,7 @@ export class MixtureSampleStream implements MixtureStream {
       sources,
       badShards: [...this.badShards.values()],
       remainder: this.remainder,
+      quality: this.quality.report(),
     };
   }
 
@@ -99,51 +159,76 @@ export class MixtureSampleStream implements MixtureStream {
   }
 
   private async *run(): AsyncGenerator<MixedSample> {
-    const start = this.options.resume ? { position: this.start.position, sources: this.start.sources } : undefined;
-    const items = scheduleChunks(this.sources, { seed: this.plan.seed, endless: this.options.endless, ...(start ? { start } : {}) });
-    const events = rankSlice(items, this.rank, this.worldSize, (n) => (this.remainder = n))[Symbol.asyncIterator]();
+    const { rank, worldSize, sequence } = this;
     const remote = this.sources.some((s) => isRemote(s.dataset.storage.root));
-    const lookahead = this.options.lookahead ?? (remote ? REMOTE_LOOKAHEAD : LOCAL_LOOKAHEAD);
-    const window: SliceEvent[] = [];
-    const open = new Map<string, OpenShard>();
-    let exhausted = false;
+    const reader = new RunReader(this.sources, remote ? REMOTE_FETCHES : LOCAL_FETCHES);
+    const chunks = scheduleChunks(this.sources, { seed: this.plan.seed, endless: this.options.endless, start: this.origin.replay })[Symbol.asyncIterator]();
+    let generated = this.origin.replay.position;
+    let ended = false;
+    // This rank's leftover items, found as the schedule passes their positions; then its tail items in order.
+    const leftoverIndex = new Map<number, number>();
+    for (let v = this.origin.next; v < sequence.leftoverCount; v += worldSize) leftoverIndex.set(sequence.positionOf(v), v);
+    const leftovers = new Map<number, Mine>();
+    const tail: Mine[] = [];
+    let tailHead = 0;
+
+    const extend = async (until: number): Promise<void> => {
+      while (!ended && generated <= until) {
+        this.options.signal?.throwIfAborted();
+        const step = await chunks.next();
+        if (step.done) {
+          ended = true;
+          reader.streamEnded();
+          break;
+        }
+        for (const item of step.value) {
+          reader.placed(item);
+          if (item.position < sequence.tail) {
+            const v = leftoverIndex.get(item.position);
+            if (v !== undefined) leftovers.set(v, { index: v, item, slot: reader.want(item) });
+          } else {
+            const v = sequence.indexOfTail(item.position);
+            if (v >= this.origin.next && v % worldSize === rank) tail.push({ index: v, item, slot: reader.want(item) });
+          }
+          generated = item.position + 1;
+        }
+        reader.sweep();
+        reader.pump();
+      }
+    };
+
     try {
-      for (;;) {
-        while (!exhausted && window.length < lookahead) {
-          this.options.signal?.throwIfAborted();
-          const step = await events.next();
-          if (step.done) {
-            exhausted = true;
-            break;
-          }
-          for (const event of step.value) {
-            window.push(event);
-            if (event.kind !== 'sample') continue;
-            const { source, epoch, shard } = event.item;
-            (open.get(shardId(source, epoch, shard)) ?? (await this.open(open, source, epoch, shard))).pending++;
-          }
+      for (let v = this.origin.next; ; v += worldSize) {
+        const roundLast = v - rank + worldSize - 1;
+        const needed = Math.max(sequence.positionOf(v), sequence.positionOf(roundLast));
+        // The schedule is run on in chunks of half the lookahead, not a call per sample; at the start the lookahead
+        // grows from a little, so that the first runs are being read while the rest is scheduled. A single rank reads
+        // whole runs anyway: it looks ahead only to prefetch (items held longer cost garbage collection).
+        const ahead = Math.min(worldSize === 1 ? SINGLE_RANK_LOOKAHEAD : LOOKAHEAD, 1024 + 4 * (v - this.origin.next));
+        if (generated <= needed + ahead / 2) await extend(needed + ahead);
+        if (generated <= needed) {
+          // A finite stream ended inside this round: no rank takes any of it.
+          let existing = 0;
+          for (let u = v - rank; u <= roundLast; u++) if (sequence.positionOf(u) < generated) existing++;
+          this.remainder = existing;
+          return;
         }
-        const event = window.shift();
-        if (!event) return;
-        if (event.kind === 'shard-end') {
-          const id = shardId(event.source, event.epoch, event.shard);
-          const shard = open.get(id);
-          if (shard) {
-            shard.ended = true;
-            if (shard.pending === 0) await this.close(open, id);
-          }
-          continue;
+        let mine: Mine;
+        if (v < sequence.leftoverCount) {
+          mine = leftovers.get(v)!;
+          leftovers.delete(v);
+        } else {
+          mine = tail[tailHead]!;
+          tail[tailHead++] = undefined as unknown as Mine;
+          if (tailHead > 4096 && tailHead * 2 > tail.length) tail.splice(0, tailHead), (tailHead = 0);
         }
-        const item = event.item;
-        const id = shardId(item.source, item.epoch, item.shard);
-        const shard = open.get(id)!;
-        const sample = await shard.reader.take(item.key);
-        shard.pending--;
-        if (shard.reader.problem !== undefined) this.recordBadShard(shard.reader);
-        if (shard.ended && shard.pending === 0) await this.close(open, id);
-        this.last = item;
+        const { item } = mine;
+        reader.consumer = item.position;
+        const taken = mine.slot.fetched ? reader.takeFrom(mine.slot, item) : await reader.take(mine.slot, item);
+        if (taken.problem !== undefined) this.recordBadShard(taken.url, taken.problem);
+        this.last = mine;
         const d = this.delivered[item.source]!;
-        if (!sample) {
+        if (!taken.sample) {
           d.lostSamples++;
           d.lostTokens += item.tokens;
           continue;
@@ -151,39 +236,18 @@ export class MixtureSampleStream implements MixtureStream {
         d.samples++;
         d.tokens += item.tokens;
         d.images += item.images;
-        yield {
-          position: item.position,
-          source: this.sources[item.source]!.name,
-          key: item.key,
-          shard: shard.reader.url,
-          tokens: item.tokens,
-          images: item.images,
-          fields: sample.fields,
-        };
+        const source = this.sources[item.source]!.name;
+        this.quality.add(source, item.tokens, taken.url);
+        yield { position: item.position, source, key: item.key, shard: taken.url, tokens: item.tokens, images: item.images, fields: taken.sample.fields };
       }
     } finally {
-      await Promise.all([...open.keys()].map((id) => this.close(open, id)));
-      await events.return?.(undefined);
+      await chunks.return?.(undefined);
     }
   }
 
-  private async open(open: Map<string, OpenShard>, source: number, epoch: number, shard: number): Promise<OpenShard> {
-    const dataset = this.sources[source]!.dataset;
-    const keys = (await dataset.entries(shard)).map((e) => e.key);
-    const entry: OpenShard = { reader: new ShardSampleReader(dataset, shard, keys), pending: 0, ended: false };
-    open.set(shardId(source, epoch, shard), entry);
-    return entry;
-  }
-
-  private async close(open: Map<string, OpenShard>, id: string): Promise<void> {
-    const shard = open.get(id);
-    open.delete(id);
-    await shard?.reader.close();
-  }
-
-  private recordBadShard(reader: ShardSampleReader): void {
-    if (this.badShards.has(reader.url)) return;
-    this.badShards.set(reader.url, reader.problem!);
+  private recordBadShard(url: string, problem: string): void {
+    if (this.badShards.has(url)) return;
+    this.badShards.set(url, problem);
     if (this.badShards.size > this.maxBadShards) {
       throw new M4Error(
         'E_TAR_CORRUPT',
@@ -195,20 +259,162 @@ export class MixtureSampleStream implements MixtureStream {
   }
 }
 
-function shardId(source: number, epoch: number, shard: number): string {
-  return `${source}:${epoch}:${shard}`;
+/**
+ * The runs this rank reads, in the order it first needs them, a bounded number of bytes and requests ahead. A run is
+ * read once its group is placed (then only the ranges of this rank's samples, gaps under MERGE_GAP read through), or
+ * whole when the consumer comes within PREFETCH positions of it first. Each run is read once, and released once its
+ * samples are taken and no more of them can be placed.
+ */
+class RunReader {
+  /** Per source, the runs wanted, by epoch, shard and run (see `keyOf`). */
+  private readonly slots: Map<number, RunSlot>[];
+  /** Slots in the order their first sample was wanted; those not yet fetched are read in this order. */
+  private readonly queue: RunSlot[] = [];
+  private queueHead = 0;
+  /** Where the schedule has got to in each source: epoch and samples of it placed. */
+  private readonly placedUpTo: { epoch: number; taken: number }[];
+  /** Runs read whole whose other samples may still be placed (kept until their group is). */
+  private readonly lingering = new Set<RunSlot>();
+  private ended = false;
+  private inFlight = 0;
+  private heldBytes = 0;
+  /** The position of the consumer's next sample. */
+  consumer = 0;
+
+  constructor(
+    private readonly sources: readonly ScheduleSource[],
+    private readonly concurrency: number,
+  ) {
+    this.placedUpTo = sources.map(() => ({ epoch: 0, taken: 0 }));
+    this.slots = sources.map(() => new Map());
+  }
+
+  placed(item: ScheduledSample): void {
+    const p = this.placedUpTo[item.source]!;
+    p.epoch = item.epoch;
+    p.taken = item.taken + 1;
+  }
+
+  streamEnded(): void {
+    this.ended = true;
+    this.sweep();
+  }
+
+  /** Releases the runs read whole whose groups are now placed and whose samples are taken. */
+  sweep(): void {
+    for (const slot of this.lingering) this.releaseIfDone(slot);
+  }
+
+  want(item: ScheduledSample): RunSlot {
+    const key = this.keyOf(item);
+    const slots = this.slots[item.source]!;
+    let slot = slots.get(key);
+    if (!slot) {
+      const url = this.sources[item.source]!.dataset.shardUrl(item.shard);
+      slot = { key, first: item.position, source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false, url };
+      slots.set(key, slot);
+      this.queue.push(slot);
+    }
+    slot.wanted.set(item.offset, item);
+    return slot;
+  }
+
+  /** Starts reads in queue order while requests and bytes allow, and while runs are placed or about to be needed. */
+  pump(): void {
+    while (this.queueHead < this.queue.length && this.inFlight < this.concurrency) {
+      const slot = this.queue[this.queueHead]!;
+      if (!slot.fetch) {
+        if (this.heldBytes > FETCH_BYTES) break;
+        if (!this.groupPlaced(slot) && slot.first > this.consumer + PREFETCH) break;
+        this.start(slot);
+      }
+      this.queueHead++;
+    }
+    if (this.queueHead > 4096 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  /** The sample of a wanted item, once its run is read. The consumer never waits on the byte budget: its run is read now. */
+  async take(slot: RunSlot, item: ScheduledSample): Promise<Taken> {
+    if (!slot.fetch) this.start(slot);
+    await slot.fetch;
+    return this.takeFrom(slot, item);
+  }
+
+  /** The sample of a wanted item from its run, read; a problem when the shard did not hold it as the index says. */
+  takeFrom(slot: RunSlot, item: ScheduledSample): Taken {
+    const fetched = slot.fetched!;
+    const sample = fetched.samples.get(item.offset);
+    fetched.samples.delete(item.offset);
+    slot.wanted.delete(item.offset);
+    this.releaseIfDone(slot);
+    if (this.inFlight < this.concurrency) this.pump();
+    const url = slot.url;
+    if (sample && sample.key === item.key && sample.size === item.size) return { sample, url };
+    const problem = fetched.problem ?? (sample ? `${url}: the sample at byte ${item.offset} is ${sample.key} (${sample.size} bytes), the index says ${item.key} (${item.size} bytes)` : `${url}: sample ${item.key} (byte ${item.offset}) is listed in the index but not in the shard`);
+    return { url, problem };
+  }
+
+  private start(slot: RunSlot): void {
+    const placed = this.groupPlaced(slot);
+    const ranges = placed ? coalesce([...slot.wanted.values()].sort((a, b) => a.offset - b.offset)) : [{ start: slot.runOffset, end: slot.runEnd }];
+    slot.whole = !placed;
+    slot.bytes = ranges.reduce((acc, r) => acc + r.end - r.start, 0);
+    this.heldBytes += slot.bytes;
+    this.inFlight++;
+    const dataset = this.sources[slot.source]!.dataset;
+    slot.fetch = fetchRanges(dataset, slot.shard, ranges).then(
+      (fetched) => {
+        slot.fetched = fetched;
+        this.inFlight--;
+        this.pump();
+        return fetched;
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        throw err;
+      },
+    );
+    // Awaited by take(); a read abandoned by a consumer that stopped early must not surface as unhandled.
+    slot.fetch.catch(() => {});
+    if (slot.whole) this.lingering.add(slot);
+  }
+
+  /** Whether every sample of the slot's group has been placed: no sample of its run can be wanted any more. */
+  private groupPlaced(slot: RunSlot): boolean {
+    const placed = this.placedUpTo[slot.source]!;
+    return this.ended || placed.epoch > slot.epoch || placed.taken >= slot.groupEnd;
+  }
+
+  /** Frees a run once this rank has taken all it wants of it and no more of its samples can be placed. */
+  private releaseIfDone(slot: RunSlot): void {
+    if (slot.wanted.size > 0 || !slot.fetch) return;
+    if (slot.whole) {
+      if (!this.groupPlaced(slot)) return;
+      this.lingering.delete(slot);
+    }
+    const slots = this.slots[slot.source]!;
+    if (slots.get(slot.key) !== slot) return;
+    slots.delete(slot.key);
+    this.heldBytes -= slot.bytes;
+  }
+
+  /** A run's key within its source: its epoch, shard and place in the shard, as one number (exact below 2^53). */
+  private keyOf(item: ScheduledSample): number {
+    const shards = this.sources[item.source]!.dataset.shards.length;
+    return (item.epoch * shards + item.shard) * 2 ** 24 + item.runStart;
+  }
 }
 
-function checkResume(state: MixtureState, plan: MixPlan, rank: number, worldSize: number, sources: readonly ScheduleSource[]): void {
-  if (state.format !== 'm4data-mixture-state' || state.version !== 1) throw new M4Error('E_USAGE', 'mixer', 'the resume state is not an m4data mixture state');
-  if (state.seed !== plan.seed) throw new M4Error('E_USAGE', 'mixer', `the resume state was taken with seed ${state.seed}, the mixture has seed ${plan.seed}`);
-  if (state.worldSize !== worldSize || state.rank !== rank) {
-    throw new M4Error(
-      'E_USAGE',
-      'mixer',
-      `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${rank} of ${worldSize}: resuming with another world size would repeat or skip samples, so it is refused`,
-    );
-  }
-  const names = sources.map((s) => s.name).join(',');
-  if (state.sources.map((s: SourceCursor) => s.name).join(',') !== names) throw new M4Error('E_USAGE', 'mixer', `the resume state's sources differ from the mixture's (${names})`);
+/** A wanted sample as its run gave it, or why it could not. */
+interface Taken {
+  sample?: { fields: Record<string, Buffer> };
+  url: string;
+  problem?: string;
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
 }

@@ -3,6 +3,7 @@ import { jsonBytes, readJson } from '../shards/storage/json.ts';
 import { openStorage, type OpenOptions } from '../shards/storage/open.ts';
 import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
 import { MixtureSampleStream } from './mixture-stream.ts';
+import { planId } from './plan-fingerprint.ts';
 import type { MixPlan, SourceSupply } from './plan.ts';
 import { checkProfile } from './profile.ts';
 import { checkMixOutput, PLAN_NAME, PLAN_SVG_NAME } from './mix-output.ts';
@@ -10,16 +11,15 @@ import { planSvg } from './plan-svg.ts';
 import type { ScheduleSource } from './schedule.ts';
 import { SourceDataset } from './source-dataset.ts';
 
-
-/** What each `--source NAME=LOCATION` offers, from its manifest. */
+/** What each `--source NAME=LOCATION` offers, from its manifest, and its fingerprint (every index read and checked once). */
 export async function readSupplies(locations: ReadonlyMap<string, string>, network: OpenOptions = {}): Promise<SourceSupply[]> {
   const supplies: SourceSupply[] = [];
   for (const [name, location] of locations) {
-    const dataset = await SourceDataset.open(location, network);
+    const dataset = await SourceDataset.open(location, { network });
     const { tokens, samples, images, shards } = dataset.manifest.totals;
     const built = dataset.manifest.dataset;
     const builtAs = { source: textOf(built.source), layout: textOf(built.layout), kind: textOf(built.kind) };
-    supplies.push({ name, location, tokens, samples, images, shards, assumed: false, builtAs });
+    supplies.push({ name, location, tokens, samples, images, shards, assumed: false, builtAs, fingerprint: await dataset.fingerprint() });
   }
   return supplies;
 }
@@ -44,31 +44,26 @@ export async function openMixture(location: string, network: OpenOptions = {}): 
     throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
   }
   const plan = (await readJson(storage, PLAN_NAME)) as MixPlan;
-  if (plan.format !== 'm4data-mix-plan' || plan.version !== 1 || !Array.isArray(plan.sources)) {
-    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  if (plan?.format !== 'm4data-mix-plan' || !Array.isArray(plan.sources)) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  if (plan.version !== 2) {
+    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which fingerprints its sources): plan the mixture again with m4data mix`);
   }
   checkProfile(plan.profile, `${storage.urlOf(PLAN_NAME)} (its profile)`);
-  const sources: ScheduleSource[] = [];
   for (const planned of plan.sources) {
     if (planned.location === undefined) {
       throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
     }
-    const dataset = await SourceDataset.open(planned.location, network);
-    const { tokens, samples } = dataset.manifest.totals;
-    if (tokens !== planned.available.tokens || samples !== planned.available.samples) {
-      throw new M4Error(
-        'E_INPUT',
-        'mixer',
-        `${planned.location} changed since the plan was made (planned on ${planned.available.samples} samples / ${planned.available.tokens} tokens, now ${samples} / ${tokens}): plan the mixture again`,
-      );
-    }
-    sources.push({ name: planned.name, share: planned.share, target: planned.tokens, dataset });
+    if (!Array.isArray(planned.fingerprint)) throw new M4Error('E_INPUT', 'mixer', `source ${planned.name} of ${storage.urlOf(PLAN_NAME)} has no fingerprint: plan the mixture again`);
   }
+  const datasets = await Promise.all(plan.sources.map((planned) => SourceDataset.open(planned.location!, { network, print: planned.fingerprint! })));
+  const sources: ScheduleSource[] = plan.sources.map((planned, i) => ({ name: planned.name, share: planned.share, target: planned.tokens, dataset: datasets[i]! }));
+  const id = planId(plan);
   return {
     location,
     profile: plan.profile,
     plan,
-    stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, sources, options),
+    planId: id,
+    stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, id, sources, options),
   };
 }
 

@@ -1,4 +1,5 @@
 import { grid, percent } from '../core/format.ts';
+import type { MixQuality } from './mix-quality.ts';
 import type { RealisedReport } from './mixture-stream-types.ts';
 import type { MixPlan } from './plan.ts';
 
@@ -66,5 +67,23 @@ export function formatRealised(report: RealisedReport): string {
   const lines = [grid(rows), `${formatQuantity(report.samples)} samples, ${formatQuantity(report.tokens)} tokens`];
   if (report.remainder > 0) lines.push(`${report.remainder} samples of a last incomplete round of ranks were left out`);
   for (const bad of report.badShards) lines.push(`  bad shard: ${bad}`);
+  lines.push(`how well mixed (${report.quality.windows} windows of ${report.quality.window} tokens):`, formatQuality(report.quality).trimEnd());
   return `${lines.join('\n')}\n`;
+}
+
+/** The quality table, one row per source. */
+export function formatQuality(quality: MixQuality): string {
+  const rows = [['source', 'windows without it', 'expected', 'longest absence', 'longest run', 'same shard as previous', 'shards per 1,000']];
+  for (const s of quality.sources) {
+    rows.push([
+      s.name,
+      quality.windows > 0 ? percent(s.windowsWithout, 1) : '-',
+      quality.windows > 0 ? percent(s.windowsWithoutExpected, 1) : '-',
+      `${formatQuantity(s.longestAbsence)} tokens`,
+      String(s.longestRun),
+      percent(s.adjacentSameShard, 1),
+      s.distinctShardsPer1000.toFixed(0),
+    ]);
+  }
+  return `${grid(rows)}\n`;
 }

@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import type { ShardPrint } from './plan-fingerprint.ts';
 import type { MixProfile, ProfileSource } from './profile.ts';
 
 /**
@@ -24,6 +25,8 @@ export interface SourceSupply {
   assumed: boolean;
   /** What the dataset's manifest says it was built as (absent for assumed sources and older manifests). */
   builtAs?: { source?: string; layout?: string; kind?: string };
+  /** What a built dataset's shards were when it was planned (see plan-fingerprint.ts); absent when assumed. */
+  fingerprint?: ShardPrint[];
 }
 
 export interface PlannedSource {
@@ -42,11 +45,14 @@ export interface PlannedSource {
   images: number;
   /** What decided this source's numbers. */
   boundBy: string;
+  /** Its shards as planned: `[name, samples, tokens, bytes, index sha256]` each; a stream refuses a dataset that differs. */
+  fingerprint?: ShardPrint[];
 }
 
 export interface MixPlan {
   format: 'm4data-mix-plan';
-  version: 1;
+  /** 2 since plans carry their sources' fingerprints. */
+  version: 2;
   profile: MixProfile;
   mode: string;
   seed: number;
@@ -153,11 +159,12 @@ export function planMixture(input: PlanInput): MixPlan {
       samples: Math.round(epochs * supply.samples),
       images: Math.round(epochs * supply.images),
       boundBy: boundBy(s.name),
+      ...(supply.fingerprint ? { fingerprint: supply.fingerprint } : {}),
     };
   });
   return {
     format: 'm4data-mix-plan',
-    version: 1,
+    version: 2,
     profile,
     mode: modeName(mode),
     seed: input.seed,

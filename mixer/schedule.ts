@@ -1,11 +1,12 @@
+import pLimit from 'p-limit';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceCursor } from './mixture-stream-types.ts';
 import type { SourceDataset } from './source-dataset.ts';
-import { SourceOrder, type OrderedSample } from './source-order.ts';
+import { readLayout, SourceOrder, WINDOW_SAMPLES, type OrderedSample, type ReadLayout } from './source-order.ts';
 import { pickSource, type BalancerSource } from './token-balancer.ts';
-import { nameId } from './seeded-random.ts';
+import { hashInts, nameId } from './seeded-random.ts';
 
-/** What the schedule reads of a dataset: shard sizes and index entries (SourceDataset, or anything indexed). */
+/** What the schedule reads of a dataset: shard records and index entries (SourceDataset, or anything indexed). */
 export type IndexedDataset = Pick<SourceDataset, 'shards' | 'entries'>;
 
 /** One source as the schedule draws from it. */
@@ -16,6 +17,8 @@ export interface ScheduleSource<D extends IndexedDataset = SourceDataset> {
   /** Planned tokens: the source is drawn from until it is within half a sample of this many. */
   target: number;
   dataset: D;
+  /** How the source is cut for reading (default: from its manifest's sizes, `readLayout`). */
+  layout?: ReadLayout;
 }
 
 /** One position of the single-rank stream: which sample of which source, and the cursors just after it. */
@@ -24,33 +27,38 @@ export interface ScheduledSample {
   /** Index of the source in the schedule's list. */
   source: number;
   epoch: number;
+  /** Samples of the epoch before this one, in the source's order. */
+  taken: number;
   shard: number;
   entry: number;
+  /** First entry of the sample's run, and `taken` past its group (see SourceOrder). */
+  runStart: number;
+  groupEnd: number;
+  /** The run's bytes in the shard's tar: `[runOffset, runEnd)`. */
+  runOffset: number;
+  runEnd: number;
   key: string;
   tokens: number;
   images: number;
-  /** True when this is the last sample of its shard in this epoch. */
-  lastOfShard: boolean;
+  /** Where the sample lies in its shard's tar. */
+  offset: number;
+  size: number;
   /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
   after: readonly SourceCursor[];
 }
 
+/** The schedule at a position: every source's cursor just before it. */
+export interface SchedulePoint {
+  position: number;
+  sources: readonly SourceCursor[];
+}
+
 export interface ScheduleOptions {
   seed: number;
-  /** Shards of one source read (and interleaved) together (default 2). */
-  openShards?: number;
   /** Ignore the targets and go on forever. */
   endless?: boolean;
   /** Start here instead of at position 0. */
-  start?: { position: number; sources: readonly SourceCursor[] };
-}
-
-interface Head {
-  order: Iterator<OrderedSample>;
-  next: OrderedSample;
-  key: string;
-  tokens: number;
-  images: number;
+  start?: SchedulePoint;
 }
 
 /**
@@ -62,56 +70,93 @@ export async function* schedule(sources: readonly ScheduleSource<IndexedDataset>
 }
 
 /** Positions handed on together: one await per chunk rather than per sample keeps the schedule off the profile. */
-const CHUNK = 64;
+const CHUNK = 256;
+
+/** The layout a source is read with: its own, or the one its manifest's sizes give. */
+export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
+  if (source.layout) return source.layout;
+  let samples = 0;
+  let bytes = 0;
+  for (const s of source.dataset.shards) {
+    samples += s.samples;
+    bytes += s.bytes;
+  }
+  return readLayout(samples, bytes);
+}
 
 /** The schedule in chunks of consecutive positions (what the stream consumes). */
 export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample[]> {
-  const openShards = options.openShards ?? 2;
+  const n = sources.length;
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
-  const orders = sources.map((s) => new SourceOrder(s.dataset.shards.map((r) => r.samples), options.seed, nameId(s.name), openShards));
-  const indexes = new IndexCache(sources, 2 * openShards);
-  const heads: (Head | undefined)[] = [];
-  for (let i = 0; i < sources.length; i++) heads.push(await headOf(indexes, i, orders[i]!.from(cursors[i]!.epoch, cursors[i]!.taken)));
+  const ids = sources.map((s) => nameId(s.name));
+  const layouts = sources.map(layoutOf);
+  const orders = sources.map((s, i) => new SourceOrder(s.dataset.shards.map((r) => r.samples), layouts[i]!, options.seed, ids[i]!));
+  const walks = orders.map((order, i) => order.cursor(cursors[i]!.epoch, cursors[i]!.taken));
+  const indexes = new IndexCache(sources);
+  // Each source's next sample, and its shard's index entries.
+  const heads: (OrderedSample | undefined)[] = Array(n);
+  const entries: IndexEntry[][] = Array(n);
+  await Promise.all(
+    walks.map(async (walk, i) => {
+      const next = walk.next();
+      heads[i] = next;
+      if (next) entries[i] = await indexes.load(i, next.shard, walk.windowShards);
+    }),
+  );
 
-  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i]?.tokens ?? 0 }));
+  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0 }));
+  const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
-    const active: number[] = [];
-    sources.forEach((s, i) => {
-      if (heads[i] && s.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, heads[i]!.tokens, s.target))) active.push(i);
-    });
+    active.length = 0;
+    for (let i = 0; i < n; i++) {
+      if (heads[i] && sources[i]!.share > 0 && (options.endless || wantsMore(cursors[i]!.tokens, balance[i]!.next, sources[i]!.target))) active.push(i);
+    }
     if (active.length === 0) {
       if (chunk.length > 0) yield chunk;
       return;
     }
-    const c = pickSource(balance, active);
+    // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
+    const c = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
     const head = heads[c]!;
-    const cursor = cursors[c]!;
-    const taken = head.next.taken + 1;
-    const epochSamples = orders[c]!.epochSamples;
-    cursors[c] = { name: cursor.name, epoch: taken === epochSamples ? head.next.epoch + 1 : head.next.epoch, taken: taken === epochSamples ? 0 : taken, tokens: cursor.tokens + head.tokens };
+    const shardEntries = entries[c]!;
+    const { key, tokens, images, offset, size } = shardEntries[head.entry]!;
+    const runLast = shardEntries[Math.min(head.runStart + layouts[c]!.run, shardEntries.length) - 1]!;
+    const taken = head.taken + 1;
+    const rollover = taken === orders[c]!.epochSamples;
+    cursors[c] = { name: cursors[c]!.name, epoch: rollover ? head.epoch + 1 : head.epoch, taken: rollover ? 0 : taken, tokens: cursors[c]!.tokens + tokens };
     balance[c]!.tokens = cursors[c]!.tokens;
-    const shardSamples = sources[c]!.dataset.shards[head.next.shard]!.samples;
     chunk.push({
       position,
       source: c,
-      epoch: head.next.epoch,
-      shard: head.next.shard,
-      entry: head.next.entry,
-      key: head.key,
-      tokens: head.tokens,
-      images: head.images,
-      lastOfShard: head.next.entry === shardSamples - 1,
+      epoch: head.epoch,
+      taken: head.taken,
+      shard: head.shard,
+      entry: head.entry,
+      runStart: head.runStart,
+      groupEnd: head.groupEnd,
+      runOffset: shardEntries[head.runStart]!.offset,
+      runEnd: runLast.offset + runLast.size,
+      key,
+      tokens,
+      images,
+      offset,
+      size,
       // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
-      after: [...cursors],
+      after: cursors.slice(),
     });
     if (chunk.length === CHUNK) {
       yield chunk;
       chunk = [];
     }
-    const next = headOf(indexes, c, head.order);
-    heads[c] = next instanceof Promise ? await next : next;
-    balance[c]!.next = heads[c]?.tokens ?? 0;
+    const next = walks[c]!.next();
+    heads[c] = next;
+    if (next) {
+      entries[c] = indexes.get(c, next.shard) ?? (await indexes.load(c, next.shard, walks[c]!.windowShards));
+      balance[c]!.next = entries[c]![next.entry]!.tokens;
+    } else {
+      balance[c]!.next = 0;
+    }
   }
 }
 
@@ -124,40 +169,46 @@ function wantsMore(tokens: number, next: number, target: number): boolean {
   return tokens + next / 2 < target * (1 - 1e-12);
 }
 
-/** The source's next sample; a promise only when its shard's index must be read first. */
-function headOf(indexes: IndexCache, source: number, order: Iterator<OrderedSample>): Head | undefined | Promise<Head | undefined> {
-  const step = order.next();
-  if (step.done) return undefined;
-  const next = step.value;
-  const head = (entries: IndexEntry[]): Head => {
-    const entry = entries[next.entry]!;
-    return { order, next, key: entry.key, tokens: entry.tokens, images: entry.images };
-  };
-  const cached = indexes.get(source, next.shard);
-  return cached ? head(cached) : indexes.load(source, next.shard).then(head);
-}
-
-/** The index entries of the shards each source is reading, at hand without an await once loaded. */
+/**
+ * The index entries of the shards each source is reading, at hand without an await once loaded. A source reads one
+ * window of shards at a time (WINDOW_SAMPLES samples): when a shard's index is missing, every index of its window is
+ * read, INDEX_READS at once (remote indexes would otherwise be read one latency after another). A few more than a
+ * window are kept; the least recently loaded go.
+ */
 class IndexCache {
   private readonly loaded: Map<number, IndexEntry[]>[];
+  private readonly held: number[];
+  private readonly limit = pLimit(INDEX_READS);
 
-  constructor(
-    private readonly sources: readonly ScheduleSource<IndexedDataset>[],
-    private readonly perSource: number,
-  ) {
+  constructor(private readonly sources: readonly ScheduleSource<IndexedDataset>[]) {
     this.loaded = sources.map(() => new Map());
+    this.held = sources.map(() => 0);
   }
 
   get(source: number, shard: number): IndexEntry[] | undefined {
     return this.loaded[source]!.get(shard);
   }
 
-  async load(source: number, shard: number): Promise<IndexEntry[]> {
-    const entries = await this.sources[source]!.dataset.entries(shard);
+  async load(source: number, shard: number, window: readonly number[]): Promise<IndexEntry[]> {
+    const map = this.loaded[source]!;
+    const dataset = this.sources[source]!.dataset;
+    const missing = [shard, ...window.filter((s) => s !== shard && !map.has(s))];
+    const entries = await Promise.all(missing.map((s) => this.limit(() => dataset.entries(s))));
+    missing.forEach((s, i) => this.keep(source, s, entries[i]!));
+    return entries[0]!;
+  }
+
+  private keep(source: number, shard: number, entries: IndexEntry[]): void {
     const map = this.loaded[source]!;
     map.set(shard, entries);
-    // Shards are read a group at a time: the oldest loaded is the first done with.
-    if (map.size > this.perSource) map.delete(map.keys().next().value!);
-    return entries;
+    this.held[source]! += entries.length;
+    while (this.held[source]! > 2 * WINDOW_SAMPLES && map.size > 1) {
+      const [oldest, dropped] = map.entries().next().value!;
+      map.delete(oldest);
+      this.held[source]! -= dropped.length;
+    }
   }
 }
+
+/** Indexes read at once. */
+const INDEX_READS = 16;

@@ -1,4 +1,25 @@
-import { generator, permutation } from './seeded-random.ts';
+import { generator, IndexPermutation, permutation } from './seeded-random.ts';
+
+/**
+ * The order in which one source's samples are read, epoch after epoch, as three seeded shuffles:
+ * 1. the epoch's shards in a seeded order, cut into *windows* of about WINDOW_SAMPLES samples (the indexes a schedule
+ *    holds at once, as mosaic's shuffle blocks bound theirs);
+ * 2. each shard of a window cut into *runs* of `run` consecutive samples (each read later with one ranged request),
+ *    every run of the window in a seeded permutation, cut into *groups* of `groupRuns` runs;
+ * 3. within a group, each run's samples in a seeded order, spread evenly over the group's span at seeded offsets, so
+ *    neighbours come from different runs (different shards, as a rule).
+ * A pure function of (shard sizes, layout, seed, source, epoch, position): a cursor restarts by rebuilding its group.
+ */
+
+/** How a source is cut for reading. */
+export interface ReadLayout {
+  /** Consecutive samples of a shard read with one request. */
+  run: number;
+  /** Runs spread over one another; their bytes are held together while the group is read. */
+  groupRuns: number;
+  /** Samples of shards shuffled together (default WINDOW_SAMPLES). */
+  windowSamples?: number;
+}
 
 /** One sample of a source's order: which shard (by its place in the dataset) and which entry of it. */
 export interface OrderedSample {
@@ -7,14 +28,30 @@ export interface OrderedSample {
   taken: number;
   shard: number;
   entry: number;
+  /** First entry of the sample's run in its shard (the run is `[runStart, runStart + layout.run)`, cut at the shard's end). */
+  runStart: number;
+  /** `taken` just past the sample's group: once a schedule has placed that many samples of the epoch, the group is placed. */
+  groupEnd: number;
 }
 
-/**
- * The order in which one source's samples are read, epoch after epoch: each epoch takes the shards in a new seeded
- * order, `openShards` at a time, and interleaves the samples of those open shards at random while each shard is still
- * read front to back (sequential reads, S3-friendly). A pure function of (shard sizes, seed, source, epoch, position):
- * any cursor restarts by replaying only the group of shards it falls in.
- */
+/** A run gathers about this many bytes (by the manifest's mean sample size): one request each. */
+const RUN_BYTES = 1 << 20;
+const MAX_RUN = 256;
+/** A group's bytes, held while it is read: what a source's shuffle costs in memory. */
+const GROUP_BYTES = 64 << 20;
+const MIN_GROUP_RUNS = 16;
+const MAX_GROUP_RUNS = 256;
+/** Samples whose index entries a schedule holds at once (about 100 bytes each). */
+export const WINDOW_SAMPLES = 1 << 18;
+
+/** The layout for a source whose shards hold `samples` samples in `bytes` bytes (from its manifest). */
+export function readLayout(samples: number, bytes: number): ReadLayout {
+  const mean = samples > 0 ? bytes / samples : 0;
+  const run = mean > 0 ? Math.min(MAX_RUN, Math.max(1, Math.round(RUN_BYTES / mean))) : MAX_RUN;
+  const groupRuns = mean > 0 ? Math.min(MAX_GROUP_RUNS, Math.max(MIN_GROUP_RUNS, Math.floor(GROUP_BYTES / (run * mean)))) : MAX_GROUP_RUNS;
+  return { run, groupRuns };
+}
+
 export class SourceOrder {
   /** Samples per epoch. */
   readonly epochSamples: number;
@@ -22,54 +59,215 @@ export class SourceOrder {
   constructor(
     /** Samples per shard, in the dataset's shard order. */
     private readonly shardSamples: readonly number[],
+    readonly layout: ReadLayout,
     private readonly seed: number,
     private readonly sourceId: number,
-    private readonly openShards: number,
   ) {
     this.epochSamples = shardSamples.reduce((a, b) => a + b, 0);
   }
 
   /** The order from a cursor on, without end (epochs follow each other). */
   *from(epoch: number, taken: number): Generator<OrderedSample> {
-    if (this.epochSamples === 0) return;
-    for (let e = epoch; ; e++) {
-      const groups = this.groupsOf(e);
-      let groupStart = 0;
-      for (let g = 0; g < groups.length; g++) {
-        const shards = groups[g]!;
-        const size = shards.reduce((acc, s) => acc + this.shardSamples[s]!, 0);
-        const skip = e === epoch ? taken - groupStart : 0;
-        if (skip < size) yield* this.interleave(e, g, shards, groupStart, Math.max(0, skip));
-        groupStart += size;
-      }
-    }
+    const cursor = this.cursor(epoch, taken);
+    for (let sample = cursor.next(); sample; sample = cursor.next()) yield sample;
   }
 
-  /** The epoch's shards in their seeded order, cut into groups read together. */
-  private groupsOf(epoch: number): number[][] {
+  /** The order from a cursor on, a sample per `next()` (what a schedule reads: no generator per sample). */
+  cursor(epoch: number, taken: number): OrderCursor {
+    return new OrderCursor(this, epoch, taken);
+  }
+
+  /** Samples of each shard, by its place in the dataset. */
+  samplesOf(shard: number): number {
+    return this.shardSamples[shard]!;
+  }
+
+  /** The epoch's shards in their seeded order, cut into windows of at least `windowSamples` samples (the last: the rest). */
+  windowsOf(epoch: number): number[][] {
     const order = permutation(this.shardSamples.length, this.seed, this.sourceId, epoch).filter((s) => this.shardSamples[s]! > 0);
-    const groups: number[][] = [];
-    for (let i = 0; i < order.length; i += this.openShards) groups.push(order.slice(i, i + this.openShards));
-    return groups;
+    const windows: number[][] = [[]];
+    const size = this.layout.windowSamples ?? WINDOW_SAMPLES;
+    let filled = 0;
+    for (const s of order) {
+      if (filled >= size) {
+        windows.push([]);
+        filled = 0;
+      }
+      windows.at(-1)!.push(s);
+      filled += this.shardSamples[s]!;
+    }
+    return windows;
   }
 
-  /**
-   * A uniformly random interleaving of the group's shards: each step picks a shard with probability proportional to
-   * the samples it has left, and takes its next sample.
-   */
-  private *interleave(epoch: number, group: number, shards: number[], groupStart: number, skip: number): Generator<OrderedSample> {
-    const next = generator(this.seed, this.sourceId, epoch, group);
-    const left = shards.map((s) => this.shardSamples[s]!);
-    const read = shards.map(() => 0);
-    let remaining = left.reduce((a, b) => a + b, 0);
-    for (let step = 0; remaining > 0; step++) {
-      let pick = Math.floor(next() * remaining);
-      let i = 0;
-      while (pick >= left[i]!) pick -= left[i++]!;
-      left[i]!--;
-      remaining--;
-      const entry = read[i]!++;
-      if (step >= skip) yield { epoch, taken: groupStart + step, shard: shards[i]!, entry };
+  /** A window's order: its shards, with the words that seed it. */
+  window(epoch: number, w: number, shards: readonly number[]): WindowOrder {
+    return new WindowOrder(shards.map((s) => ({ shard: s, samples: this.shardSamples[s]! })), this.layout, [this.seed, this.sourceId, epoch, w]);
+  }
+}
+
+/** Walks an order group by group: each group built (and sorted) once, then handed out a sample at a time. */
+export class OrderCursor {
+  private epoch: number;
+  private windows: number[][] = [];
+  private w = 0;
+  /** Samples of the epoch before the current window. */
+  private windowStart = 0;
+  private window: WindowOrder | undefined;
+  private g = 0;
+  private group: OrderedSample[] = [];
+  private i = 0;
+
+  constructor(
+    private readonly order: SourceOrder,
+    epoch: number,
+    private skip: number,
+  ) {
+    this.epoch = epoch;
+    if (order.epochSamples > 0) this.openEpoch();
+  }
+
+  /** The shards of the window the last sample came from: whose indexes a schedule reads next. */
+  get windowShards(): readonly number[] {
+    return this.windows[this.w] ?? [];
+  }
+
+  next(): OrderedSample | undefined {
+    while (this.i >= this.group.length) {
+      if (this.order.epochSamples === 0) return undefined;
+      this.advance();
+    }
+    return this.group[this.i++];
+  }
+
+  private openEpoch(): void {
+    this.windows = this.order.windowsOf(this.epoch);
+    this.w = -1;
+    this.windowStart = 0;
+    this.window = undefined;
+  }
+
+  /** Moves to the next group holding samples at or past `skip` (then 0): the next window, and epoch, as needed. */
+  private advance(): void {
+    for (;;) {
+      if (this.window && this.g + 1 < this.window.groups) {
+        this.g++;
+      } else {
+        if (this.window) this.windowStart += this.window.samples;
+        this.window = undefined;
+        if (++this.w >= this.windows.length) {
+          this.epoch++;
+          this.skip = 0;
+          this.openEpoch();
+          continue;
+        }
+        const shards = this.windows[this.w]!;
+        const size = shards.reduce((acc, shard) => acc + this.order.samplesOf(shard), 0);
+        if (this.windowStart + size <= this.skip) {
+          this.windowStart += size;
+          continue;
+        }
+        this.window = this.order.window(this.epoch, this.w, shards);
+        this.g = this.window.groupOf(Math.max(0, this.skip - this.windowStart));
+      }
+      this.group = this.window.group(this.g, this.epoch, this.windowStart);
+      this.i = Math.max(0, this.skip - this.group[0]!.taken);
+      this.skip = 0;
+      return;
     }
   }
+}
+
+/** One window: its runs in a seeded permutation, cut into groups, each group's samples spread. */
+class WindowOrder {
+  /** Samples and groups of the window. */
+  readonly samples: number;
+  readonly groups: number;
+  private readonly runPrefix: number[] = [0];
+  private readonly permutation: IndexPermutation;
+  /** Places (in the permutation) of the runs shorter than `layout.run`, ascending, and the samples missing before each. */
+  private readonly shortPlaces: number[] = [];
+  private readonly missingBefore: number[] = [0];
+
+  constructor(
+    private readonly shards: readonly { shard: number; samples: number }[],
+    private readonly layout: ReadLayout,
+    private readonly words: number[],
+  ) {
+    const short: { run: number; missing: number }[] = [];
+    let samples = 0;
+    for (const shard of shards) {
+      samples += shard.samples;
+      this.runPrefix.push(this.runPrefix.at(-1)! + Math.ceil(shard.samples / layout.run));
+      if (shard.samples % layout.run !== 0) short.push({ run: this.runPrefix.at(-1)! - 1, missing: layout.run - (shard.samples % layout.run) });
+    }
+    this.samples = samples;
+    this.permutation = new IndexPermutation(this.runPrefix.at(-1)!, ...words);
+    this.groups = Math.ceil(this.permutation.n / layout.groupRuns);
+    const places = short.map((s) => ({ place: this.permutation.indexOf(s.run), missing: s.missing })).sort((a, b) => a.place - b.place);
+    for (const p of places) {
+      this.shortPlaces.push(p.place);
+      this.missingBefore.push(this.missingBefore.at(-1)! + p.missing);
+    }
+  }
+
+  /** Samples of the window before group g: its runs in full, less what the short runs among them miss. */
+  groupStart(g: number): number {
+    const places = Math.min(this.permutation.n, g * this.layout.groupRuns);
+    return places * this.layout.run - this.missingBefore[lowerBound(this.shortPlaces, places)]!;
+  }
+
+  /** The group holding the window's sample `taken`. */
+  groupOf(taken: number): number {
+    let lo = 0;
+    let hi = this.groups - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.groupStart(mid) <= taken) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** The k-th of a run's n samples (in a seeded order) is placed at (k + u) / n of the group's span (u seeded), then sorted. */
+  group(g: number, epoch: number, windowStart: number): OrderedSample[] {
+    const first = g * this.layout.groupRuns;
+    const last = Math.min(this.permutation.n, first + this.layout.groupRuns);
+    const next = generator(...this.words, g);
+    const placed: { at: number; shard: number; entry: number; runStart: number }[] = [];
+    for (let p = first; p < last; p++) {
+      const { shard, start: runStart, length } = this.runAt(this.permutation.at(p));
+      // A run is read with one request, so its own order is free: shuffled too (a shard smaller than a run still
+      // comes in another order under another seed).
+      const slots = Array.from({ length }, (_, i) => i);
+      for (let i = length - 1; i > 0; i--) {
+        const j = Math.floor(next() * (i + 1));
+        [slots[i], slots[j]] = [slots[j]!, slots[i]!];
+      }
+      for (let i = 0; i < length; i++) placed.push({ at: (slots[i]! + next()) / length, shard, entry: runStart + i, runStart });
+    }
+    placed.sort((a, b) => a.at - b.at);
+    const start = windowStart + this.groupStart(g);
+    const groupEnd = start + placed.length;
+    return placed.map(({ shard, entry, runStart }, i) => ({ epoch, taken: start + i, shard, entry, runStart, groupEnd }));
+  }
+
+  /** Dataset shard, first entry and length of the window's run q. */
+  private runAt(q: number): { shard: number; start: number; length: number } {
+    const k = lowerBound(this.runPrefix, q + 1) - 1;
+    const { shard, samples } = this.shards[k]!;
+    const start = (q - this.runPrefix[k]!) * this.layout.run;
+    return { shard, start, length: Math.min(this.layout.run, samples - start) };
+  }
+}
+
+/** The first index of a sorted array whose value is >= x. */
+function lowerBound(sorted: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

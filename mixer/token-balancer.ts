@@ -1,8 +1,13 @@
 /**
- * Which source gives the next sample, so that every prefix of the stream holds each source's tokens close to its
- * share: among the sources at or behind their share, the one whose next sample leaves the largest deviation of any
- * source smallest. The picked source was behind, so it never ends more than one sample ahead; property tests check
- * that no source strays more than one sample (the stream's largest) from its share of any prefix.
+ * Which source gives the next sample: worst-case fair weighted fair queuing (WF2Q, Bennett and Zhang 1996) on tokens.
+ * Serving the whole stream at one token per token, a source of share s owes s tokens per token of stream; its next
+ * sample *starts* (in that virtual time) at tokens / s and *finishes* at (tokens + next) / s. Among the sources whose
+ * next sample has started (those at or behind their share of the stream so far), the one that finishes first is
+ * served. WF2Q keeps every source within one sample (the stream's largest) of its share of every prefix, behind or
+ * ahead, and serves each source at a steady rate, so a small source is never starved by a burst of a large one (the
+ * earlier rule, "largest deficit first", let the largest catch up in one long run after every long document).
+ * `jitter` in [0, 1) stretches a candidate's next sample by up to JITTER of its size when finish times are compared:
+ * it breaks the periodic patterns equal sample sizes would give, and never lets an ahead source in.
  */
 export interface BalancerSource {
   share: number;
@@ -12,27 +17,26 @@ export interface BalancerSource {
   next: number;
 }
 
-/** Index of the source to draw from, among `active` ones (indexes into `sources`); ties go to the lower index. */
-export function pickSource(sources: readonly BalancerSource[], active: readonly number[]): number {
-  const total = sources.reduce((acc, s) => acc + s.tokens, 0);
+/** How far a seeded draw may stretch a sample's virtual size (a fraction of it). */
+export const JITTER = 0.25;
+
+/** Index of the source to draw from, among `active` ones (indexes into `sources`). */
+export function pickSource(sources: readonly BalancerSource[], active: readonly number[], jitter: (source: number) => number): number {
+  let total = 0;
+  for (const s of sources) total += s.tokens;
   let best = -1;
-  let bestDeviation = Infinity;
+  let bestFinish = Infinity;
   for (const c of active) {
-    const candidate = sources[c]!;
-    if (candidate.share * total - candidate.tokens < 0) continue;
-    const after = total + candidate.next;
-    let deviation = 0;
-    for (const i of active) {
-      const s = sources[i]!;
-      deviation = Math.max(deviation, Math.abs(s.tokens + (i === c ? s.next : 0) - s.share * after));
-    }
-    if (deviation < bestDeviation) {
-      bestDeviation = deviation;
+    const s = sources[c]!;
+    if (s.tokens > s.share * total) continue; // its next sample has not started yet
+    const finish = (s.tokens + s.next * (1 + JITTER * jitter(c))) / s.share;
+    if (finish < bestFinish) {
+      bestFinish = finish;
       best = c;
     }
   }
   if (best >= 0) return best;
-  // Every active source is ahead (others have finished): the one least ahead.
+  // Every active source is ahead (the others have finished): the one least ahead.
   let leastAhead = active[0]!;
   for (const i of active) {
     const s = sources[i]!;

@@ -14,6 +14,11 @@ export interface SyntheticDatasetOptions {
   /** Samples in each shard, in order. */
   shardSamples: readonly number[];
   seed?: number;
+  /** Documents: this many images each (default 1-3 at random), of this side in pixels (default 160). */
+  images?: number;
+  imageSide?: number;
+  /** Documents: about this many words in all (default 15-370 at random). */
+  words?: number;
 }
 
 const WORDS = 'a the red blue small large old new dog cat river city mountain photo of on in with near under tree house street market bridge boat garden window morning evening light shadow people child woman man bicycle train station'.split(' ');
@@ -26,7 +31,8 @@ const WORDS = 'a the red blue small large old new dog cat river city mountain ph
 export async function writeSyntheticDataset(options: SyntheticDatasetOptions): Promise<Manifest> {
   const storage = openStorage(options.location);
   const next = generator(options.seed ?? 1, options.source.length);
-  const photo = await jpeg(160, 160, { seed: options.seed ?? 1 });
+  const side = options.imageSide ?? 160;
+  const photo = await jpeg(side, side, { seed: options.seed ?? 1 });
   const words = (n: number) => Array.from({ length: n }, () => WORDS[Math.floor(next() * WORDS.length)]).join(' ');
   const records = [];
   let row = 0;
@@ -40,12 +46,12 @@ export async function writeSyntheticDataset(options: SyntheticDatasetOptions): P
         const json = { key, caption, tokens };
         await writer.write({ key, fields: { jpg: photo, txt: Buffer.from(caption), json: Buffer.from(JSON.stringify(json)) } }, { images: 1, tokens });
       } else {
-        const imageCount = 1 + Math.floor(next() * 3);
+        const imageCount = options.images ?? 1 + Math.floor(next() * 3);
         const texts: (string | null)[] = [];
         const images: (string | null)[] = [];
         const fields: Record<string, Uint8Array> = {};
         for (let p = 0; p < imageCount; p++) {
-          texts.push(`${words(10 + Math.floor(next() * 120))}.`, null);
+          texts.push(`${words(options.words ? Math.round(options.words / imageCount) : 10 + Math.floor(next() * 120))}.`, null);
           images.push(null, `${p}.jpg`);
           fields[`${p}.jpg`] = photo;
         }

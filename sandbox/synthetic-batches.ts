@@ -1,6 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import { CLIP_MEAN, CLIP_STD, IMAGE_SIZE, type Batch, type BridgeState } from '../trainer-bridge/batch.ts';
 import { BOS, EOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from '../trainer-bridge/token-layout.ts';
+import { freshState } from '../mixer/mixture-state.ts';
 import { seededRandom } from './images.ts';
 
 /**
@@ -108,12 +109,13 @@ export class SyntheticBatches {
 
   /** The resume point after the last batch handed out, in the bridge's format. */
   state(): BridgeState {
+    const { batchSize, seqLen, pairsPerRow } = this.options;
     return {
       format: 'm4data-bridge-state',
-      version: 1,
-      mixture: { format: 'm4data-mixture-state', version: 1, seed: this.options.seed, position: this.emitted, rank: 0, worldSize: 1, sources: [] },
+      version: 2,
+      mixture: freshState({ plan: 'synthetic', seed: this.options.seed, sources: [] }, 0, 1),
       batches: this.emitted,
-      packer: null,
+      packer: { skipUnits: 0, seqLen, batchSize, maxImages: pairsPerRow, partial: [] },
     };
   }
 }

@@ -4,7 +4,7 @@ import type { DatasetSummary } from './dataset-summary.ts';
 /** What `m4data inspect` prints: where the totals come from, the totals, the first samples, notes and problems. */
 export function formatDatasetSummary(s: DatasetSummary): string {
   const lines = [
-    `${s.target} (${s.from === 'manifest' ? `totals from its manifest; shard ${s.verified ? 'sizes and sha256 verified' : 'sizes checked'}` : 'every shard read'})`,
+    `${s.target} (${s.from === 'manifest' ? `totals from its manifest; shard ${s.checked === 'sha256' ? 'sizes, sha256 and indexes' : 'sizes'} ${s.verified ? 'verified' : 'checked'}` : 'every shard read'})`,
     table([
       ['shards', formatCount(s.shards)],
       ['samples', formatCount(s.samples)],
@@ -21,6 +21,7 @@ export function formatDatasetSummary(s: DatasetSummary): string {
     }
   }
   for (const note of s.notes) lines.push(`note: ${note}`);
+  for (const error of s.manifestErrors) lines.push(`problem: ${error}`);
   if (s.badShards > 0 || s.skippedSamples > 0) {
     lines.push(`problems: ${s.badShards} bad shard${s.badShards === 1 ? '' : 's'}, ${s.skippedSamples} sample${s.skippedSamples === 1 ? '' : 's'} skipped`);
     for (const error of s.errors.slice(0, 20)) lines.push(`  ${error}`);

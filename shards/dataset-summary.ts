@@ -3,7 +3,8 @@ import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { M4Error } from '../core/errors.ts';
 import { isImageField } from './entry-name.ts';
-import { MANIFEST_NAME, readManifest, type ShardRecord } from './manifest.ts';
+import { MANIFEST_NAME, readManifest, totalsProblem, type ShardRecord } from './manifest.ts';
+import { indexKeyOf, readCheckedIndex } from './shard-index.ts';
 import { isRemote } from './storage/location.ts';
 import { openObject, openStorage, type OpenOptions } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
@@ -32,8 +33,12 @@ export interface DatasetSummary {
   errors: string[];
   /** What was read well but is worth saying (a gzip file named .tar). */
   notes: string[];
-  /** With a manifest: whether every shard's sha256 was checked (--verify), or only its size. */
+  /** With a manifest: what was checked of every shard, `sizes`, or with --verify `sha256` (and its index too). */
+  checked?: 'sizes' | 'sha256';
+  /** With --verify: true when every check passed, the manifest's totals included (never with a problem found). */
   verified?: boolean;
+  /** Where the manifest disagrees with itself (its totals against its shard records). */
+  manifestErrors: string[];
 }
 
 export interface SummaryOptions {
@@ -113,6 +118,8 @@ async function asShard(target: string, network: OpenOptions): Promise<ShardRef |
 
 async function fromManifest(target: string, storage: Storage, key: string, firstCount: number, options: SummaryOptions): Promise<DatasetSummary> {
   const manifest = await readManifest(storage, key);
+  const totals = totalsProblem(manifest);
+  const manifestErrors = totals ? [`${storage.urlOf(key)}: ${totals}`] : [];
   // Shard names in a manifest are relative to the folder that holds it.
   const dir = key.includes('/') ? key.slice(0, key.lastIndexOf('/') + 1) : '';
   const counters = newReadCounters();
@@ -137,10 +144,15 @@ async function fromManifest(target: string, storage: Storage, key: string, first
     }
   }
   const { shards, samples, images, tokens, bytes } = manifest.totals;
-  return { target, from: 'manifest', shards, samples, images, tokens, bytes, first, ...problems(counters), verified: options.verify === true };
+  const found = problems(counters);
+  const verified = options.verify === true && manifestErrors.length === 0 && found.badShards === 0 && found.skippedSamples === 0;
+  return { target, from: 'manifest', shards, samples, images, tokens, bytes, first, ...found, checked: options.verify ? 'sha256' : 'sizes', verified, manifestErrors };
 }
 
-/** What is wrong with one shard the manifest lists: missing, another size, or (verifying) another sha256. */
+/**
+ * What is wrong with one shard the manifest lists: missing, another size, or (verifying) another sha256, or an index
+ * that is missing, malformed or describes another shard than the manifest's record.
+ */
 async function checkShard(storage: Storage, key: string, record: ShardRecord, verify: boolean): Promise<string | undefined> {
   const url = storage.urlOf(key);
   const info = await storage.stat(key);
@@ -150,12 +162,20 @@ async function checkShard(storage: Storage, key: string, record: ShardRecord, ve
   const hash = createHash('sha256');
   for await (const chunk of storage.read(key)) hash.update(chunk);
   const sha256 = hash.digest('hex');
-  return sha256 === record.sha256 ? undefined : `${url}: sha256 ${sha256}, the manifest says ${record.sha256} (corrupt)`;
+  if (sha256 !== record.sha256) return `${url}: sha256 ${sha256}, the manifest says ${record.sha256} (corrupt)`;
+  let index;
+  try {
+    index = (await readCheckedIndex(storage, indexKeyOf(key))).index;
+  } catch (err) {
+    return `${url}: its index cannot be used: ${(err as Error).message}`;
+  }
+  const differ = (['samples', 'images', 'tokens', 'bytes', 'sha256'] as const).filter((f) => index[f] !== record[f]);
+  return differ.length === 0 ? undefined : `${url}: its index says ${differ.map((f) => `${f} ${index[f]}`).join(', ')}; the manifest ${differ.map((f) => `${f} ${record[f]}`).join(', ')}`;
 }
 
 async function scan(target: string, refs: ShardRef[], firstCount: number, options: SummaryOptions): Promise<DatasetSummary> {
   const counters = newReadCounters();
-  const summary: DatasetSummary = { target, from: 'scan', shards: refs.length, samples: 0, images: 0, tokens: 0, bytes: 0, first: [], skippedSamples: 0, badShards: 0, errors: [], notes: [] };
+  const summary: DatasetSummary = { target, from: 'scan', shards: refs.length, samples: 0, images: 0, tokens: 0, bytes: 0, first: [], skippedSamples: 0, badShards: 0, errors: [], notes: [], manifestErrors: [] };
   let done = 0;
   for (const ref of refs) {
     summary.bytes += ref.bytes;

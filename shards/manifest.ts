@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { wholeNumber } from '../core/whole-number.ts';
 import { jsonBytes, readJson } from './storage/json.ts';
 import type { Storage } from './storage/storage.ts';
 import { compareKeys } from './storage/storage.ts';
@@ -72,10 +73,43 @@ export async function writeManifest(storage: Storage, manifest: Manifest, name?:
 }
 
 export async function readManifest(storage: Storage, key = MANIFEST_NAME): Promise<Manifest> {
-  const value = await readJson(storage, key);
-  const m = value as Partial<Manifest>;
-  if (m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || !m.totals) {
-    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not an m4data manifest`, { url: storage.urlOf(key) });
+  return checkManifest(await readJson(storage, key), storage.urlOf(key));
+}
+
+/**
+ * A manifest with every number whole and non-negative and every shard name relative, or E_INPUT naming the field.
+ * (Whether its totals agree with its shards is `totalsProblem`: inspect reports that, a mix refuses it.)
+ */
+export function checkManifest(value: unknown, url: string): Manifest {
+  const bad = (message: string): never => {
+    throw new M4Error('E_INPUT', 'shards', `${url} ${message}`, { url });
+  };
+  const m = value as Partial<Manifest> | null;
+  if (typeof m !== 'object' || m === null || m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || typeof m.totals !== 'object' || m.totals === null) {
+    bad('is not an m4data manifest');
   }
+  const totals = m!.totals as unknown as Record<string, unknown>;
+  for (const field of ['shards', 'samples', 'images', 'tokens', 'bytes'] as const) wholeNumber(totals[field], `totals.${field}`, 0, bad);
+  m!.shards!.forEach((record, i) => checkRecord(record, `shards[${i}]`, bad));
   return m as Manifest;
 }
+
+/** The fields of a shard record as a manifest or an index holds them, checked. */
+export function checkRecord(record: unknown, field: string, bad: (message: string) => never): void {
+  if (typeof record !== 'object' || record === null) bad(`field ${field} is not a shard record`);
+  const r = record as Record<string, unknown>;
+  if (typeof r.shard !== 'string' || r.shard === '' || r.shard.startsWith('/') || r.shard.split('/').includes('..') || r.shard.includes('\0')) {
+    bad(`field ${field}.shard must be a shard name relative to the dataset (found ${JSON.stringify(r.shard)})`);
+  }
+  for (const name of ['samples', 'images', 'tokens', 'bytes'] as const) wholeNumber(r[name], `${field}.${name}`, 0, bad);
+  if (typeof r.sha256 !== 'string') bad(`field ${field}.sha256 must be a string`);
+}
+
+/** What the manifest's totals say that its shard records do not, or undefined when they agree. */
+export function totalsProblem(manifest: Manifest): string | undefined {
+  const sums = totalsOf(manifest.shards);
+  const wrong = (['shards', 'samples', 'images', 'tokens', 'bytes'] as const).filter((f) => sums[f] !== manifest.totals[f]);
+  if (wrong.length === 0) return undefined;
+  return `its totals disagree with its shard records: ${wrong.map((f) => `${f} ${manifest.totals[f]} against ${sums[f]}`).join(', ')}`;
+}
+

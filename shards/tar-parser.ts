@@ -27,24 +27,28 @@ export interface TarParseOptions {
    * scan that needs only sizes holds no entry, however large (a gzip bomb, a sparse 1 GiB member).
    */
   holdData?: (name: string, size: number) => boolean;
+  /**
+   * The source is a byte range of whole entries starting at this offset of the tar (read by an index), not a whole
+   * tar: offsets are the tar's, and the range's end is its end (no end-of-archive marker).
+   */
+  rangeStart?: number;
 }
-
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const EMPTY = Buffer.alloc(0);
 
 export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
-  const input = new ChunkReader(source[Symbol.asyncIterator]());
+  const input = new ChunkReader(source[Symbol.asyncIterator](), options.rangeStart ?? 0);
   // The source is released however the parse ends (at the end-of-archive marker, before the source's end; on an
   // error; when the consumer stops): a file handle or an S3 connection is never left to the garbage collector.
   try {
-    yield* entries(input, options.maxEntryBytes ?? 1 << 30, options.holdData ?? (() => true));
+    yield* entries(input, options.maxEntryBytes ?? 1 << 30, options.holdData ?? (() => true), options.rangeStart !== undefined);
   } finally {
     await input.close();
   }
 }
 
-async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean): AsyncGenerator<TarEntry> {
+async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean, range: boolean): AsyncGenerator<TarEntry> {
   let longName: string | undefined;
   let paxLocal: Record<string, string> = {};
   let paxGlobal: Record<string, string> = {};
@@ -55,6 +59,7 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     const headerOffset = input.position;
     if (!pendingExtension) entryStart = headerOffset;
     const header = await input.take(BLOCK);
+    if (header.length === 0 && !pendingExtension && range) return;
     if (header.length === 0 && !pendingExtension) {
       throw truncated(`tar ends at byte ${headerOffset} without its end-of-archive marker`, headerOffset);
     }
@@ -204,13 +209,15 @@ function parsePax(content: Buffer, offset: number): Record<string, string> {
 
 /** Hands out exact byte counts from a chunked stream, copying only when a read spans chunks. */
 class ChunkReader {
-  position = 0;
   private chunks: Buffer[] = [];
   private head = 0; // bytes of chunks[0] already consumed
   private buffered = 0;
   private done = false;
 
-  constructor(private readonly source: AsyncIterator<Uint8Array>) {}
+  constructor(
+    private readonly source: AsyncIterator<Uint8Array>,
+    public position: number,
+  ) {}
 
   private async fill(n: number): Promise<void> {
     while (this.buffered < n && !this.done) {

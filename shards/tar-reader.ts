@@ -1,6 +1,6 @@
 import { M4Error, isM4Error } from '../core/errors.ts';
 import { openObject } from './storage/open.ts';
-import type { Storage } from './storage/storage.ts';
+import type { ByteRange, Storage } from './storage/storage.ts';
 import { checkEntryName, isMetaEntry, splitEntryName } from './entry-name.ts';
 import { parseTar } from './tar-parser.ts';
 import { GZIP_TAR_NAME, gunzipIfCompressed } from './gunzip.ts';
@@ -21,6 +21,8 @@ export interface ReadShardOptions {
    * buffers, their sizes in `fieldSizes`: a scan that counts samples holds no image, however large.
    */
   holdField?: (field: string, size: number) => boolean;
+  /** Read only these bytes of the shard: whole samples, at the offsets and sizes its index gives (never gzip). */
+  range?: ByteRange;
 }
 
 export interface ReadCounters {
@@ -74,7 +76,10 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
     };
     const holdField = options.holdField;
     const holdData = holdField ? (name: string, size: number) => holdField(splitEntryName(name)?.field ?? '', size) : undefined;
-    for await (const entry of parseTar(gunzipIfCompressed(storage.read(key), url, onGzip), { maxEntryBytes: options.maxEntryBytes, ...(holdData ? { holdData } : {}) })) {
+    const range = options.range;
+    const bytes = range ? storage.read(key, range) : gunzipIfCompressed(storage.read(key), url, onGzip);
+    const parseOptions = { maxEntryBytes: options.maxEntryBytes, ...(holdData ? { holdData } : {}), ...(range ? { rangeStart: range.start } : {}) };
+    for await (const entry of parseTar(bytes, parseOptions)) {
       if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
       let problem: M4Error | undefined;
       try {

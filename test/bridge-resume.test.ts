@@ -67,7 +67,7 @@ test('ranks: disjoint samples, the same number of batches each; steps default to
   for (const rank of [0, 1, 2]) {
     const { batches, states } = await run({ steps: 4, rank, worldSize: 3 });
     assert.equal(batches.length, 4);
-    assert.equal(states.at(-1)!.mixture.position % 3, rank, 'the rank reads positions r, r + w, ...');
+    assert.equal(states.at(-1)!.mixture.next % 3, rank, 'the rank reads positions r, r + w, ...');
     for (const m of batches.flatMap(markers)) {
       assert.ok(!seen.has(m) || seen.get(m) === rank, `image ${m} on ranks ${seen.get(m)} and ${rank}`);
       seen.set(m, rank);

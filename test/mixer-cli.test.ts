@@ -51,6 +51,14 @@ test('mix plans, prints the table, writes plan.json and plan.svg, and materialis
   assert.match(await readFile(join(out, 'plan.svg'), 'utf8'), /^<svg [^]*realised[^]*<\/svg>\n$/);
   const realised = JSON.parse(await readFile(join(out, 'realised.json'), 'utf8'));
   assert.equal(realised.sources.length, 4);
+  // How well mixed: per source, windows without it against what is expected, absence, runs, shards.
+  assert.match(r.out, /how well mixed \(\d+ windows of 8192 tokens\):\nsource +windows without it +expected +longest absence +longest run +same shard as previous +shards per 1,000\n/);
+  // 8,000 tokens: no complete window of 8,192, so no share of windows (a dash), the rest measured.
+  assert.match(r.out, /^laion +- +- +\S+ tokens +\d+ +\d+\.\d% +\d+$/m);
+  assert.deepEqual(realised.quality.sources.map((s: { name: string }) => s.name), ['pmd', 'laion', 'obelisc', 'wikipedia']);
+  for (const field of ['windowsWithout', 'windowsWithoutExpected', 'longestAbsence', 'longestRun', 'adjacentSameShard', 'distinctShardsPer1000']) {
+    assert.equal(typeof realised.quality.sources[1][field], 'number', field);
+  }
 
   const again = m4data('mix', '--profile', 'atum-9b', ...sources, '--output', out, '--budget', '9k');
   assert.equal(again.code, 2);

@@ -3,72 +3,54 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { ShardRecord } from '../shards/manifest.ts';
-import { rankSlice } from '../mixer/rank-slice.ts';
-import { schedule, scheduleChunks, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
-import { SourceOrder } from '../mixer/source-order.ts';
+import { schedule, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
+import { IndexPermutation } from '../mixer/seeded-random.ts';
+import { SourceOrder, type OrderedSample, type ReadLayout } from '../mixer/source-order.ts';
+import { JITTER } from '../mixer/token-balancer.ts';
 import { collect } from './helpers/mixtures.ts';
 
-/** An in-memory indexed dataset: shards of given sizes, each sample's tokens from the list. */
+/** An in-memory indexed dataset: shards of given sizes, each sample's tokens from the list (its bytes 10 per token). */
 function dataset(name: string, shardTokens: number[][]): IndexedDataset {
-  const shards: ShardRecord[] = shardTokens.map((tokens, k) => ({ shard: `${name}-${k}.tar`, samples: tokens.length, images: tokens.length, tokens: tokens.reduce((a, b) => a + b, 0), bytes: 0, sha256: '' }));
-  const entries: IndexEntry[][] = shardTokens.map((tokens, k) => tokens.map((t, i) => ({ key: `${k}_${i}`, offset: 0, size: 0, images: 1, tokens: t })));
+  const entries: IndexEntry[][] = shardTokens.map((tokens, k) => {
+    let offset = 0;
+    return tokens.map((t, i) => {
+      const entry = { key: `${k}_${i}`, offset, size: 10 * t, images: 1, tokens: t };
+      offset += entry.size;
+      return entry;
+    });
+  });
+  const shards: ShardRecord[] = shardTokens.map((tokens, k) => ({ shard: `${name}-${k}.tar`, samples: tokens.length, images: tokens.length, tokens: tokens.reduce((a, b) => a + b, 0), bytes: 10 * tokens.reduce((a, b) => a + b, 0), sha256: '' }));
   return { shards, entries: async (shard: number) => entries[shard]! };
 }
 
 const tokensOf = (d: IndexedDataset) => d.shards.reduce((a, s) => a + s.tokens, 0);
 
+/** Small runs, groups and windows, so that a few dozen samples cross every level of the order. */
+const layoutArb: fc.Arbitrary<ReadLayout> = fc.record({ run: fc.integer({ min: 1, max: 5 }), groupRuns: fc.integer({ min: 1, max: 6 }), windowSamples: fc.integer({ min: 1, max: 40 }) });
+
+/** Sample sizes with a heavy tail: mostly short, now and then a long document. */
+const sizeArb = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 60 }) }, { weight: 1, arbitrary: fc.integer({ min: 200, max: 3000 }) });
+
 const sourcesArb = fc
   .array(
     fc.record({
-      shards: fc.array(fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 0, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
+      shards: fc.array(fc.array(sizeArb, { minLength: 0, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
       epochs: fc.double({ min: 0.2, max: 3, noNaN: true }),
+      layout: layoutArb,
     }),
     { minLength: 1, maxLength: 4 },
   )
   .filter((specs) => specs.every((s) => s.shards.some((shard) => shard.length > 0)));
 
+type Spec = { shards: number[][]; epochs: number; layout?: ReadLayout };
+
 /** Sources planned by epochs: target = epochs x tokens; shares follow, as --mode epochs plans them. */
-function planned(specs: { shards: number[][]; epochs: number }[]): ScheduleSource<IndexedDataset>[] {
+function planned(specs: Spec[]): ScheduleSource<IndexedDataset>[] {
   const datasets = specs.map((s, i) => dataset(`s${i}`, s.shards));
   const targets = specs.map((s, i) => s.epochs * tokensOf(datasets[i]!));
   const total = targets.reduce((a, b) => a + b, 0);
-  return specs.map((_, i) => ({ name: `s${i}`, share: targets[i]! / total, target: targets[i]!, dataset: datasets[i]! }));
+  return specs.map((s, i) => ({ name: `s${i}`, share: targets[i]! / total, target: targets[i]!, dataset: datasets[i]!, ...(s.layout ? { layout: s.layout } : {}) }));
 }
-
-test('each epoch is a permutation of the source, read shard by shard in order, in a new order each epoch', () => {
-  const sizes = [5, 0, 7, 3, 9, 4];
-  const order = new SourceOrder(sizes, 42, 7, 2);
-  const it = order.from(0, 0);
-  const epochs: { shard: number; entry: number }[][] = [[], []];
-  for (let i = 0; i < 2 * 28; i++) {
-    const s = it.next().value!;
-    epochs[s.epoch]!.push({ shard: s.shard, entry: s.entry });
-  }
-  for (const epoch of epochs) {
-    assert.equal(epoch.length, 28);
-    const seen = new Set(epoch.map((s) => `${s.shard}/${s.entry}`));
-    assert.equal(seen.size, 28, 'every sample once');
-    for (const [shard, size] of sizes.entries()) {
-      const entries = epoch.filter((s) => s.shard === shard).map((s) => s.entry);
-      assert.deepEqual(entries, Array.from({ length: size }, (_, i) => i), `shard ${shard} read front to back`);
-    }
-  }
-  assert.notDeepEqual(epochs[0], epochs[1]);
-});
-
-test('a cursor restarts the order exactly where it was', () => {
-  fc.assert(
-    fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 9 }), fc.integer({ min: 1, max: 4 }), fc.nat(200), fc.nat(1000), (sizes, open, at, seed) => {
-      fc.pre(sizes.some((s) => s > 0));
-      const order = new SourceOrder(sizes, seed, 3, open);
-      const whole = [...take(order.from(0, 0), at + 30)];
-      const cut = whole[at]!;
-      const resumed = [...take(order.from(cut.epoch, cut.taken), 30)];
-      assert.deepEqual(resumed, whole.slice(at, at + 30));
-    }),
-    { numRuns: 200 },
-  );
-});
 
 function* take<T>(it: Iterator<T>, n: number): Generator<T> {
   for (let i = 0; i < n; i++) {
@@ -78,12 +60,85 @@ function* take<T>(it: Iterator<T>, n: number): Generator<T> {
   }
 }
 
-test('every prefix holds each source\'s tokens within one sample (the stream\'s largest) of its share', async () => {
+test('the seeded index permutation is a bijection, and indexOf inverts it', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 3000 }), fc.nat(), (n, seed) => {
+      const p = new IndexPermutation(n, seed, 3);
+      const seen = new Set<number>();
+      for (let i = 0; i < n; i++) {
+        const j = p.at(i);
+        assert.ok(j >= 0 && j < n);
+        assert.equal(p.indexOf(j), i);
+        seen.add(j);
+      }
+      assert.equal(seen.size, n);
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('each epoch is a permutation of the source; runs are consecutive samples of a shard, spread over their group', () => {
+  const sizes = [5, 0, 7, 3, 9, 4];
+  const layout = { run: 3, groupRuns: 3, windowSamples: 12 };
+  const order = new SourceOrder(sizes, layout, 42, 7);
+  const it = order.from(0, 0);
+  const epochs: OrderedSample[][] = [[], []];
+  for (let i = 0; i < 2 * 28; i++) {
+    const s = it.next().value!;
+    assert.equal(s.taken, i % 28);
+    epochs[s.epoch]!.push(s);
+  }
+  for (const epoch of epochs) {
+    assert.equal(new Set(epoch.map((s) => `${s.shard}/${s.entry}`)).size, 28, 'every sample once');
+    for (const s of epoch) assert.ok(s.entry >= s.runStart && s.entry < s.runStart + layout.run && s.runStart % layout.run === 0);
+    // A group's samples all come before the next group's.
+    epoch.forEach((s, i) => assert.ok(s.taken < s.groupEnd && (i === 0 || epoch[i - 1]!.groupEnd <= s.groupEnd)));
+  }
+  assert.notDeepEqual(epochs[0], epochs[1]);
+});
+
+test('a cursor restarts the order exactly where it was, across runs, groups, windows and epochs', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 1, maxLength: 9 }), layoutArb, fc.nat(200), fc.nat(1000), (sizes, layout, at, seed) => {
+      fc.pre(sizes.some((s) => s > 0));
+      const order = new SourceOrder(sizes, layout, seed, 3);
+      const whole = [...take(order.from(0, 0), at + 30)];
+      const cut = whole[at]!;
+      const resumed = [...take(order.from(cut.epoch, cut.taken), 30)];
+      assert.deepEqual(resumed, whole.slice(at, at + 30));
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('a single shard: two seeds give two orders of the same samples', () => {
+  const layout = { run: 4, groupRuns: 8 };
+  const keys = (seed: number) => [...take(new SourceOrder([64], layout, seed, 9).from(0, 0), 64)].map((s) => s.entry);
+  const a = keys(1);
+  const b = keys(2);
+  assert.notDeepEqual(a, b);
+  assert.deepEqual([...a].sort((x, y) => x - y), [...b].sort((x, y) => x - y));
+  assert.deepEqual(keys(1), a, 'the same seed gives the same order');
+});
+
+test('neighbours come from different shards: with 64 shards, under 5% of consecutive pairs share one', () => {
+  const order = new SourceOrder(Array(64).fill(100), { run: 8, groupRuns: 32 }, 5, 1);
+  const samples = [...take(order.from(0, 0), 6400)];
+  let same = 0;
+  for (let i = 1; i < samples.length; i++) if (samples[i]!.shard === samples[i - 1]!.shard) same++;
+  assert.ok(same / (samples.length - 1) < 0.05, `${same} of ${samples.length - 1} pairs from one shard`);
+  const distinct = new Set(samples.slice(0, 1000).map((s) => s.shard)).size;
+  assert.ok(distinct >= 50, `${distinct} shards among the first 1,000 samples`);
+});
+
+test('every prefix holds each source\'s tokens within one sample (the sources\' largest) of its share', async () => {
   await fc.assert(
     fc.asyncProperty(sourcesArb, fc.nat(1000), async (specs, seed) => {
       const sources = planned(specs);
       const items = await collect(schedule(sources, { seed }));
-      const largest = Math.max(...items.map((i) => i.tokens));
+      // The sources' largest sample, streamed or not: a source whose target is under half its one sample never starts,
+      // and the others then run over its share by what it would have taken.
+      const largest = Math.max(...specs.flatMap((s) => s.shards.flat()));
       const tokens = sources.map(() => 0);
       let total = 0;
       for (const item of items) {
@@ -106,7 +161,7 @@ test('whole epochs give each sample exactly that many times; a fractional epoch 
       const items = await collect(schedule(sources, { seed }));
       sources.forEach((source, i) => {
         const mine = items.filter((x) => x.source === i);
-        const largest = Math.max(...source.dataset.shards.map((_, k) => k).flatMap((k) => specs[i]!.shards[k]!));
+        const largest = Math.max(...specs[i]!.shards.flat());
         const delivered = mine.reduce((acc, x) => acc + x.tokens, 0);
         // It stopped within half a sample of its target...
         assert.ok(delivered + largest / 2 >= source.target - 1e-6, `source ${i} stopped at ${delivered}, short of ${source.target}`);
@@ -129,9 +184,9 @@ test('whole epochs give each sample exactly that many times; a fractional epoch 
 
 test('integer epochs: every sample exactly `epochs` times', async () => {
   const specs = [
-    { shards: [[10, 20, 30], [5, 5], [40]], epochs: 3 },
+    { shards: [[10, 20, 30], [5, 5], [40]], epochs: 3, layout: { run: 2, groupRuns: 2 } },
     { shards: [[100, 200], [300, 50, 60, 70]], epochs: 1 },
-    { shards: [[7, 8, 9, 10, 11, 12]], epochs: 2 },
+    { shards: [[7, 8, 9, 10, 11, 12]], epochs: 2, layout: { run: 1, groupRuns: 3, windowSamples: 2 } },
   ];
   const sources = planned(specs);
   const items = await collect(schedule(sources, { seed: 9 }));
@@ -143,9 +198,32 @@ test('integer epochs: every sample exactly `epochs` times', async () => {
   });
 });
 
+test('no source runs longer than its share allows: with samples of one size, at most ceil((1 + jitter) share / smallest other share) + 2 in a row', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 2, maxLength: 5 }),
+      fc.integer({ min: 1, max: 500 }),
+      fc.nat(1000),
+      async (weights, size, seed) => {
+        const total = weights.reduce((a, b) => a + b, 0);
+        const sources = weights.map((w, i) => ({ name: `s${i}`, share: w / total, target: Infinity, dataset: dataset(`s${i}`, [Array(20).fill(size)]) }));
+        const items = await collect(schedule(sources, { seed, endless: true }), 2000);
+        let run = 0;
+        items.forEach((item, k) => {
+          run = k > 0 && items[k - 1]!.source === item.source ? run + 1 : 1;
+          const others = Math.min(...sources.filter((_, j) => j !== item.source).map((s) => s.share));
+          const limit = Math.ceil(((1 + JITTER) * sources[item.source]!.share) / others) + 2;
+          assert.ok(run <= limit, `source ${item.source} (share ${sources[item.source]!.share.toFixed(3)}) ran ${run} samples at position ${k}, over ${limit}`);
+        });
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
 test('same seed, same stream; another seed, another order of the same multiset', async () => {
   const specs = [
-    { shards: [[10, 20, 30, 15], [5, 5, 6]], epochs: 2 },
+    { shards: [[10, 20, 30, 15], [5, 5, 6]], epochs: 2, layout: { run: 2, groupRuns: 2 } },
     { shards: [[100, 200], [300, 50, 60]], epochs: 1 },
   ];
   const key = (x: ScheduledSample) => `${x.source}/${x.key}`;
@@ -157,27 +235,6 @@ test('same seed, same stream; another seed, another order of the same multiset',
   assert.deepEqual([...a].sort(), [...c].sort());
 });
 
-test('rank slices are disjoint, equal in length, and their union is the single-rank stream less the last incomplete round', async () => {
-  await fc.assert(
-    fc.asyncProperty(sourcesArb, fc.nat(1000), fc.integer({ min: 1, max: 7 }), async (specs, seed, world) => {
-      const sources = planned(specs);
-      const whole = await collect(schedule(sources, { seed }));
-      const slices: number[][] = [];
-      const remainders: number[] = [];
-      for (let rank = 0; rank < world; rank++) {
-        const events = (await collect(rankSlice(scheduleChunks(sources, { seed }), rank, world, (n) => remainders.push(n)))).flat();
-        slices.push(events.flatMap((e) => (e.kind === 'sample' ? [e.item.position] : [])));
-      }
-      const kept = whole.length - (whole.length % world);
-      for (const slice of slices) assert.equal(slice.length, kept / world);
-      const union = slices.flat().sort((x, y) => x - y);
-      assert.deepEqual(union, Array.from({ length: kept }, (_, i) => i));
-      if (whole.length % world > 0) assert.deepEqual(remainders, Array(world).fill(whole.length % world));
-    }),
-    { numRuns: 60 },
-  );
-});
-
 test('the schedule resumes from the cursors taken at any position', async () => {
   await fc.assert(
     fc.asyncProperty(sourcesArb, fc.nat(1000), fc.double({ min: 0, max: 1, noNaN: true }), async (specs, seed, where) => {
@@ -187,7 +244,7 @@ test('the schedule resumes from the cursors taken at any position', async () => 
       const cut = Math.min(whole.length - 1, Math.floor(where * whole.length));
       const at = whole[cut]!;
       const resumed = await collect(schedule(sources, { seed, start: { position: at.position + 1, sources: at.after } }));
-      const strip = (x: ScheduledSample) => [x.position, x.source, x.key, x.epoch];
+      const strip = (x: ScheduledSample) => [x.position, x.source, x.key, x.epoch, x.offset, x.runOffset];
       assert.deepEqual(resumed.map(strip), whole.slice(cut + 1).map(strip));
     }),
     { numRuns: 100 },

@@ -9,7 +9,7 @@ import { materialize } from '../mixer/materialize.ts';
 import { openMixture } from '../mixer/mixture.ts';
 import type { MixedSample } from '../mixer/mixture-stream-types.ts';
 import { summarizeDataset } from '../shards/dataset-summary.ts';
-import { collect, planFour, writeFourSources } from './helpers/mixtures.ts';
+import { collect, FOUR_SOURCES, planFour, writeFourSources } from './helpers/mixtures.ts';
 
 let dir: string;
 let locations: Map<string, string>;
@@ -70,7 +70,7 @@ test('a state taken anywhere resumes the stream exactly, on any rank', async () 
     { numRuns: 12 },
   );
   const state = mixture.stream({ rank: 1, worldSize: 2 }).state();
-  assert.throws(() => mixture.stream({ rank: 1, worldSize: 4, resume: state }), /belongs to rank 1 of 2, not rank 1 of 4: resuming with another world size .* refused/);
+  assert.throws(() => mixture.stream({ rank: 1, worldSize: 4, resume: state }), /belongs to rank 1 of 2, not rank 1 of 4: to go on under another world size, give the states of all 2 ranks/);
 });
 
 test('the same seed gives the same stream; another seed another order of the same multiset', async () => {
@@ -85,6 +85,21 @@ test('the same seed gives the same stream; another seed another order of the sam
   for (const k of a) counts.set(k, (counts.get(k) ?? 0) + 1);
   for (const [k, n] of counts) assert.equal(n, k.startsWith('pmd/') || k.startsWith('obelisc/') ? 3 : 1, k);
   assert.equal(counts.size, 75 + 75 + 21 + 19);
+});
+
+test('a single shard per source: two seeds give two orders of the same samples', async () => {
+  const { writeSyntheticDataset } = await import('../sandbox/datasets.ts');
+  const single = new Map<string, string>();
+  for (const s of FOUR_SOURCES) {
+    const location = join(dir, 'single', s.name);
+    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: [(s.shardSamples as readonly number[]).reduce((a, b) => a + b, 0)] });
+    single.set(s.name, location);
+  }
+  const order = async (seed: number) => (await collect((await planFour(join(dir, `mix-single-${seed}`), single, { mode: 'epochs', seed })).stream())).map((s) => `${s.source}/${s.key}`);
+  const [a, b] = [await order(1), await order(2)];
+  assert.notDeepEqual(a, b);
+  assert.deepEqual([...a].sort(), [...b].sort());
+  for (const source of ['pmd', 'laion']) assert.notDeepEqual(a.filter((k) => k.startsWith(source)), b.filter((k) => k.startsWith(source)), `${source}'s own order`);
 });
 
 test('materialising twice gives byte-identical shards and manifest that inspect and Python read', async () => {
@@ -148,7 +163,7 @@ test('a dataset changed since the plan, or planned only by assumption, is refuse
   const { writeSyntheticDataset } = await import('../sandbox/datasets.ts');
   await rm(join(copy, 'wikipedia'), { recursive: true });
   await writeSyntheticDataset({ location: join(copy, 'wikipedia'), source: 'wikipedia', layout: 'document', shardSamples: [4] });
-  await assert.rejects(openMixture(mixDir), /wikipedia changed since the plan was made .*plan the mixture again/);
+  await assert.rejects(openMixture(mixDir), /wikipedia changed since the plan was made: it lists 1 shards, the plan used 2; plan the mixture again/);
   await assert.rejects(openMixture(join(dir, 'nowhere')), /plan\.json does not exist: make the mixture first/);
   const { loadProfile } = await import('../mixer/profile.ts');
   const { planMixture } = await import('../mixer/plan.ts');

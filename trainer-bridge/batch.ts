@@ -46,12 +46,24 @@ export interface BatchStats {
 /** The bridge's resume point: the mixer's state plus what was read but not yet emitted in a batch. */
 export interface BridgeState {
   format: 'm4data-bridge-state';
-  version: 1;
+  /** 2 since states carry the plan's fingerprint and resume under another world size. */
+  version: 2;
+  /** The mixer's state just before the sample that holds the next batch's first unit. */
   mixture: MixtureState;
   /** Batches emitted so far on this rank. */
   batches: number;
-  /** Anything else the packer needs to continue exactly (small: positions, not pixels). */
-  packer: unknown;
+  packer: PackerState;
+}
+
+/** What the packer's resume point depends on: a state taken under other settings would not give the same batches. */
+export interface PackerState {
+  /** Units of the mixture state's next sample already emitted. */
+  skipUnits: number;
+  seqLen: number;
+  batchSize: number;
+  maxImages: number;
+  /** Samples a world of another size left part-emitted: `[position, units emitted]` (see bridge-state.ts). */
+  partial: [position: number, units: number][];
 }
 
 /** The five tensors in the order the `.npy` stream writes them. */

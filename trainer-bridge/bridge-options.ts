@@ -5,6 +5,7 @@ import { wholeIn } from '../core/ranges.ts';
 import type { MixPlan } from '../mixer/plan.ts';
 import { MIN_SEQUENCE_LENGTH } from '../mixer/profile.ts';
 import { PIXELS_PER_IMAGE, type BridgeState } from './batch.ts';
+import { checkBridgeResume } from './bridge-state.ts';
 import { IMAGE_TRANSFORMS, type ImageTransform, type PixelDecoder } from './pixel-pool.ts';
 
 /** Options of `openBridge`; every default is applied in `resolveBridgeOptions`. */
@@ -32,8 +33,12 @@ export interface BridgeOptions {
   prefetch?: number;
   /** Pixel worker threads (default: the cores available). */
   workers?: number;
-  /** Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. */
-  resume?: BridgeState;
+  /**
+   * Continue from a state taken by `state()` after some batch: the next batches are the ones that followed it. Or, to go
+   * on under another world size, the states of every rank of the earlier world taken after the same batch (see
+   * bridge-state.ts: the global batch, sequence length and image slots must stay as they were).
+   */
+  resume?: BridgeState | readonly BridgeState[];
   /** Corrupt source shards the mixture stream skips (and reports) before it fails (default the mixer's, 3). */
   maxBadShards?: number;
   signal?: AbortSignal;
@@ -52,7 +57,7 @@ export interface ResolvedBridgeOptions {
   imageTransform: ImageTransform;
   prefetch: number;
   workers: number | undefined;
-  resume: BridgeState | undefined;
+  resume: BridgeState | BridgeState[] | undefined;
   /** What was adjusted and why (workers capped at the cores), for the caller to print. */
   notes: string[];
 }
@@ -60,14 +65,6 @@ export interface ResolvedBridgeOptions {
 export const DEFAULT_BATCH_SIZE = 2;
 export const DEFAULT_MAX_IMAGES = 16;
 export const DEFAULT_PREFETCH = 3;
-
-/** What the packer's resume point depends on: a state taken under other settings would not give the same batches. */
-export interface PackerState {
-  skipUnits: number;
-  seqLen: number;
-  batchSize: number;
-  maxImages: number;
-}
 
 export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan, 'budget' | 'profile'>): ResolvedBridgeOptions {
   const usage = (message: string): never => {
@@ -92,17 +89,7 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   const notes = asked !== undefined && asked > cores ? [`workers: ${asked} capped at ${cores}, the cores available`] : [];
   checkBridgeMemory(batchSize, seqLen, maxImages, prefetch, usage);
 
-  const resume = options.resume;
-  if (resume) {
-    if (resume.format !== 'm4data-bridge-state' || resume.version !== 1) usage('the resume state is not an m4data bridge state (version 1)');
-    const packer = resume.packer as Partial<PackerState>;
-    for (const [name, ours] of [['seqLen', seqLen], ['batchSize', batchSize], ['maxImages', maxImages]] as const) {
-      if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
-    }
-    if (resume.mixture.rank !== rank || resume.mixture.worldSize !== worldSize) {
-      usage(`the resume state is rank ${resume.mixture.rank} of ${resume.mixture.worldSize}, this run rank ${rank} of ${worldSize}`);
-    }
-  }
+  const resume = options.resume === undefined ? undefined : checkBridgeResume(options.resume, { batchSize, seqLen, maxImages, rank, worldSize, steps });
   return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume, notes };
 }
 

@@ -1,7 +1,8 @@
 import { M4Error } from '../core/errors.ts';
 import type { MixedSample, Mixture, MixtureState, MixtureStream, RealisedReport } from '../mixer/mixture-stream-types.ts';
-import type { Batch, BridgeState } from './batch.ts';
-import { resolveBridgeOptions, type BridgeOptions, type PackerState, type ResolvedBridgeOptions } from './bridge-options.ts';
+import type { Batch, BridgeState, PackerState } from './batch.ts';
+import { resolveBridgeOptions, type BridgeOptions, type ResolvedBridgeOptions } from './bridge-options.ts';
+import { partialAfterMerge } from './bridge-state.ts';
 import { packBatches, type BatchPlan, type PositionedSample, type ResumePoint } from './packer.ts';
 import { PixelPool, type PixelDecoder } from './pixel-pool.ts';
 import { newTally, type SourceTally } from './tally.ts';
@@ -42,10 +43,15 @@ export interface BridgeStream extends AsyncIterable<Batch> {
  */
 export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}): BridgeStream {
   const opts = resolveBridgeOptions(options, mixture.plan);
-  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: opts.resume?.mixture, signal: options.signal, maxBadShards: options.maxBadShards });
+  // Every rank's states, of a world of another size; or this rank's own.
+  const states = Array.isArray(opts.resume) ? opts.resume : undefined;
+  const own = Array.isArray(opts.resume) ? undefined : opts.resume;
+  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: states ? states.map((s) => s.mixture) : own?.mixture, signal: options.signal, maxBadShards: options.maxBadShards });
   const tally = newTally();
-  let next: ResumePoint<MixtureState> = { state: opts.resume?.mixture ?? stream.state(), skipUnits: opts.resume ? (opts.resume.packer as PackerState).skipUnits : 0 };
-  const startBatches = opts.resume?.batches ?? 0;
+  // Under another world size every rank starts at a sample boundary; part-emitted samples go on by position.
+  const partial = states ? partialAfterMerge(states, stream.state()) : new Map(own?.packer.partial ?? []);
+  let next: ResumePoint<MixtureState> = { state: stream.state(), skipUnits: own?.packer.skipUnits ?? 0 };
+  const startBatches = (states ? states[0]!.batches : own?.batches) ?? 0;
   let batches = 0;
   let paddingTokens = 0;
   let decoder: PixelDecoder | undefined = options.decoder;
@@ -63,7 +69,9 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
     const remaining = opts.steps - startBatches;
     if (remaining <= 0) return;
     decoder ??= new PixelPool({ transform: opts.imageTransform, workers: opts.workers });
-    const plans = packBatches(positioned(stream), opts, { tally, skipUnits: next.skipUnits, endState: () => stream.state() });
+    const firstSkip = next.skipUnits;
+    const skipUnits = (sample: MixedSample, first: boolean) => Math.max(first ? firstSkip : 0, partial.get(sample.position) ?? 0);
+    const plans = packBatches(positioned(stream), opts, { tally, skipUnits, endState: () => stream.state() });
     try {
       for await (const { plan, pixels } of decodeAhead(plans, decoder, opts.prefetch)) {
         const batch = assembleBatch(plan.rows, pixels, opts);
@@ -82,12 +90,12 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
   return {
     options: opts,
     [Symbol.asyncIterator]: run,
-    state: () => ({
+    state: (): BridgeState => ({
       format: 'm4data-bridge-state',
-      version: 1,
+      version: 2,
       mixture: next.state,
       batches: startBatches + batches,
-      packer: { skipUnits: next.skipUnits, seqLen: opts.seqLen, batchSize: opts.batchSize, maxImages: opts.maxImages } satisfies PackerState,
+      packer: { skipUnits: next.skipUnits, seqLen: opts.seqLen, batchSize: opts.batchSize, maxImages: opts.maxImages, partial: [...partial] } satisfies PackerState,
     }),
     report: () => ({
       rank: opts.rank,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { formatCount, grid, percent, plural, table } from '../core/format.ts';
+import { formatQuality } from '../mixer/plan-report.ts';
 import type { BridgeState } from './batch.ts';
 import { BatchDumpFolder } from './batch-dump.ts';
 import { writeBatchStream } from './batch-npy.ts';
@@ -33,7 +34,8 @@ export async function dryRun(mixture: MixtureSource, options: DryRunOptions): Pr
   const { say, dump, quiet } = options;
   const bridge = openBridge(mixture, options);
   const { rank, worldSize, steps, batchSize, seqLen, maxImages, resume } = bridge.options;
-  say(`rank ${rank} of ${worldSize}: ${plural(steps, 'batch', 'batches')} of ${batchSize} x ${seqLen} tokens, ${maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
+  const resumedAt = bridge.state().batches;
+  say(`rank ${rank} of ${worldSize}: ${plural(steps, 'batch', 'batches')} of ${batchSize} x ${seqLen} tokens, ${maxImages} image slots per sequence${resume ? ` (resuming after batch ${resumedAt})` : ''}`);
   for (const note of bridge.options.notes) say(note);
   const stream = dump && 'stream' in dump ? dump.stream : undefined;
   const folder = dump && 'dir' in dump ? await BatchDumpFolder.open(dump.dir, { plan: planFingerprint(mixture.plan), rank, worldSize, batchSize, seqLen, maxImages, maskImageTokens: bridge.options.maskImageTokens, imageTransform: bridge.options.imageTransform }) : undefined;
@@ -41,7 +43,7 @@ export async function dryRun(mixture: MixtureSource, options: DryRunOptions): Pr
   const start = performance.now();
   let tokens = 0;
   let images = 0;
-  let index = resume?.batches ?? 0;
+  let index = resumedAt;
   let readerClosed = false;
   for await (const batch of bridge) {
     tokens += sum(Object.values(batch.stats.tokensBySource));
@@ -102,6 +104,8 @@ export function formatBridgeReport(report: BridgeReport, run: { seconds: number;
       ['padding', `${share(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
       ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
     ]),
+    `how well mixed, the samples this rank read (${report.mixture.quality.windows} windows of ${report.mixture.quality.window} tokens):`,
+    formatQuality(report.mixture.quality).trimEnd(),
     ...formatLoss(report),
   ].join('\n');
 }

@@ -1,3 +1,4 @@
+import { M4Error } from '../core/errors.ts';
 import type { MixedSample } from '../mixer/mixture-stream-types.ts';
 import type { ImageRef } from './sample-parts.ts';
 import { newTally, tallyOf, type Tally } from './tally.ts';
@@ -36,8 +37,8 @@ export interface PackOptions extends UnitOptions {
 
 export interface PackContext<S> {
   tally: Tally;
-  /** Units of the first sample already emitted by an earlier run. */
-  skipUnits?: number;
+  /** Units of a sample already emitted by an earlier run (the first sample's, or one part-emitted in another world). */
+  skipUnits?: (sample: MixedSample, first: boolean) => number;
   /** The stream's state after its last sample, for the plan of a final partial batch. */
   endState: () => S;
 }
@@ -50,7 +51,7 @@ export interface PackContext<S> {
  */
 export async function* packBatches<S>(samples: AsyncIterable<PositionedSample<S>>, options: PackOptions, context: PackContext<S>): AsyncGenerator<BatchPlan<S>> {
   const { tally } = context;
-  let skip = context.skipUnits ?? 0;
+  let first = true;
   let rows: PackedRow[] = [];
   const place = (unit: Unit): boolean => {
     let row = rows.find((r) => r.ids.length + unit.ids.length <= options.seqLen && r.images.length + unit.images.length <= options.maxImages);
@@ -77,10 +78,16 @@ export async function* packBatches<S>(samples: AsyncIterable<PositionedSample<S>
   };
 
   for await (const { sample, before } of samples) {
+    const skip = context.skipUnits?.(sample, first) ?? 0;
+    first = false;
     let units: Unit[];
     if (skip > 0) {
       // Units an earlier run emitted: counted there. Only the rest are read into this run's tally.
-      units = sampleUnits(sample, options, newTally()).slice(skip);
+      const all = sampleUnits(sample, options, newTally());
+      if (skip >= all.length) {
+        throw new M4Error('E_USAGE', 'bridge', `the resume state has ${skip} units of sample ${sample.source}/${sample.key} (position ${sample.position}) emitted, but it makes ${all.length}: the state does not belong to this mixture and shape`);
+      }
+      units = all.slice(skip);
       const t = tallyOf(tally, sample.source);
       for (const unit of units) {
         t.inputTokens += unit.ids.length;
@@ -90,7 +97,6 @@ export async function* packBatches<S>(samples: AsyncIterable<PositionedSample<S>
       units = sampleUnits(sample, options, tally);
     }
     const offset = skip;
-    skip = 0;
     for (const [i, unit] of units.entries()) {
       if (place(unit)) continue;
       yield emit({ state: before, skipUnits: offset + i });

@@ -1,6 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import type { Mixture } from '../mixer/mixture-stream-types.ts';
 import { resolveBridgeOptions, type BridgeOptions } from '../trainer-bridge/bridge-options.ts';
+import type { BridgeState } from '../trainer-bridge/batch.ts';
 import { openBridge, type BridgeReport, type BridgeStream } from '../trainer-bridge/bridge.ts';
 import type { BackendChoice } from './backend.ts';
 import type { CheckpointInfo, TrainingBatchShape } from './checkpoint.ts';
@@ -31,6 +32,8 @@ export interface TrainOnMixtureOptions {
   stopAt?: number;
   /** The batches' shape and stream (default: the bridge's defaults, or the checkpoint's shape). */
   bridge?: TrainingBridgeOptions;
+  /** With `resume`: the bridge states to go on from instead of the checkpoint's (every rank's, under another world size). */
+  resumeStates?: BridgeState | BridgeState[];
   signal?: AbortSignal;
   log: (line: string) => void;
 }
@@ -71,7 +74,8 @@ export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOp
     batchShape: { batchSize: resolved.batchSize, seqLen: resolved.seqLen, maxImages: resolved.maxImages, maskImageTokens: resolved.maskImageTokens, imageTransform: resolved.imageTransform },
     microBatches,
     batches: (resumeState) => {
-      bridge = openBridge(mixture, { ...shape, steps: settings.hyper.steps * microBatches, ...(resumeState ? { resume: resumeState } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+      const resume = resumeState && options.resumeStates ? statesOfStep(options.resumeStates, resumeState) : resumeState;
+      bridge = openBridge(mixture, { ...shape, steps: settings.hyper.steps * microBatches, ...(resume ? { resume } : {}), ...(options.signal ? { signal: options.signal } : {}) });
       return bridge;
     },
     bridgeState: () => bridge!.state(),
@@ -101,4 +105,14 @@ function batchShapeOf(given: TrainingBridgeOptions, resumeFrom: CheckpointInfo |
   }
   const defined = Object.fromEntries(Object.entries(saved).filter(([, v]) => v !== undefined)) as Partial<TrainingBridgeOptions>;
   return { ...given, ...defined } as TrainingBridgeOptions;
+}
+
+/** States given to go on from must be of the checkpoint's step: the trainer goes on from that step. */
+function statesOfStep(states: BridgeState | BridgeState[], checkpoint: BridgeState): BridgeState | BridgeState[] {
+  for (const state of Array.isArray(states) ? states : [states]) {
+    if (state?.batches !== checkpoint.batches) {
+      throw new M4Error('E_USAGE', 'trainer', `--resume-state: a state after batch ${state?.batches}, but the checkpoint is after batch ${checkpoint.batches}: give the states saved with this checkpoint`);
+    }
+  }
+  return states;
 }

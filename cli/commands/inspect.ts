@@ -8,12 +8,13 @@ export function inspectCommand(): Command {
     .description('summarise a shard, a dataset folder, a manifest or an S3 prefix: shards, samples, images, tokens, bytes, first samples')
     .argument('<target>', 'a shard (.tar, .tgz, .tar.gz), a manifest.json, or a folder / s3://bucket/prefix holding shards')
     .option('-n, --first <n>', 'how many samples to list', integerIn(0, 10_000), 5)
-    .option('--verify', "with a manifest: check every shard's sha256, not only its size (reads every byte; progress on stderr)")
+    .option('--verify', "with a manifest: check every shard's sha256 and index, not only its size (reads every byte; progress on stderr)")
     .option('--json', 'print one JSON object instead of text')
     .addOption(privateNetworkOption('a target on http(s)'))
     .addHelpText(
       'after',
-      '\nWith a manifest, totals come from it and each shard\'s size is checked against it (--verify: its sha256 too);\n' +
+      '\nWith a manifest, totals come from it (checked against its shard records) and each shard\'s size is checked against\n' +
+        'it (--verify: its sha256 and its index too; a dataset is called verified only when nothing disagrees);\n' +
         'otherwise every shard is read. Missing, truncated or corrupt shards and bad samples are counted and listed.\n' +
         'Gzip-compressed tars are read through gunzip. Exit status: 0 all good, 3 bad data found, 1 target unreadable\n' +
         'or holding no shard, 2 bad usage.\n' +
@@ -36,6 +37,6 @@ export function inspectCommand(): Command {
       });
       if (progress && tty) process.stderr.write('\r\x1b[K');
       process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatDatasetSummary(summary));
-      if (summary.badShards > 0 || summary.skippedSamples > 0) process.exitCode = ExitCode.BAD_DATA;
+      if (summary.badShards > 0 || summary.skippedSamples > 0 || summary.manifestErrors.length > 0) process.exitCode = ExitCode.BAD_DATA;
     });
 }

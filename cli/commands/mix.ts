@@ -71,9 +71,13 @@ Modes (epochs and shares over-determine a mix as soon as real token counts diffe
   anchor:NAME   keep NAME's card epochs and every share; the budget follows.
                   m4data mix --profile atum-9b --mode anchor:pmd --source pmd=s3://b/pmd ... --output out/mix
 
-The stream: every source in a new seeded shard order each epoch, a few shards read together and interleaved; the
-sources merged by tokens, so every prefix (and every global batch) holds each source's share within one sample.
-MIX_DIR/plan.json is what m4data train streams from; --materialize writes the stream itself as shards too.
+The stream: within a source, each epoch shuffles runs of a few consecutive samples (one ranged read each) across its
+shards and spreads each run over a group of others, so neighbours come from different shards; the sources are merged
+by tokens (weighted fair queuing), so every prefix holds each source's share within one sample and every source comes
+back at a steady rate. MIX_DIR/plan.json (with a fingerprint of every shard and index it used) is what m4data train
+streams from; --materialize writes the stream itself as shards, and prints (and writes to realised.json) how well mixed
+it was: per source, the 8,192-token windows without it against what is expected, its longest absence and run, and how
+often neighbours share a shard.
 Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were skipped.`,
     )
     .action(async (flags: MixFlags) => {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { ExitCode } from '../../core/exit-codes.ts';
@@ -17,7 +17,7 @@ interface TrainCommandFlags extends BridgeFlags, TrainerFlags {
   dryRun?: boolean;
   mixture?: string;
   steps?: number;
-  resumeState?: string;
+  resumeState?: string[];
   saveState?: string;
   dump?: string;
   quiet?: boolean;
@@ -40,7 +40,7 @@ export function trainCommand(): Command {
     .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
     .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
     .option('--max-bad-shards <n>', 'corrupt source shards skipped (and reported) before the stream fails (default 3)', integerIn(0))
-    .option('--resume-state <state.json>', '--dry-run: continue after the batch a saved state was taken at (see --save-state)')
+    .option('--resume-state <state...>', "continue after the batch a state was saved at (a --save-state file, or a run directory's checkpoint); under another world size, every rank's state of one step (training: with --resume, instead of the checkpoint's)")
     .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
     .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
     .option('--quiet', '--dry-run: no line per batch, only the summary')
@@ -59,6 +59,11 @@ Training: m4data train --mixture MIX_DIR --run-dir RUN [--steps N] [--model tiny
   (status 1) without saving over the last checkpoint. Hyper-parameters come from the mixture's profile (its training
   table); each flag above overrides one. Before allocating, the model's memory is estimated and a backend that cannot
   hold it is refused (the atum-9b and atum-80b shapes need a GPU backend).
+
+Resuming under another world size: give every rank the states all ranks saved after the same batch
+(--resume-state rank0.json rank1.json ..., or their run directories). Keep the mixture (MIX_DIR, its plan and seed),
+--seq-len, --max-images, --steps and the global batch (world size x --batch-size); every sample of the mixture is then
+read exactly once over both runs, a sample one rank had part-packed going on from its next window.
 
 Every rank yields exactly as many batches: the bridge reads an endless stream of the mixture (it continues past the
 plan by the same rule), so no rank runs dry before another. Ranks come from torchrun's RANK / WORLD_SIZE unless
@@ -89,7 +94,7 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
       if (flags.dryRun) {
         const toStdout = flags.dump === '-';
         if (flags.saveState) await checkLocalOutputFile(flags.saveState, '--save-state');
-        const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
+        const resume = flags.resumeState ? await readStates(flags.resumeState) : undefined;
         const say = (line: string) => (toStdout ? process.stderr : process.stdout).write(`${line}\n`);
         const dump = flags.dump === undefined ? undefined : toStdout ? { stream: process.stdout } : { dir: flags.dump };
         const { dryRun } = await import('../../trainer-bridge/dry-run.ts');
@@ -110,7 +115,8 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
       try {
         const { trainOnMixture } = await import('../../trainer/train-on-mixture.ts');
         const { formatLoss } = await import('../../trainer-bridge/dry-run.ts');
-        const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), { ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }), bridge, signal: controller.signal, log });
+        const resumeStates = flags.resumeState ? await readStates(flags.resumeState) : undefined;
+        const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), { ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }), bridge, ...(resumeStates ? { resumeStates } : {}), signal: controller.signal, log });
         log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
         for (const line of formatLoss(report)) log(line);
         if (training.stoppedBy === 'abort') {
@@ -137,16 +143,31 @@ function envInteger(name: string, fallback: number): number {
   return Number(value);
 }
 
-async function readState(path: string): Promise<BridgeState> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+/**
+ * One state: this rank's; several: every rank's of an earlier world (checked by the bridge). A state is a file written
+ * by --save-state, or a training run directory, whose checkpoint holds the bridge state of its step.
+ */
+async function readStates(paths: string[]): Promise<BridgeState | BridgeState[]> {
+  const states: BridgeState[] = [];
+  for (const path of paths) {
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) {
+      const { readCheckpointInfo } = await import('../../trainer/checkpoint.ts');
+      const run = await readCheckpointInfo(path);
+      if (!run?.bridgeState) throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: a folder without a checkpoint holding a bridge state`);
+      states.push(run.bridgeState);
+      continue;
+    }
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    try {
+      states.push(JSON.parse(text) as BridgeState);
+    } catch (err) {
+      throw new M4Error('E_USAGE', 'cli', `--resume-state ${path} is not a bridge state saved by --save-state: ${(err as Error).message}`);
+    }
   }
-  try {
-    return JSON.parse(text) as BridgeState;
-  } catch (err) {
-    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path} is not a bridge state saved by --save-state: ${(err as Error).message}`);
-  }
+  return states.length === 1 ? states[0]! : states;
 }

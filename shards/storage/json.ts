@@ -7,12 +7,20 @@ export function jsonBytes(value: unknown, pretty = true): Buffer {
 }
 
 export async function readJson(storage: Storage, key: string): Promise<unknown> {
+  return parseJson(await readBytes(storage, key), storage.urlOf(key));
+}
+
+/** An object's bytes, whole (for small files: manifests, indexes, plans). */
+export async function readBytes(storage: Storage, key: string): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of storage.read(key)) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+export function parseJson(bytes: Buffer, url: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not valid JSON: ${(err as Error).message}`, { url: storage.urlOf(key) });
+    throw new M4Error('E_INPUT', 'shards', `${url} is not valid JSON: ${(err as Error).message}`, { url });
   }
 }

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { M4Error } from '../../core/errors.ts';
@@ -71,6 +71,16 @@ export class LocalStorage implements Storage {
 
   async *read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const path = this.pathOf(key);
+    if (range?.end !== undefined && range.end - range.start <= READ_CHUNK) {
+      // A short range (a run of samples read by its index): one positioned read of a file kept open.
+      if (range.end <= range.start) return;
+      const buffer = Buffer.allocUnsafe(range.end - range.start);
+      const bytesRead = await openFiles.read(path, buffer, range.start).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOENT' ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
+      });
+      if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+      return;
+    }
     const options: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: READ_CHUNK };
     if (range) {
       options.start = range.start;
@@ -124,6 +134,7 @@ export class LocalStorage implements Storage {
         await file.close();
       }
       await rename(tmp, path);
+      openFiles.forget(path);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
@@ -132,6 +143,7 @@ export class LocalStorage implements Storage {
   }
 
   async delete(key: string): Promise<void> {
+    openFiles.forget(this.pathOf(key));
     await rm(this.pathOf(key), { force: true });
   }
 
@@ -172,3 +184,63 @@ export function temporaryName(name: string): string {
   return `${name}.tmp-${randomBytes(6).toString('hex')}`;
 }
 
+/**
+ * Files kept open for short ranged reads (the mixer reads runs of samples by their index): opening and closing a file
+ * per read cost the mixed stream about a tenth of its CPU. A file is closed once unused for IDLE_MS, or when more than
+ * OPEN_FILES are open; a file this process writes or deletes is forgotten at once.
+ */
+class OpenFiles {
+  private readonly files = new Map<string, { handle: Promise<FileHandle>; users: number; idle?: NodeJS.Timeout }>();
+
+  async read(path: string, buffer: Buffer, position: number): Promise<number> {
+    let file = this.files.get(path);
+    if (file) this.files.delete(path); // refreshed below: the map's first entry is the least recently used
+    else file = { handle: open(path, 'r'), users: 0 };
+    this.files.set(path, file);
+    clearTimeout(file.idle);
+    file.users++;
+    try {
+      const handle = await file.handle;
+      let filled = 0;
+      while (filled < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return filled;
+    } catch (err) {
+      this.forget(path);
+      throw err;
+    } finally {
+      if (--file.users === 0) {
+        if (this.files.get(path) === file) file.idle = setTimeout(() => this.forget(path), IDLE_MS).unref();
+        else close(file.handle); // forgotten while this read was in flight
+      }
+      this.evict();
+    }
+  }
+
+  /** Drops the file; it is closed once nobody reads it (at once if idle). */
+  forget(path: string): void {
+    const file = this.files.get(path);
+    if (!file) return;
+    this.files.delete(path);
+    clearTimeout(file.idle);
+    if (file.users === 0) close(file.handle);
+  }
+
+  private evict(): void {
+    for (const [path, file] of this.files) {
+      if (this.files.size <= OPEN_FILES) return;
+      if (file.users === 0) this.forget(path);
+    }
+  }
+}
+
+function close(handle: Promise<FileHandle>): void {
+  void handle.then((h) => h.close()).catch(() => {});
+}
+
+const IDLE_MS = 1000;
+const OPEN_FILES = 64;
+const openFiles = new OpenFiles();

@@ -1,3 +1,4 @@
+import { freshState } from '../../mixer/mixture-state.ts';
 import type { MixPlan } from '../../mixer/plan.ts';
 import type { MixedSample, MixtureState, MixtureStream, MixtureStreamOptions } from '../../mixer/mixture-stream-types.ts';
 import type { MixtureSource } from '../../trainer-bridge/bridge.ts';
@@ -18,11 +19,12 @@ export function listMixture(samples: SampleSpec[], options: { budgetTokens?: num
     stream(opts: MixtureStreamOptions = {}): MixtureStream {
       const rank = opts.rank ?? 0;
       const worldSize = opts.worldSize ?? 1;
-      let position = opts.resume?.position ?? rank;
-      const state = (): MixtureState => ({ format: 'm4data-mixture-state', version: 1, seed: 0, position, rank, worldSize, sources: [] });
+      const resume = opts.resume as MixtureState | undefined;
+      let position = resume?.next ?? rank;
+      const state = (): MixtureState => ({ ...freshState({ plan: 'list', seed: 0, sources: [] }, rank, worldSize), next: position });
       return {
         state,
-        realised: () => ({ samples: 0, tokens: 0, sources: [], badShards: [], remainder: 0 }),
+        realised: () => ({ samples: 0, tokens: 0, sources: [], badShards: [], remainder: 0, quality: { window: 8192, windows: 0, sources: [] } }),
         async *[Symbol.asyncIterator]() {
           while (opts.endless || position < samples.length) {
             const spec = samples[position % samples.length]!;
