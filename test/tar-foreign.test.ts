@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { newReadCounters, readShard } from '../shards/tar-reader.ts';
+import { openObject } from '../shards/storage/open.ts';
+import { newReadCounters, readShard, type ShardLocation } from '../shards/tar-reader.ts';
 import type { ReadSample } from '../shards/sample.ts';
 
 // Tars written by other tools: GNU tar (gnu and posix/PAX formats) and Python's tarfile, plus hand-made hostile ones.
@@ -32,7 +33,7 @@ async function makeTree(root: string): Promise<void> {
   }
 }
 
-async function readAll(path: string, onError: 'throw' | 'skip' = 'throw') {
+async function readAll(path: ShardLocation, onError: 'throw' | 'skip' = 'throw') {
   const counters = newReadCounters();
   const samples: ReadSample[] = [];
   for await (const s of readShard(path, { onError, counters })) samples.push(s);
@@ -92,7 +93,8 @@ test('reads a shard over http(s) as it reads a local one', async (t) => {
   execFileSync('tar', ['-cf', tarPath, '--format=posix', ...sortedTarArgs(), '-C', root, 'a']);
   const server = await startHostileServer(new Map([['served.tar', { body: await readFile(tarPath), contentType: 'application/x-tar' }]]));
   t.after(() => server.close());
-  const { samples } = await readAll(server.url('/f/served.tar'));
+  // The server is on loopback, which storage reaches only when allowed (as image downloads).
+  const { samples } = await readAll(openObject(server.url('/f/served.tar'), { allowPrivateNetwork: ['127.0.0.1/32'] }));
   assert.deepEqual(simplify(samples), EXPECTED);
 });
 
