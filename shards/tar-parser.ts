@@ -35,7 +35,93 @@ export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarP
   }
 }
 
+/** A tar member whose bytes are streamed rather than held: `body` must be read (or left) before the next member. */
+export interface TarMember {
+  name: string;
+  type: TarEntry['type'];
+  headerOffset: number;
+  /** Bytes of data (0 for anything but a file). */
+  size: number;
+  /** The data in the chunks it arrives in; throws E_TAR_TRUNCATED when the tar ends inside it. */
+  body: AsyncIterable<Buffer>;
+}
+
+/**
+ * The members of a tar of any size, each streamed: memory stays at one input chunk whatever a member's size (the
+ * Wikimedia dumps hold NDJSON members of many gigabytes). What a consumer leaves of a body is skipped unread.
+ */
+export async function* streamTar(source: AsyncIterable<Uint8Array>): AsyncGenerator<TarMember> {
+  const input = new ChunkReader(source[Symbol.asyncIterator]());
+  try {
+    for await (const header of headers(input)) {
+      const size = header.type === 'file' ? header.size : 0;
+      const dataStart = input.position;
+      yield { name: header.name, type: header.type, headerOffset: header.entryStart, size, body: memberBody(input, header, dataStart, size) };
+    }
+  } finally {
+    await input.close();
+  }
+}
+
+async function* memberBody(input: ChunkReader, header: Header, dataStart: number, size: number): AsyncGenerator<Buffer> {
+  // Reading starts only if it has not moved on: a body read after its member was left gives nothing.
+  if (input.position !== dataStart) return;
+  let left = size;
+  while (left > 0) {
+    const chunk = await input.takeSome(Math.min(left, 1 << 20));
+    if (chunk.length === 0) {
+      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} (header at byte ${header.headerOffset}, ${size - left} of ${size} bytes present)`, header.entryStart);
+      error.context.name = header.name;
+      throw error;
+    }
+    left -= chunk.length;
+    yield chunk;
+  }
+}
+
 async function* entries(input: ChunkReader, maxEntryBytes: number): AsyncGenerator<TarEntry> {
+  for await (const header of headers(input)) {
+    const { name, type, size, padded } = header;
+    // Links and special files carry no data even when their size field says otherwise.
+    if (type !== 'file') {
+      await input.skip(padded);
+      yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data: Buffer.alloc(0) };
+      continue;
+    }
+    if (size > maxEntryBytes) {
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${header.headerOffset} is ${size} bytes, over the ${maxEntryBytes}-byte limit`, {
+        offset: header.headerOffset,
+        name,
+      });
+    }
+    const data = await input.take(size);
+    if (data.length < size) {
+      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${header.headerOffset}, ${data.length} of ${size} bytes present)`, header.entryStart);
+      error.context.name = name;
+      throw error;
+    }
+    if (padded > size) await input.skip(padded - size);
+    yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data };
+  }
+}
+
+interface Header {
+  name: string;
+  type: TarEntry['type'];
+  /** The entry's first header block, extension headers included. */
+  entryStart: number;
+  /** Its own (last) header block. */
+  headerOffset: number;
+  size: number;
+  /** The size rounded up to whole blocks: where the next header starts, counted from the data's start. */
+  padded: number;
+}
+
+/**
+ * The tar's headers in order, extension headers (PAX, GNU long names) applied. Each is yielded with the input at its
+ * data; whatever of the data and its padding the consumer has not read is skipped before the next header.
+ */
+async function* headers(input: ChunkReader): AsyncGenerator<Header> {
   let longName: string | undefined;
   let paxLocal: Record<string, string> = {};
   let paxGlobal: Record<string, string> = {};
@@ -78,26 +164,12 @@ async function* entries(input: ChunkReader, maxEntryBytes: number): AsyncGenerat
     }
 
     const name = paxLocal.path ?? longName ?? ustarName(header);
-    const type = entryType(typeflag);
     longName = undefined;
     paxLocal = {};
     pendingExtension = false;
-
-    // Links and special files carry no data even when their size field says otherwise.
-    const dataBytes = type === 'file' ? size : 0;
-    const skipBytes = type === 'file' ? 0 : padded;
-    if (dataBytes > maxEntryBytes) {
-      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
-    }
-    const data = await input.take(dataBytes);
-    if (data.length < dataBytes) {
-      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${headerOffset}, ${data.length} of ${dataBytes} bytes present)`, entryStart);
-      error.context.name = name;
-      throw error;
-    }
-    const rest = type === 'file' ? padded - size : skipBytes;
-    if (rest > 0) await input.skip(rest);
-    yield { name, type, headerOffset: entryStart, endOffset: input.position, data };
+    const dataEnd = input.position + padded;
+    yield { name, type: entryType(typeflag), entryStart, headerOffset, size, padded };
+    if (input.position < dataEnd) await input.skip(dataEnd - input.position);
   }
 }
 
@@ -239,8 +311,24 @@ class ChunkReader {
     return out;
   }
 
+  /** Up to `max` bytes, without copying: what the first buffered chunk holds; empty only at the end of the stream. */
+  async takeSome(max: number): Promise<Buffer> {
+    if (max <= 0) return Buffer.alloc(0);
+    await this.fill(1);
+    if (this.buffered === 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
+    const out = first.subarray(this.head, this.head + Math.min(max, first.length - this.head));
+    this.consume(out.length);
+    return out;
+  }
+
+  /** Passes over n bytes (or to the end of the stream) without holding them. */
   async skip(n: number): Promise<void> {
-    await this.take(n);
+    while (n > 0) {
+      const part = await this.takeSome(n);
+      if (part.length === 0) return;
+      n -= part.length;
+    }
   }
 
   /** Ends the source early if it has more (its `return` closes a file or a connection). */

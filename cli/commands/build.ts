@@ -116,7 +116,7 @@ export function buildCommand(): Command {
       if (seen.has(flag.key)) continue;
       seen.add(flag.key);
       const description = `${flag.description}${flag.default !== undefined && flag.type !== 'boolean' && !flag.description.includes('default') ? ` (default: ${flag.default})` : ''}`;
-      if (flag.type === 'boolean') command.option(flag.flag, description);
+      if (flag.type === 'boolean' || flag.type === 'string') command.option(flag.flag, description);
       else command.option(flag.flag, description, flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity));
     }
   }
@@ -147,7 +147,7 @@ Examples:
       for (const flag of SOURCES.flatMap((s) => s.flags)) {
         if (flags[flag.key] === undefined) continue;
         if (!adapter.flags.some((f) => f.key === flag.key)) throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
-        sourceOptions[flag.key] = flags[flag.key] as number | boolean;
+        sourceOptions[flag.key] = flags[flag.key] as number | boolean | string;
       }
       const options = resolveBuildOptions({
         adapter,

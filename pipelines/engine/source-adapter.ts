@@ -1,4 +1,5 @@
 import type { ColumnSpec } from './metadata/columns.ts';
+import type { RowBatch } from './dump/read-dump.ts';
 import type { ImageOptions, OutputFormat } from './image/image-options.ts';
 import type { Status } from './outcomes.ts';
 import type { InputFormat } from './metadata/input-format.ts';
@@ -72,11 +73,25 @@ export interface SourceFlag {
   /** Key in the source options object, e.g. `maxPunsafe`. */
   key: string;
   description: string;
-  type: 'number' | 'integer' | 'boolean';
-  default?: number | boolean;
+  type: 'number' | 'integer' | 'boolean' | 'string';
+  default?: number | boolean | string;
 }
 
-export type SourceOptions = Record<string, number | boolean | undefined>;
+export type SourceOptions = Record<string, number | boolean | string | undefined>;
+
+/** What a source that reads its own rows is told: the build's row limit, the columns it wants, and what `prepare` found. */
+export interface RowReadOptions {
+  limit: number | undefined;
+  format: InputFormat | undefined;
+  columns: ColumnSpec[];
+  sourceOptions: SourceOptions;
+  context: unknown;
+}
+
+/** A row as a document in the OBELICS layout (`m4data extract`), or the reason it is none. */
+export type ExtractedRow =
+  | { kind: 'document'; texts: (string | null)[]; images: (string | null)[]; metadata: unknown[]; general_metadata: unknown }
+  | { kind: 'none'; status: 'filtered' | 'malformed'; error: string };
 
 export interface SourceAdapter<P = unknown> {
   name: string;
@@ -89,7 +104,14 @@ export interface SourceAdapter<P = unknown> {
   imageDefaults: Partial<ImageOptions>;
   flags: readonly SourceFlag[];
   /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
-  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<unknown>;
+  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat, image?: ImageOptions): Promise<unknown>;
+  /**
+   * Rows the source reads itself rather than as metadata tables (the Wikipedia dump), in their order, each batch with
+   * the origin of its rows; undefined when the inputs are metadata after all, for readMetadata.
+   */
+  readRows?(inputs: readonly string[], options: RowReadOptions): AsyncIterable<RowBatch> | undefined;
+  /** `m4data extract`: a row as a document, without downloading anything. */
+  extract?(row: Row, options: SourceOptions, context: unknown): ExtractedRow;
   plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;
   assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
 }
