@@ -75,9 +75,9 @@ function workerSpec(value: string): { index: number; count: number } {
 
 export function buildCommand(): Command {
   const command = new Command('build')
-    .description("read a source's metadata (parquet, csv, tsv, json, jsonl or txt), download and process its images, write WebDataset shards")
+    .description("read a source's metadata (parquet, csv, tsv, json, jsonl or txt; Wikipedia: also its HTML dump), download and process its images, write WebDataset shards")
     .addOption(new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
-    .option('-i, --input <files...>', 'metadata files or globs: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
+    .option('-i, --input <files...>', 'metadata files, globs or folders: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
     .addOption(new Option('--input-format <format>', 'format of the inputs (default: from each extension, parquet when none)').choices([...INPUT_FORMATS]))
     .option('-o, --output <location>', 'output folder or s3://bucket/prefix (required)')
     .option('--prefix <name>', 'shard names are {prefix}-000000.tar (default: the source name)')
@@ -135,7 +135,8 @@ Examples:
   m4data build --source laion --input 'laion/*.parquet' --output s3://bucket/laion
   m4data build --source pmd --input pmd.parquet --output out/pmd --worker 0/8     # one of 8 machines
   m4data build --source pmd --input pmd.parquet --output out/pmd --merge          # after all workers
-  m4data build --source obelics --input 'obelics/*.parquet' --output out/obelics --strict-docs`,
+  m4data build --source obelics --input 'obelics/*.parquet' --output out/obelics --strict-docs
+  m4data build --source wikipedia --input enwiki-NS0-20230220-ENTERPRISE-HTML.json.tar.gz --output out/wikipedia`,
     )
     .action(async (flags: BuildFlags) => {
       if (!flags.output) throw new M4Error('E_USAGE', 'cli', 'build needs --output');
