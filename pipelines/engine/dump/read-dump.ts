@@ -1,5 +1,6 @@
 import { M4Error, errorMessage, isM4Error } from '../../../core/errors.ts';
 import { gunzipIfCompressed } from '../../../shards/gunzip.ts';
+import { peekBytes } from '../../../shards/peek.ts';
 import { streamTar } from '../../../shards/tar-parser.ts';
 import { openObject } from '../../../shards/storage/open.ts';
 import type { MetadataBatch } from '../metadata/read-metadata.ts';
@@ -91,7 +92,7 @@ export async function* readDump(files: readonly string[], options: ReadDumpOptio
 /** The NDJSON streams of one dump file: each member of a tar, or the file itself. */
 async function* dumpMembers(file: string, maxLineBytes: number): AsyncGenerator<{ member: string | null; lines: AsyncIterable<NdjsonLine> }> {
   const { storage, key } = openObject(file);
-  const { head, stream } = await peek(gunzipIfCompressed(storage.read(key), storage.urlOf(key)), TAR_HEADER);
+  const { head, stream } = await peekBytes(gunzipIfCompressed(storage.read(key), storage.urlOf(key))[Symbol.asyncIterator](), TAR_HEADER);
   if (!isTarHeader(head)) {
     yield { member: null, lines: ndjsonLines(stream, maxLineBytes) };
     return;
@@ -112,7 +113,7 @@ export async function sniffDump(file: string, isRecord: (record: unknown) => boo
   const { storage, key } = openObject(file);
   const iterator: AsyncIterator<Uint8Array> = gunzipIfCompressed(storage.read(key), storage.urlOf(key))[Symbol.asyncIterator]();
   try {
-    const { head, stream } = await peek({ [Symbol.asyncIterator]: () => iterator }, TAR_HEADER);
+    const { head, stream } = await peekBytes(iterator, TAR_HEADER);
     if (isTarHeader(head)) return 'tar';
     const start = head.findIndex((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
     if (start < 0 || head[start] !== 0x7b) return 'other'; // `{`
@@ -139,31 +140,4 @@ const TAR_HEADER = 512;
 /** A ustar header (POSIX `ustar\0` or GNU `ustar  `) at the start: the tar writers of the dumps write one. */
 function isTarHeader(head: Buffer): boolean {
   return head.length >= TAR_HEADER && head.toString('latin1', 257, 262) === 'ustar';
-}
-
-/** The first `n` bytes of a stream (fewer if it is shorter), and the whole stream again. */
-async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Buffer; stream: AsyncIterable<Uint8Array> }> {
-  const iterator = source[Symbol.asyncIterator]();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let ended = false;
-  while (size < n) {
-    const next = await iterator.next();
-    if (next.done) {
-      ended = true;
-      break;
-    }
-    chunks.push(next.value);
-    size += next.value.length;
-  }
-  async function* stream(): AsyncGenerator<Uint8Array> {
-    try {
-      yield* chunks;
-      if (ended) return;
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-    } finally {
-      await iterator.return?.();
-    }
-  }
-  return { head: Buffer.concat(chunks).subarray(0, n), stream: stream() };
 }
