@@ -77,12 +77,12 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
       const document = dumpDocument(row[DUMP_LINE_FIELD] as DumpLine, ctx.target);
       if ('status' in document) return { kind: 'rejected', status: document.status, error: document.error };
       const images = document.images.map((url): RawImage => (url ? { url } : null));
-      return planArticle(images, document.texts, document.metadata, document.general_metadata, options, new Map(), ctx);
+      return fetchable(planDocument(images, document.texts, document.metadata, document.general_metadata, options, new Map(), ctx.prefilter), ctx);
     }
     const images = Array.isArray(row.images) ? (row.images as unknown[]).map(toImage) : null;
     const texts = Array.isArray(row.texts) ? (row.texts as (string | null)[]) : null;
     const repeated = ctx.kind === 'metadata' ? ctx.repeated : new Map<string, number>();
-    return planArticle(images, texts, parseList(row.metadata), parseJson(row.general_metadata), options, repeated, ctx);
+    return fetchable(planDocument(images, texts, parseList(row.metadata), parseJson(row.general_metadata), options, repeated, ctx.prefilter), ctx);
   },
 
   assemble(key, payload, images, options) {
@@ -129,18 +129,10 @@ function isDumpRecord(record: unknown): boolean {
   return typeof record === 'object' && record !== null && 'article_body' in record;
 }
 
-function planArticle(
-  images: RawImage[] | null,
-  texts: (string | null)[] | null,
-  metadata: unknown[] | null,
-  generalMetadata: unknown,
-  options: SourceOptions,
-  repeated: Map<string, number>,
-  ctx: WikipediaContext,
-): PlannedRow<DocumentPayload> | RejectedRow {
-  const plan = planDocument(images, texts, metadata, generalMetadata, options, repeated, ctx.prefilter);
+/** A planned article's images as they are fetched (from the mirror when one is given), its texts merged. */
+function fetchable(plan: PlannedRow<DocumentPayload> | RejectedRow, ctx: WikipediaContext): PlannedRow<DocumentPayload> | RejectedRow {
   if (plan.kind === 'rejected') return plan;
-  // Fetched from the mirror when one is given; the images' metadata keeps the upload.wikimedia.org URLs.
+  // The images' metadata keeps the upload.wikimedia.org URLs.
   for (const source of plan.images) if (source.url) (source as { url: string }).url = mirrored(source.url, ctx.base);
   return { ...plan, payload: { ...plan.payload, items: mergeSections(plan.payload.items) } };
 }
