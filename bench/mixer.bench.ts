@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { parseMode, planMixture } from '../mixer/plan.ts';
+import { planMixture } from '../mixer/plan.ts';
 import { checkProfile, loadProfile, type MixProfile } from '../mixer/profile.ts';
 import { writeSyntheticDataset } from '../sandbox/datasets.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
@@ -70,7 +70,7 @@ async function shardKeys(locations: Map<string, string>): Promise<{ location: st
 }
 
 async function plan(mixDir: string, locations: Map<string, string>): Promise<number> {
-  const p = planMixture({ profile: await oneEpochProfile(), mode: parseMode('epochs'), supplies: await readSupplies(locations), seed: 1 });
+  const p = planMixture({ profile: await oneEpochProfile(), mode: { kind: 'epochs' }, supplies: await readSupplies(locations), seed: 1 });
   await writePlan(mixDir, p);
   return p.sources.reduce((a, s) => a + s.samples, 0);
 }
@@ -157,7 +157,7 @@ try {
   const rss = rssSampler();
   const planning = await timed(async () => {
     const supplies = await readSupplies(manifests);
-    const p = planMixture({ profile: await loadProfile('atum-80b'), mode: parseMode('proportions'), supplies, seed: 1 });
+    const p = planMixture({ profile: await loadProfile('atum-80b'), mode: { kind: 'proportions' }, supplies, seed: 1 });
     await writePlan(join(dir, 'mix-huge'), p);
     return supplies.reduce((a, s) => a + s.samples, 0);
   });

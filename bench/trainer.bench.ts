@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { parseMode, planMixture } from '../mixer/plan.ts';
+import { planMixture } from '../mixer/plan.ts';
 import { writeSyntheticDataset } from '../sandbox/datasets.ts';
 import { openBridge } from '../trainer-bridge/bridge.ts';
 import { loadProfile } from '../mixer/profile.ts';
@@ -90,7 +90,7 @@ async function bridgeSupply(): Promise<number> {
       await writeSyntheticDataset({ location: join(dir, name), source: name, layout, shardSamples: [200, 200] });
       locations.set(name, join(dir, name));
     }
-    const plan = planMixture({ profile, mode: parseMode('proportions'), supplies: await readSupplies(locations), seed: 1, budgetTokens: 1e6 });
+    const plan = planMixture({ profile, mode: { kind: 'proportions' }, supplies: await readSupplies(locations), seed: 1, budgetTokens: 1e6 });
     await writePlan(join(dir, 'mix'), plan);
     const batchCount = quick ? 20 : 80;
     const bridge = openBridge(await openMixture(join(dir, 'mix')), { batchSize: 1, seqLen: SEQ_LEN, steps: batchCount + 5 });

@@ -2,9 +2,6 @@
 // Runs the TypeScript sources directly (tsx), so a fresh clone needs no compile step after `npm ci`.
 import { register } from 'tsx/esm/api';
 
-// The AWS SDK version is pinned in package-lock.json, so its notice that later releases need Node 22 asks nothing of a user.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 // A reader that stops early (`m4data train --help | head`) closes the pipe: what is left to print is dropped quietly.
 process.stdout.on('error', (err) => {
   if (err.code !== 'EPIPE') throw err;

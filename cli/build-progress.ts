@@ -1,4 +1,4 @@
-import { formatBytes, formatCount } from '../core/format.ts';
+import { duration, formatBytes, formatCount } from '../core/format.ts';
 import type { BuildObserver } from '../pipelines/engine/build.ts';
 
 /**
@@ -63,12 +63,3 @@ export class BuildProgress implements BuildObserver {
     this.stream.write(this.mode === 'tty' ? `\r\x1b[K${this.line()}` : `${new Date().toISOString()} ${this.line()}\n`);
   }
 }
-
-export function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-}
-

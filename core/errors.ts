@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'E_SAMPLE' // a sample that cannot be written (bad key, duplicate field)
   | 'E_INPUT' // source metadata that does not match what the pipeline expects
   | 'E_FETCH' // an image download that failed (recorded as an outcome, never thrown out of a build)
+  | 'E_DIVERGED' // training produced a loss or gradient norm that is not a finite number
   | 'E_INTERNAL'; // anything m4data did not raise on purpose: a bug, or a failure nothing above names
 
 export class M4Error extends Error {
@@ -46,12 +47,31 @@ const ERRNO_CODES: Record<string, ErrorCode> = {
   ENOSPC: 'E_STORAGE',
   EDQUOT: 'E_STORAGE',
   EEXIST: 'E_STORAGE',
+  ELOOP: 'E_STORAGE',
+  ENAMETOOLONG: 'E_STORAGE',
+};
+
+/** What a file-system error means, in words, for the path it names. */
+const ERRNO_SENTENCES: Record<string, string> = {
+  ENOENT: 'does not exist',
+  ENOTDIR: 'runs through a file, not a folder',
+  EISDIR: 'is a folder, not a file',
+  EACCES: 'is not accessible to this user',
+  EPERM: 'is not permitted to this user',
+  EROFS: 'is on a read-only file system',
+  ENOSPC: 'is on a device with no space left',
+  EDQUOT: 'is over its disk quota',
+  EEXIST: 'already exists',
+  ELOOP: 'is a loop of symbolic links',
+  ENAMETOOLONG: 'is too long a name',
 };
 
 /** Any thrown value as an M4Error, so every failure prints one way (`m4data: message [E_CODE]`); an M4Error is kept as it is. */
 export function asM4Error(err: unknown): M4Error {
   if (err instanceof M4Error) return err;
-  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const { code: errno, path } = (err ?? {}) as NodeJS.ErrnoException;
   const code = (errno !== undefined && ERRNO_CODES[errno]) || 'E_INTERNAL';
-  return new M4Error(code, 'cli', errorMessage(err), { errno }, { cause: err });
+  const sentence = errno !== undefined ? ERRNO_SENTENCES[errno] : undefined;
+  const message = sentence && path ? `${path} ${sentence} (${errno})` : errorMessage(err);
+  return new M4Error(code, 'cli', message, { errno }, { cause: err });
 }

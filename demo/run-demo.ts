@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { formatSummary } from '../cli/commands/inspect.ts';
-import { formatBuildSummary } from '../cli/commands/build.ts';
+import { formatBuildSummary } from '../pipelines/engine/build-report.ts';
+import { formatDatasetSummary } from '../shards/dataset-report.ts';
 import { resolveBuildOptions, type BuildOptionsInput } from '../pipelines/engine/build-options.ts';
 import { runBuild } from '../pipelines/engine/build.ts';
 import { findSource } from '../pipelines/registry.ts';
@@ -12,12 +12,11 @@ import { jpeg, png, truncatedJpeg } from '../sandbox/images.ts';
 import { writeParquetFixture } from '../sandbox/parquet-files.ts';
 import { applyEnv, startS3Server } from '../sandbox/s3-server.ts';
 import { END_OF_DOCUMENT } from '../trainer-bridge/token-layout.ts';
-import { Writable } from 'node:stream';
-import { runTrainDryRun } from '../cli/commands/train.ts';
-import { runTrainModel } from '../cli/commands/train-model.ts';
+import { dryRun } from '../trainer-bridge/dry-run.ts';
+import { trainOnMixture } from '../trainer/train-on-mixture.ts';
 import { openMixture, readSupplies, writePlan } from '../mixer/mixture.ts';
-import { parseMode, planMixture, type MixPlan } from '../mixer/plan.ts';
-import { formatPlan } from '../mixer/plan-report.ts';
+import { planMixture, type MixPlan } from '../mixer/plan.ts';
+import { formatPlan, formatRealised } from '../mixer/plan-report.ts';
 import { grid, percent } from '../core/format.ts';
 import { loadProfile } from '../mixer/profile.ts';
 import type { BuildSummary } from '../pipelines/engine/build.ts';
@@ -71,7 +70,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     }
     for (const { output } of builds) {
       log(`\n$ m4data inspect ${output} -n 2`);
-      log(formatSummary(await summarizeDataset(output, { first: 2 })).trimEnd());
+      log(formatDatasetSummary(await summarizeDataset(output, { first: 2 })).trimEnd());
     }
 
     const mixDir = join(out, 'mix');
@@ -79,7 +78,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     log(`\n$ m4data mix --profile atum-9b ${sources} --output ${mixDir} --budget ${TRAIN.steps * TRAIN.tokensPerStep}`);
     const plan = planMixture({
       profile: await loadProfile('atum-9b'),
-      mode: parseMode('proportions'),
+      mode: { kind: 'proportions' },
       supplies: await readSupplies(new Map(builds.map(({ source, output }) => [source, output]))),
       seed: 0,
       budgetTokens: TRAIN.steps * TRAIN.tokensPerStep,
@@ -90,17 +89,21 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     const shape = `--batch-size ${TRAIN.batchSize} --seq-len ${TRAIN.seqLen} --max-images ${TRAIN.maxImages}`;
     log(`\n$ m4data train --dry-run --mixture ${mixDir} --steps 2 ${shape}`);
-    const lines: string[] = [];
-    await runTrainDryRun(mixture, { steps: 2, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages }, { out: lineSink(lines), log: lineSink(lines) });
-    log(lines.join('').trimEnd());
+    await dryRun(mixture, { steps: 2, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages, say: log });
 
     const runDir = join(out, 'run');
     log(`\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${TRAIN.steps} --model tiny --backend wasm ${shape} --tokens-per-step ${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`);
-    const { training, report } = await runTrainModel(
-      mixture,
-      { runDir, steps: TRAIN.steps, model: 'tiny', backend: 'wasm', checkpointEvery: 10, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages, tokensPerStep: TRAIN.tokensPerStep, lr: TRAIN.lr, finalLr: TRAIN.finalLr },
-      { log },
-    );
+    const { training, report } = await trainOnMixture(mixture, {
+      runDir,
+      steps: TRAIN.steps,
+      model: 'tiny',
+      backend: 'wasm',
+      checkpointEvery: 10,
+      bridge: { batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages },
+      overrides: { tokensPerStep: TRAIN.tokensPerStep, learningRate: TRAIN.lr, finalLearningRate: TRAIN.finalLr },
+      log,
+    });
+    log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
     log(`\n${formatMissionSummary(plan, outcomes, report, training.metrics)}`);
     log(`\nShards, indexes, outcome records, manifests, the mixture's plan and the run (metrics.jsonl, loss.svg, checkpoint) are under ${out}; PMD's shards were in the demo S3 bucket, gone with it.`);
   } finally {
@@ -145,16 +148,6 @@ function formatMissionSummary(plan: MixPlan, outcomes: Map<string, BuildSummary>
     `first step (${first?.step ?? '-'})  loss ${first ? first.loss.toFixed(4) : '-'}`,
     `last step (${last?.step ?? '-'})  loss ${last ? last.loss.toFixed(4) : '-'}`,
   ].join('\n');
-}
-
-/** A writable that collects what is written to it, for output the demo prints through its own log. */
-function lineSink(lines: string[]): Writable {
-  return new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
 }
 
 /** Marks a folder the demo made, so that a later demo may empty it; nothing else is ever emptied. */

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -85,25 +86,37 @@ def _read_exactly(stream, n, allow_eof=False):
     return b"".join(chunks)
 
 
-def m4data_command():
-    """`$M4DATA` (e.g. "npx m4data") if set, else this checkout's bin/m4data.mjs run by node."""
-    if os.environ.get("M4DATA"):
-        return shlex.split(os.environ["M4DATA"])
-    return ["node", os.path.join(_REPO, "bin", "m4data.mjs")]
+def m4data_command(m4data=None):
+    """How to run m4data: the `m4data` argument (e.g. "npx m4data" or a path), else `$M4DATA`, else `m4data` on PATH
+    (after `npm install -g` or `npm link` in the checkout), else the bin/m4data.mjs of the checkout this file is in."""
+    chosen = m4data or os.environ.get("M4DATA")
+    if chosen:
+        return shlex.split(chosen)
+    on_path = shutil.which("m4data")
+    if on_path:
+        return [on_path]
+    bundled = os.path.join(_REPO, "bin", "m4data.mjs")
+    if os.path.exists(bundled):
+        return ["node", bundled]
+    raise FileNotFoundError(
+        "m4data not found: pass M4DataBatches(..., m4data='npx m4data') or a path to bin/m4data.mjs, set M4DATA, "
+        "or put m4data on PATH (npm install -g, or npm link in the m4data checkout)"
+    )
 
 
 class M4DataBatches(_Base):
     """This rank's batches of a mixture, read from a child `m4data train --dry-run --dump -`."""
 
-    def __init__(self, mixture, rank=None, world_size=None, extra_args=(), as_torch=True):
+    def __init__(self, mixture, rank=None, world_size=None, extra_args=(), as_torch=True, m4data=None):
         self.mixture = mixture
+        self.m4data = m4data
         self.rank = int(os.environ.get("RANK", 0)) if rank is None else rank
         self.world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
         self.extra_args = list(extra_args)
         self.as_torch = as_torch and torch is not None
 
     def command(self):
-        return m4data_command() + [
+        return m4data_command(self.m4data) + [
             "train", "--dry-run", "--dump", "-", "--quiet",
             "--mixture", self.mixture, "--rank", str(self.rank), "--world-size", str(self.world_size),
         ] + self.extra_args

@@ -1,11 +1,12 @@
-import { buildManifest, jsonBytes, writeManifest, type Manifest } from '../shards/manifest.ts';
+import { buildManifest, writeManifest, type Manifest, type ShardRecord } from '../shards/manifest.ts';
+import { jsonBytes } from '../shards/storage/json.ts';
+import { shardNumberOf, SIDE_FILES, sideFileKey } from '../shards/shard-files.ts';
 import { ShardWriter } from '../shards/shard-writer.ts';
 import { openStorage } from '../shards/storage/open.ts';
 import type { MixedSample, Mixture, RealisedReport } from './mixture-stream-types.ts';
+import { MIX_SHARD_PREFIX, PLAN_SVG_NAME, REALISED_NAME } from './mix-output.ts';
 import { planSvg } from './plan-svg.ts';
-import { PLAN_SVG_NAME } from './mixture.ts';
-
-export const REALISED_NAME = 'realised.json';
+import type { Storage } from '../shards/storage/storage.ts';
 
 export interface MaterializeOptions {
   /** Samples per shard (default 10,000). */
@@ -29,8 +30,10 @@ export interface MaterializeResult {
  */
 export async function materialize(mixture: Mixture, options: MaterializeOptions = {}): Promise<MaterializeResult> {
   const storage = openStorage(mixture.location);
+  // The folder holds only this mixture's files (checked when its plan was written): what a killed run left is ours.
+  await storage.discardIncomplete(`${MIX_SHARD_PREFIX}-`);
   const stream = mixture.stream({ ...(options.signal ? { signal: options.signal } : {}), ...(options.maxBadShards !== undefined ? { maxBadShards: options.maxBadShards } : {}) });
-  const writer = new ShardWriter({ storage, prefix: 'mix', maxSamples: options.samplesPerShard ?? 10_000 });
+  const writer = new ShardWriter({ storage, prefix: MIX_SHARD_PREFIX, maxSamples: options.samplesPerShard ?? 10_000 });
   let written = 0;
   try {
     for await (const sample of stream) {
@@ -44,7 +47,8 @@ export async function materialize(mixture: Mixture, options: MaterializeOptions 
   const records = await writer.close();
   const realised = stream.realised();
   const manifest = buildManifest(records, { kind: 'mixture', profile: mixture.plan.profile.name, mode: mixture.plan.mode, seed: mixture.plan.seed });
-  await writeManifest(storage, manifest, 'mix');
+  await writeManifest(storage, manifest, MIX_SHARD_PREFIX);
+  await removeStaleShards(storage, records);
   await storage.write(REALISED_NAME, jsonBytes(realised));
   await storage.write(PLAN_SVG_NAME, Buffer.from(planSvg(mixture.plan, realised)));
   return { manifest, realised };
@@ -56,4 +60,15 @@ function renamed(sample: MixedSample): { key: string; fields: Record<string, Uin
   const meta = json ? (JSON.parse(json.toString('utf8')) as Record<string, unknown>) : {};
   fields.json = Buffer.from(JSON.stringify({ ...meta, source: sample.source, source_key: sample.key }));
   return { key: String(sample.position).padStart(9, '0'), fields };
+}
+
+/** Shards an earlier run wrote that this one did not (it had other `--samples-per-shard`): listed nowhere now, so removed. */
+async function removeStaleShards(storage: Storage, records: readonly ShardRecord[]): Promise<void> {
+  const kept = new Set(records.flatMap((r) => [r.shard, sideFileKey(r.shard, 'index')]));
+  const stale: string[] = [];
+  for await (const { key } of storage.list(`${MIX_SHARD_PREFIX}-`)) {
+    const ours = shardNumberOf(key, MIX_SHARD_PREFIX, '.tar') ?? shardNumberOf(key, MIX_SHARD_PREFIX, SIDE_FILES.index);
+    if (ours !== undefined && !kept.has(key)) stale.push(key);
+  }
+  for (const key of stale) await storage.delete(key);
 }

@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { isRemote } from '../shards/storage/location.ts';
 import type { MixPlan } from './plan.ts';
 import type { MixedSample, MixtureState, MixtureStream, MixtureStreamOptions, RealisedReport, RealisedSource, SourceCursor } from './mixture-stream-types.ts';
 import { rankSlice, type SliceEvent } from './rank-slice.ts';
@@ -101,7 +102,7 @@ export class MixtureSampleStream implements MixtureStream {
     const start = this.options.resume ? { position: this.start.position, sources: this.start.sources } : undefined;
     const items = scheduleChunks(this.sources, { seed: this.plan.seed, endless: this.options.endless, ...(start ? { start } : {}) });
     const events = rankSlice(items, this.rank, this.worldSize, (n) => (this.remainder = n))[Symbol.asyncIterator]();
-    const remote = this.sources.some((s) => /^(s3|https?):\/\//.test(s.dataset.storage.root));
+    const remote = this.sources.some((s) => isRemote(s.dataset.storage.root));
     const lookahead = this.options.lookahead ?? (remote ? REMOTE_LOOKAHEAD : LOCAL_LOOKAHEAD);
     const window: SliceEvent[] = [];
     const open = new Map<string, OpenShard>();

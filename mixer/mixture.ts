@@ -1,38 +1,45 @@
 import { M4Error } from '../core/errors.ts';
-import { jsonBytes, readJson } from '../shards/manifest.ts';
-import { openStorage } from '../shards/storage/open.ts';
+import { jsonBytes, readJson } from '../shards/storage/json.ts';
+import { openStorage, type OpenOptions } from '../shards/storage/open.ts';
 import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
 import { MixtureSampleStream } from './mixture-stream.ts';
 import type { MixPlan, SourceSupply } from './plan.ts';
 import { checkProfile } from './profile.ts';
+import { checkMixOutput, PLAN_NAME, PLAN_SVG_NAME } from './mix-output.ts';
 import { planSvg } from './plan-svg.ts';
 import type { ScheduleSource } from './schedule.ts';
 import { SourceDataset } from './source-dataset.ts';
 
-export const PLAN_NAME = 'plan.json';
-export const PLAN_SVG_NAME = 'plan.svg';
 
 /** What each `--source NAME=LOCATION` offers, from its manifest. */
-export async function readSupplies(locations: ReadonlyMap<string, string>): Promise<SourceSupply[]> {
+export async function readSupplies(locations: ReadonlyMap<string, string>, network: OpenOptions = {}): Promise<SourceSupply[]> {
   const supplies: SourceSupply[] = [];
   for (const [name, location] of locations) {
-    const dataset = await SourceDataset.open(location);
+    const dataset = await SourceDataset.open(location, network);
     const { tokens, samples, images, shards } = dataset.manifest.totals;
-    supplies.push({ name, location, tokens, samples, images, shards, assumed: false });
+    const built = dataset.manifest.dataset;
+    const builtAs = { source: textOf(built.source), layout: textOf(built.layout), kind: textOf(built.kind) };
+    supplies.push({ name, location, tokens, samples, images, shards, assumed: false, builtAs });
   }
   return supplies;
 }
 
-/** Writes `plan.json` and `plan.svg` into MIX_DIR (a folder or an s3:// prefix). */
+/**
+ * Writes `plan.json` and `plan.svg` into MIX_DIR (a folder or an s3:// prefix), once `checkMixOutput` has found it
+ * free for this mixture: the same plan again rewrites identical files, anything else there is refused.
+ */
 export async function writePlan(location: string, plan: MixPlan): Promise<void> {
-  const storage = openStorage(location);
+  const storage = await checkMixOutput(location, plan);
   await storage.write(PLAN_SVG_NAME, Buffer.from(planSvg(plan)));
   await storage.write(PLAN_NAME, jsonBytes(plan));
 }
 
-/** Opens the mixture planned in MIX_DIR: its plan, and every source's dataset, checked against what was planned. */
-export async function openMixture(location: string): Promise<Mixture> {
-  const storage = openStorage(location);
+/**
+ * Opens the mixture planned in MIX_DIR: its plan, and every source's dataset, checked against what was planned.
+ * http(s) locations, the plan's and its sources', are reached under the network rule.
+ */
+export async function openMixture(location: string, network: OpenOptions = {}): Promise<Mixture> {
+  const storage = openStorage(location, network);
   if (!(await storage.stat(PLAN_NAME))) {
     throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
   }
@@ -46,7 +53,7 @@ export async function openMixture(location: string): Promise<Mixture> {
     if (planned.location === undefined) {
       throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
     }
-    const dataset = await SourceDataset.open(planned.location);
+    const dataset = await SourceDataset.open(planned.location, network);
     const { tokens, samples } = dataset.manifest.totals;
     if (tokens !== planned.available.tokens || samples !== planned.available.samples) {
       throw new M4Error(
@@ -63,4 +70,8 @@ export async function openMixture(location: string): Promise<Mixture> {
     plan,
     stream: (options?: MixtureStreamOptions): MixtureStream => new MixtureSampleStream(plan, sources, options),
   };
+}
+
+function textOf(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }

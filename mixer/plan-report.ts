@@ -40,6 +40,7 @@ export function formatPlan(plan: MixPlan): string {
     const drift = s.share - s.card.share;
     if (Math.abs(drift) >= 0.0005) lines.push(`  ${s.name}: share ${percent(s.share)} against the card's ${percent(s.card.share)} (${drift > 0 ? '+' : ''}${(drift * 100).toFixed(2)} points)`);
   }
+  for (const warning of plan.warnings ?? []) lines.push(`WARNING: ${warning}`);
   if (plan.dropped.length > 0) {
     lines.push(`WARNING: left out ${plan.dropped.join(', ')} (--drop-missing); the other shares were renormalised over the rest`);
   }

@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import type { MixProfile } from './profile.ts';
+import type { MixProfile, ProfileSource } from './profile.ts';
 
 /**
  * Planning a mixture: how many tokens each source contributes. Epochs and shares over-determine a mix as soon as the
@@ -11,7 +11,7 @@ import type { MixProfile } from './profile.ts';
  */
 export type MixMode = { kind: 'proportions' } | { kind: 'epochs' } | { kind: 'anchor'; source: string };
 
-/** What one source offers: from its manifest, or assumed with `--assume-tokens`. */
+/** What one source offers: from its manifest, or assumed (a source not built yet). */
 export interface SourceSupply {
   name: string;
   /** The dataset's location (folder, s3:// prefix, manifest URL); absent when assumed. */
@@ -20,8 +20,10 @@ export interface SourceSupply {
   samples: number;
   images: number;
   shards: number;
-  /** True when the counts were given with --assume-tokens rather than read from a built dataset. */
+  /** True when the counts were assumed rather than read from a built dataset. */
   assumed: boolean;
+  /** What the dataset's manifest says it was built as (absent for assumed sources and older manifests). */
+  builtAs?: { source?: string; layout?: string; kind?: string };
 }
 
 export interface PlannedSource {
@@ -50,8 +52,10 @@ export interface MixPlan {
   seed: number;
   /** Total planned tokens, and what that is in the profile's steps. */
   budget: { tokens: number; tokensPerStep: number; steps: number; boundBy: string };
-  /** Sources the profile names that were left out (--drop-missing), with the shares renormalised over the rest. */
+  /** Sources the profile names that were left out (`dropMissing`), with the shares renormalised over the rest. */
   dropped: string[];
+  /** Datasets that may not be what their source name says (built as another source, or a materialised mixture). */
+  warnings: string[];
   sources: PlannedSource[];
 }
 
@@ -68,13 +72,6 @@ export interface PlanInput {
   dropMissing?: boolean;
 }
 
-export function parseMode(text: string): MixMode {
-  if (text === 'proportions' || text === 'epochs') return { kind: text };
-  const m = /^anchor:([a-z0-9_-]+)$/.exec(text);
-  if (m) return { kind: 'anchor', source: m[1]! };
-  throw new M4Error('E_USAGE', 'mixer', `--mode ${JSON.stringify(text)}: expected proportions, epochs or anchor:NAME`);
-}
-
 export function modeName(mode: MixMode): string {
   return mode.kind === 'anchor' ? `anchor:${mode.source}` : mode.kind;
 }
@@ -89,7 +86,7 @@ export function planMixture(input: PlanInput): MixPlan {
   }
   const missing = profile.sources.filter((s) => !byName.has(s.name)).map((s) => s.name);
   if (missing.length > 0 && !input.dropMissing) {
-    throw new M4Error('E_USAGE', 'mixer', `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give --source NAME=LOCATION (or --assume-tokens NAME=COUNT), or --drop-missing to leave ${missing.length > 1 ? 'them' : 'it'} out`);
+    throw new M4Error('E_USAGE', 'mixer', `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give ${missing.length > 1 ? 'their' : 'its'} built location (or an assumed token count), or drop missing sources to leave ${missing.length > 1 ? 'them' : 'it'} out`, { missing });
   }
   const kept = profile.sources.filter((s) => byName.has(s.name));
   if (kept.length === 0) throw new M4Error('E_USAGE', 'mixer', 'no source of the profile was given');
@@ -102,20 +99,21 @@ export function planMixture(input: PlanInput): MixPlan {
     }
   }
   const share = (name: string) => profile.sources.find((s) => s.name === name)!.share / keptShare;
+  const warnings = kept.flatMap((s) => builtAsWarning(s, byName.get(s.name)!));
 
   let tokensOf: (name: string) => number;
   let budgetBound: string;
   let boundBy: (name: string) => string;
   if (mode.kind === 'proportions') {
-    if (input.budgetTokens !== undefined && input.steps !== undefined) throw new M4Error('E_USAGE', 'mixer', 'give --steps or --budget, not both');
+    if (input.budgetTokens !== undefined && input.steps !== undefined) throw new M4Error('E_USAGE', 'mixer', 'give the budget in steps or in tokens, not both');
     const budget = input.budgetTokens ?? (input.steps ?? profile.maxSteps) * profile.tokensPerStep;
-    if (!(budget > 0)) throw new M4Error('E_USAGE', 'mixer', `the budget must be over 0 tokens (got ${budget})`);
+    if (!(Number.isFinite(budget) && budget >= 1)) throw new M4Error('E_USAGE', 'mixer', `the budget must be a finite number of at least 1 token (got ${budget})`);
     tokensOf = (name) => share(name) * budget;
-    budgetBound = input.budgetTokens !== undefined ? '--budget' : input.steps !== undefined ? '--steps' : `profile: ${profile.maxSteps} steps x ${profile.tokensPerStep} tokens`;
+    budgetBound = input.budgetTokens !== undefined ? 'budget in tokens' : input.steps !== undefined ? 'budget in steps' : `profile: ${profile.maxSteps} steps x ${profile.tokensPerStep} tokens`;
     boundBy = () => 'share of the budget';
   } else {
     if (input.budgetTokens !== undefined || input.steps !== undefined) {
-      throw new M4Error('E_USAGE', 'mixer', `--steps and --budget set the budget of --mode proportions; --mode ${modeName(mode)} derives it`);
+      throw new M4Error('E_USAGE', 'mixer', `a budget (in steps or tokens) is set in proportions mode only; mode ${modeName(mode)} derives it`);
     }
     if (mode.kind === 'epochs') {
       tokensOf = (name) => profile.sources.find((s) => s.name === name)!.epochs * byName.get(name)!.tokens;
@@ -123,8 +121,8 @@ export function planMixture(input: PlanInput): MixPlan {
       boundBy = () => 'card epochs';
     } else {
       const anchor = kept.find((s) => s.name === mode.source);
-      if (!anchor) throw new M4Error('E_USAGE', 'mixer', `--mode anchor:${mode.source}: no such source in the mix (${kept.map((s) => s.name).join(', ')})`);
-      if (!(anchor.share > 0)) throw new M4Error('E_USAGE', 'mixer', `--mode anchor:${mode.source}: the anchor has no share to scale from`);
+      if (!anchor) throw new M4Error('E_USAGE', 'mixer', `mode anchor:${mode.source}: no such source in the mix (${kept.map((s) => s.name).join(', ')})`);
+      if (!(anchor.share > 0)) throw new M4Error('E_USAGE', 'mixer', `mode anchor:${mode.source}: the anchor has no share to scale from`);
       const budget = (anchor.epochs * byName.get(anchor.name)!.tokens) / share(anchor.name);
       tokensOf = (name) => share(name) * budget;
       budgetBound = `${anchor.name}'s ${anchor.epochs} card epochs`;
@@ -133,6 +131,11 @@ export function planMixture(input: PlanInput): MixPlan {
   }
 
   const total = kept.reduce((acc, s) => acc + tokensOf(s.name), 0);
+  const unbounded = kept.filter((s) => !Number.isFinite(tokensOf(s.name))).map((s) => s.name);
+  if (unbounded.length > 0 || !Number.isFinite(total)) {
+    throw new M4Error('E_USAGE', 'mixer', `the plan's token counts are not finite (${unbounded.join(', ') || 'their sum'}): the epochs, shares and budget must give a finite number of tokens`);
+  }
+  if (total < 1) throw new M4Error('E_USAGE', 'mixer', `the plan comes to ${total} tokens: nothing to mix`);
   const sources: PlannedSource[] = kept.map((s) => {
     const supply = byName.get(s.name)!;
     const tokens = tokensOf(s.name);
@@ -160,14 +163,24 @@ export function planMixture(input: PlanInput): MixPlan {
     seed: input.seed,
     budget: { tokens: total, tokensPerStep: profile.tokensPerStep, steps: total / profile.tokensPerStep, boundBy: budgetBound },
     dropped: missing,
+    warnings,
     sources,
   };
 }
 
-/** `114.9B`, `3.192e9`, `1.5M`, `2000` -> a token count. */
-export function parseCount(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kKmMbBtT]?)\s*$/.exec(text);
-  if (!m) throw new M4Error('E_USAGE', 'mixer', `${JSON.stringify(text)} is not a count (examples: 2000, 1.5M, 114.9B)`);
-  const scale = { '': 1, k: 1e3, m: 1e6, b: 1e9, t: 1e12 }[m[2]!.toLowerCase()]!;
-  return Math.round(Number(m[1]) * scale);
+/**
+ * A dataset given for a source it was not built as: refused when its layout differs (pairs where the profile expects
+ * documents, or the reverse), said in a warning otherwise (another source of the same layout, or a mixture).
+ */
+function builtAsWarning(source: ProfileSource, supply: SourceSupply): string[] {
+  const built = supply.builtAs;
+  if (!built) return [];
+  const where = supply.location ?? source.name;
+  if (built.layout !== undefined && built.layout !== source.layout) {
+    const as = built.source ? ` (built with --source ${built.source})` : '';
+    throw new M4Error('E_USAGE', 'mixer', `${where} holds ${built.layout}s${as}, but the profile's ${source.name} is made of ${source.layout}s: is it the dataset of another source?`, { source: source.name });
+  }
+  if (built.kind === 'mixture') return [`${source.name}: ${where} is a materialised mixture, not a built source`];
+  if (built.source !== undefined && built.source !== source.name) return [`${source.name}: ${where} was built as ${built.source}`];
+  return [];
 }

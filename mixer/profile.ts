@@ -54,6 +54,9 @@ export interface ModelTable {
   crossLayerInterval: number;
 }
 
+/** The shortest sequence a training window can use: `<s>`, an image's three placeholders, some text and `</s>`. */
+export const MIN_SEQUENCE_LENGTH = 16;
+
 const PROFILE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'profiles');
 /** Shares are printed with two decimals in percent; allow that rounding and no more. */
 const SHARE_TOLERANCE = 1e-3;
@@ -96,7 +99,6 @@ type Shape = 'string' | 'number' | 'boolean' | 'object' | 'array' | { enum: read
 type Schema = Record<string, { shape: Shape; optional?: boolean; check?: (v: never) => string | undefined; fields?: Schema; items?: Schema }>;
 
 const nonNegative = (v: number) => (Number.isFinite(v) && v >= 0 ? undefined : 'a number of 0 or more');
-const positive = (v: number) => (Number.isFinite(v) && v > 0 ? undefined : 'a number over 0');
 const positiveInteger = (v: number) => (Number.isSafeInteger(v) && v > 0 ? undefined : 'a whole number over 0');
 const fraction = (v: number) => (Number.isFinite(v) && v >= 0 && v <= 1 ? undefined : 'a fraction from 0 to 1');
 
@@ -117,8 +119,8 @@ const SCHEMA: Schema = {
       cardImages: { shape: 'number', optional: true, check: nonNegative },
     },
   },
-  sequenceLength: { shape: 'number', check: positiveInteger },
-  tokensPerStep: { shape: 'number', check: positive },
+  sequenceLength: { shape: 'number', check: (v: number) => (Number.isSafeInteger(v) && v >= MIN_SEQUENCE_LENGTH ? undefined : `a whole number of at least ${MIN_SEQUENCE_LENGTH}`) },
+  tokensPerStep: { shape: 'number', check: positiveInteger },
   maxSteps: { shape: 'number', check: positiveInteger },
   training: {
     shape: 'object',
@@ -128,7 +130,7 @@ const SCHEMA: Schema = {
         fields: {
           initial: { shape: 'number', check: nonNegative },
           final: { shape: 'number', check: nonNegative },
-          warmupSteps: { shape: 'number', check: nonNegative },
+          warmupSteps: { shape: 'number', check: (v: number) => (Number.isSafeInteger(v) && v >= 0 ? undefined : 'a whole number of 0 or more') },
           decay: { shape: { enum: ['linear'] } },
         },
       },
@@ -172,6 +174,7 @@ export function checkProfile(value: unknown, where = 'profile'): MixProfile {
     if (seen.has(s.name)) fail(`sources[${i}].name`, `repeats ${s.name}`);
     seen.add(s.name);
   });
+  if (profile.training.learningRate.warmupSteps > profile.maxSteps) fail('training.learningRate.warmupSteps', `must not exceed maxSteps ${profile.maxSteps} (found ${profile.training.learningRate.warmupSteps})`);
   const sum = profile.sources.reduce((acc, s) => acc + s.share, 0);
   if (Math.abs(sum - 1) > SHARE_TOLERANCE) fail('sources[].share', `must sum to 1 (they sum to ${sum.toPrecision(6)})`);
   return profile;
@@ -181,7 +184,8 @@ function checkObject(value: unknown, schema: Schema, path: string, fail: (field:
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path || '(root)', 'must be an object');
   const obj = value as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
-    if (!(key in schema)) fail(join2(path, key), `is unknown (known: ${Object.keys(schema).join(', ')})`);
+    // Own keys only: `toString`, `constructor` or `__proto__` are not fields, whatever the prototype has.
+    if (!Object.hasOwn(schema, key)) fail(join2(path, key), `is unknown (known: ${Object.keys(schema).join(', ')})`);
   }
   for (const [key, spec] of Object.entries(schema)) {
     const field = join2(path, key);

@@ -1,7 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import { MANIFEST_NAME, readManifest, type Manifest, type ShardRecord } from '../shards/manifest.ts';
 import { indexKeyOf, readShardIndex, type IndexEntry } from '../shards/shard-index.ts';
-import { openObject, openStorage } from '../shards/storage/open.ts';
+import { openObject, openStorage, type OpenOptions } from '../shards/storage/open.ts';
 import type { Storage } from '../shards/storage/storage.ts';
 
 /**
@@ -21,10 +21,10 @@ export class SourceDataset {
     private readonly cacheSize: number,
   ) {}
 
-  /** A dataset folder, an `s3://` prefix, or the URL of its `manifest.json`. */
-  static async open(location: string, cacheSize = 16): Promise<SourceDataset> {
+  /** A dataset folder, an `s3://` prefix, or the URL of its `manifest.json`; http(s) under the network rule. */
+  static async open(location: string, network: OpenOptions = {}, cacheSize = 16): Promise<SourceDataset> {
     const isManifest = /\.json$/i.test(location);
-    const { storage, key } = isManifest ? openObject(location) : { storage: openStorage(location), key: MANIFEST_NAME };
+    const { storage, key } = isManifest ? openObject(location, network) : { storage: openStorage(location, network), key: MANIFEST_NAME };
     if (!(await storage.stat(key))) {
       throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`, { location });
     }

@@ -58,7 +58,7 @@ export async function writeSyntheticDataset(options: SyntheticDatasetOptions): P
     }
     records.push(...(await writer.close()));
   }
-  const manifest = buildManifest(records, { source: options.source, synthetic: true });
+  const manifest = buildManifest(records, { source: options.source, layout: options.layout, synthetic: true });
   await writeManifest(storage, manifest, options.source);
   return manifest;
 }

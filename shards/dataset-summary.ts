@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { M4Error } from '../core/errors.ts';
 import { isImageField } from './entry-name.ts';
 import { MANIFEST_NAME, readManifest, type ShardRecord } from './manifest.ts';
-import { openObject, openStorage } from './storage/open.ts';
+import { isRemote } from './storage/location.ts';
+import { openObject, openStorage, type OpenOptions } from './storage/open.ts';
 import type { Storage } from './storage/storage.ts';
 import { newReadCounters, readShard, type ReadCounters } from './tar-reader.ts';
 import type { ReadSample } from './sample.ts';
@@ -42,6 +43,8 @@ export interface SummaryOptions {
   onShard?: (done: number, total: number, shard: string) => void;
   /** With a manifest, check every shard's sha256 too, not only its size (reads every byte). */
   verify?: boolean;
+  /** How an http(s) target is reached (the private-network rule). */
+  network?: OpenOptions;
 }
 
 interface ShardRef {
@@ -62,12 +65,12 @@ export const SHARD_NAME = /\.(tar|tgz|tar\.gz)$/i;
 export async function summarizeDataset(target: string, options: SummaryOptions = {}): Promise<DatasetSummary> {
   const firstCount = options.first ?? 5;
   if (/\.json$/i.test(target)) {
-    const { storage, key } = openObject(target);
+    const { storage, key } = openObject(target, options.network);
     return fromManifest(target, storage, key, firstCount, options);
   }
-  const shard = await asShard(target);
+  const shard = await asShard(target, options.network ?? {});
   if (shard) return scan(target, [shard], firstCount, options);
-  const storage = openStorage(target);
+  const storage = openStorage(target, options.network);
   if (await storage.stat(MANIFEST_NAME)) return fromManifest(target, storage, MANIFEST_NAME, firstCount, options);
   const shards: ShardRef[] = [];
   for await (const info of storage.list()) {
@@ -83,22 +86,26 @@ export async function summarizeDataset(target: string, options: SummaryOptions =
  * The target as one shard: named like one, or an existing local file or S3 object, whatever its name. Undefined for
  * a folder or prefix. (An http(s) URL not named like a shard is taken for a folder: a server answers for folders too.)
  */
-async function asShard(target: string): Promise<ShardRef | undefined> {
-  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) && !target.startsWith('file://');
+async function asShard(target: string, network: OpenOptions): Promise<ShardRef | undefined> {
+  const remote = isRemote(target);
   if (!SHARD_NAME.test(target)) {
     // s3://bucket/key: one HEAD tells an object from a prefix.
     if (/^s3:\/\/[^/]+\/.*[^/]$/.test(target)) {
-      const { storage, key } = openObject(target);
+      const { storage, key } = openObject(target, network);
       const info = await storage.stat(key);
       return info ? { storage, key, bytes: info.size } : undefined;
     }
-    if (isUrl) return undefined;
+    if (remote) return undefined;
     const path = target.startsWith('file://') ? fileURLToPath(target) : target;
-    const info = await stat(path).catch(() => undefined);
+    const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ELOOP') throw new M4Error('E_INPUT', 'shards', `${path} is a loop of symbolic links, which leads to no file`, { url: path });
+      if (err.code === 'EACCES' || err.code === 'EPERM') throw new M4Error('E_STORAGE', 'shards', `${path} cannot be read by this user (${err.code})`, { url: path });
+      return undefined;
+    });
     if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such file or folder: ${path}`, { url: path });
     if (info.isDirectory()) return undefined;
   }
-  const { storage, key } = openObject(target);
+  const { storage, key } = openObject(target, network);
   const info = await storage.stat(key);
   if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such shard: ${storage.urlOf(key)}`, { url: storage.urlOf(key) });
   return { storage, key, bytes: info.size };
@@ -124,7 +131,7 @@ async function fromManifest(target: string, storage: Storage, key: string, first
   const first: SampleSummary[] = [];
   for (const shard of good) {
     if (first.length >= firstCount) break;
-    for await (const sample of readShard({ storage, key: dir + shard.shard }, { onError: 'skip', counters })) {
+    for await (const sample of readShard({ storage, key: dir + shard.shard }, { onError: 'skip', counters, holdField: holdJson })) {
       first.push(describe(sample));
       if (first.length >= firstCount) break;
     }
@@ -153,7 +160,7 @@ async function scan(target: string, refs: ShardRef[], firstCount: number, option
   for (const ref of refs) {
     summary.bytes += ref.bytes;
     try {
-      for await (const sample of readShard(ref, { onError: 'skip', counters })) {
+      for await (const sample of readShard(ref, { onError: 'skip', counters, holdField: holdJson })) {
         summary.samples++;
         summary.images += Object.keys(sample.fields).filter(isImageField).length;
         summary.tokens += tokensOf(sample);
@@ -175,14 +182,24 @@ function problems(counters: ReadCounters): Pick<DatasetSummary, 'skippedSamples'
 
 function describe(sample: ReadSample): SampleSummary {
   const fields: Record<string, number> = {};
-  for (const [name, bytes] of Object.entries(sample.fields)) fields[name] = bytes.length;
+  for (const [name, bytes] of Object.entries(sample.fieldSizes)) fields[name] = bytes;
   return { key: sample.key, shard: sample.url, fields };
 }
+
+/**
+ * A summary reads each sample's JSON (for its token count) and only the sizes of the rest: images are read past as they
+ * stream, so a shard of huge entries (a gzip bomb, a sparse 1 GiB member) costs no memory.
+ */
+function holdJson(field: string, size: number): boolean {
+  return field === 'json' && size <= MAX_JSON_BYTES;
+}
+
+const MAX_JSON_BYTES = 1 << 20;
 
 /** Token count a sample declares in its JSON (`tokens`), as m4data writes it; 0 for samples from other tools. */
 function tokensOf(sample: ReadSample): number {
   const json = sample.fields.json;
-  if (!json || json.length > 1 << 20) return 0;
+  if (!json || json.length === 0) return 0;
   try {
     const value = JSON.parse(json.toString('utf8')) as { tokens?: unknown };
     return typeof value.tokens === 'number' && Number.isFinite(value.tokens) ? value.tokens : 0;

@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { jsonBytes, readJson } from './storage/json.ts';
 import type { Storage } from './storage/storage.ts';
 import { compareKeys } from './storage/storage.ts';
 
@@ -77,20 +78,4 @@ export async function readManifest(storage: Storage, key = MANIFEST_NAME): Promi
     throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not an m4data manifest`, { url: storage.urlOf(key) });
   }
   return m as Manifest;
-}
-
-/** JSON as written to storage: indented for people, or compact for large machine-read files such as indexes. */
-export function jsonBytes(value: unknown, pretty = true): Buffer {
-  return Buffer.from(`${JSON.stringify(value, null, pretty ? 1 : undefined)}\n`);
-}
-
-export async function readJson(storage: Storage, key: string): Promise<unknown> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of storage.read(key)) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8');
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new M4Error('E_INPUT', 'shards', `${storage.urlOf(key)} is not valid JSON: ${(err as Error).message}`, { url: storage.urlOf(key) });
-  }
 }

@@ -18,4 +18,6 @@ export interface ReadSample extends Sample {
   /** Byte offset of its first tar header, and bytes up to the end of its last entry's padding. */
   offset: number;
   size: number;
+  /** Each field's size in bytes, also for fields read past without holding them (`holdField`). */
+  fieldSizes: Record<string, number>;
 }

@@ -1,6 +1,8 @@
+import { SIDE_FILES, sideFileKey } from './shard-files.ts';
 import { M4Error } from '../core/errors.ts';
 import type { Storage } from './storage/storage.ts';
-import { jsonBytes, readJson, type ShardRecord } from './manifest.ts';
+import type { ShardRecord } from './manifest.ts';
+import { jsonBytes, readJson } from './storage/json.ts';
 import { compareKeys } from './storage/storage.ts';
 
 /** Where one sample lies in its tar, and what it counts. */
@@ -19,11 +21,9 @@ export interface ShardIndex extends ShardRecord {
   entries: IndexEntry[];
 }
 
-export const INDEX_SUFFIX = '.idx.json';
-
 /** `laion-000000.tar` -> `laion-000000.idx.json`, beside the shard. */
 export function indexKeyOf(shardKey: string): string {
-  return `${shardKey.replace(/\.tar$/, '')}${INDEX_SUFFIX}`;
+  return sideFileKey(shardKey, 'index');
 }
 
 export async function writeShardIndex(storage: Storage, shardKey: string, record: ShardRecord, entries: IndexEntry[]): Promise<void> {
@@ -43,7 +43,7 @@ export async function readShardIndex(storage: Storage, key: string): Promise<Sha
 export async function collectShardRecords(storage: Storage, prefix = ''): Promise<ShardRecord[]> {
   const records: ShardRecord[] = [];
   for await (const info of storage.list(prefix)) {
-    if (!info.key.endsWith(INDEX_SUFFIX)) continue;
+    if (!info.key.endsWith(SIDE_FILES.index)) continue;
     const { shard, samples, images, tokens, bytes, sha256, md5 } = await readShardIndex(storage, info.key);
     records.push({ shard, samples, images, tokens, bytes, sha256, ...(md5 ? { md5 } : {}) });
   }

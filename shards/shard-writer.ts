@@ -1,3 +1,4 @@
+import { shardName } from './shard-files.ts';
 import { M4Error } from '../core/errors.ts';
 import { BackgroundHash, type Digests } from '../core/background-hash.ts';
 import { ByteChannel } from '../core/byte-channel.ts';
@@ -10,10 +11,7 @@ import { BLOCK, END_OF_ARCHIVE, entryBytes, ustarHeader } from './ustar.ts';
 
 const ZERO_PADDING = Buffer.alloc(BLOCK);
 
-/** `{prefix}-{000042}.tar`, the img2dataset and webdataset naming. */
-export function shardName(prefix: string, index: number): string {
-  return `${prefix}-${String(index).padStart(6, '0')}.tar`;
-}
+
 
 /**
  * One shard being written: a tar streamed to storage as samples arrive, visible only once `finish()` has completed

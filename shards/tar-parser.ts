@@ -1,4 +1,5 @@
 import { M4Error } from '../core/errors.ts';
+import { BLOCK } from './ustar.ts';
 
 /**
  * A streaming tar parser that knows where every entry starts. tar-stream's extractor gives no byte offsets, which the
@@ -12,24 +13,32 @@ export interface TarEntry {
   headerOffset: number;
   /** Offset just past the entry's data padding: where the next entry starts. */
   endOffset: number;
-  /** The entry's bytes; empty for anything but a file. */
+  /** The entry's bytes; empty for anything but a file, and for a file `holdData` declined (then only `size` tells). */
   data: Buffer;
+  /** The entry's size in bytes (0 for anything but a file). */
+  size: number;
 }
 
 export interface TarParseOptions {
   /** Largest entry accepted, in bytes (default 1 GiB): a hostile header cannot make us buffer more. */
   maxEntryBytes?: number;
+  /**
+   * Whether to hold a file entry's bytes (default: every one). A declined entry is read past as it streams, so a
+   * scan that needs only sizes holds no entry, however large (a gzip bomb, a sparse 1 GiB member).
+   */
+  holdData?: (name: string, size: number) => boolean;
 }
 
-const BLOCK = 512;
+
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+const EMPTY = Buffer.alloc(0);
 
 export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
   const input = new ChunkReader(source[Symbol.asyncIterator]());
   // The source is released however the parse ends (at the end-of-archive marker, before the source's end; on an
   // error; when the consumer stops): a file handle or an S3 connection is never left to the garbage collector.
   try {
-    yield* entries(input, options.maxEntryBytes ?? 1 << 30);
+    yield* entries(input, options.maxEntryBytes ?? 1 << 30, options.holdData ?? (() => true));
   } finally {
     await input.close();
   }
@@ -55,8 +64,7 @@ export async function* streamTar(source: AsyncIterable<Uint8Array>): AsyncGenera
   try {
     for await (const header of headers(input)) {
       const size = header.type === 'file' ? header.size : 0;
-      const dataStart = input.position;
-      yield { name: header.name, type: header.type, headerOffset: header.entryStart, size, body: memberBody(input, header, dataStart, size) };
+      yield { name: header.name, type: header.type, headerOffset: header.entryStart, size, body: memberBody(input, header, input.position, size) };
     }
   } finally {
     await input.close();
@@ -68,40 +76,29 @@ async function* memberBody(input: ChunkReader, header: Header, dataStart: number
   if (input.position !== dataStart) return;
   let left = size;
   while (left > 0) {
-    const chunk = await input.takeSome(Math.min(left, 1 << 20));
-    if (chunk.length === 0) {
-      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} (header at byte ${header.headerOffset}, ${size - left} of ${size} bytes present)`, header.entryStart);
-      error.context.name = header.name;
-      throw error;
-    }
+    const chunk = await input.takeSome(left);
+    if (chunk.length === 0) throw cutShort(input, header, size - left, size);
     left -= chunk.length;
     yield chunk;
   }
 }
 
-async function* entries(input: ChunkReader, maxEntryBytes: number): AsyncGenerator<TarEntry> {
+async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean): AsyncGenerator<TarEntry> {
   for await (const header of headers(input)) {
-    const { name, type, size, padded } = header;
+    const { name, type, size, padded, headerOffset } = header;
     // Links and special files carry no data even when their size field says otherwise.
-    if (type !== 'file') {
-      await input.skip(padded);
-      yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data: Buffer.alloc(0) };
-      continue;
+    const dataBytes = type === 'file' ? size : 0;
+    const skipBytes = type === 'file' ? 0 : padded;
+    const hold = dataBytes > 0 && holdData(name, dataBytes);
+    if (hold && dataBytes > maxEntryBytes) {
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
     }
-    if (size > maxEntryBytes) {
-      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${header.headerOffset} is ${size} bytes, over the ${maxEntryBytes}-byte limit`, {
-        offset: header.headerOffset,
-        name,
-      });
-    }
-    const data = await input.take(size);
-    if (data.length < size) {
-      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${header.headerOffset}, ${data.length} of ${size} bytes present)`, header.entryStart);
-      error.context.name = name;
-      throw error;
-    }
-    if (padded > size) await input.skip(padded - size);
-    yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data };
+    const data = hold ? await input.take(dataBytes) : EMPTY;
+    const present = hold ? data.length : await input.skip(dataBytes);
+    if (present < dataBytes) throw cutShort(input, header, present, dataBytes);
+    const rest = type === 'file' ? padded - size : skipBytes;
+    if (rest > 0) await input.skip(rest);
+    yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data, size: dataBytes };
   }
 }
 
@@ -171,6 +168,16 @@ async function* headers(input: ChunkReader): AsyncGenerator<Header> {
     yield { name, type: entryType(typeflag), entryStart, headerOffset, size, padded };
     if (input.position < dataEnd) await input.skip(dataEnd - input.position);
   }
+}
+
+/** The tar ended inside an entry's data. */
+function cutShort(input: ChunkReader, header: Header, present: number, size: number): M4Error {
+  const error = truncated(
+    `tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} (header at byte ${header.headerOffset}, ${present} of ${size} bytes present)`,
+    header.entryStart,
+  );
+  error.context.name = header.name;
+  return error;
 }
 
 function truncated(message: string, offset: number): M4Error {
@@ -313,22 +320,25 @@ class ChunkReader {
 
   /** Up to `max` bytes, without copying: what the first buffered chunk holds; empty only at the end of the stream. */
   async takeSome(max: number): Promise<Buffer> {
-    if (max <= 0) return Buffer.alloc(0);
-    await this.fill(1);
-    if (this.buffered === 0) return Buffer.alloc(0);
+    if (this.buffered === 0) await this.fill(1);
+    if (this.buffered === 0 || max <= 0) return EMPTY;
     const first = this.chunks[0]!;
     const out = first.subarray(this.head, this.head + Math.min(max, first.length - this.head));
     this.consume(out.length);
     return out;
   }
 
-  /** Passes over n bytes (or to the end of the stream) without holding them. */
-  async skip(n: number): Promise<void> {
-    while (n > 0) {
-      const part = await this.takeSome(n);
-      if (part.length === 0) return;
-      n -= part.length;
+  /** Reads past n bytes as they arrive, holding none of them; returns how many there were (fewer at the end). */
+  async skip(n: number): Promise<number> {
+    let skipped = 0;
+    while (skipped < n) {
+      if (this.buffered === 0) await this.fill(1);
+      if (this.buffered === 0) break;
+      const part = Math.min(this.chunks[0]!.length - this.head, n - skipped);
+      this.consume(part);
+      skipped += part;
     }
+    return skipped;
   }
 
   /** Ends the source early if it has more (its `return` closes a file or a connection). */

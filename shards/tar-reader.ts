@@ -16,6 +16,11 @@ export interface ReadShardOptions {
   counters?: ReadCounters;
   /** Largest single entry accepted, in bytes (default 1 GiB). */
   maxEntryBytes?: number;
+  /**
+   * Which fields to hold in memory (default: all). The others are read past as they stream and come as empty
+   * buffers, their sizes in `fieldSizes`: a scan that counts samples holds no image, however large.
+   */
+  holdField?: (field: string, size: number) => boolean;
 }
 
 export interface ReadCounters {
@@ -67,7 +72,9 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
     const onGzip = () => {
       if (!GZIP_TAR_NAME.test(key)) counters.notes.push(`${url} is gzip-compressed, though not named .tgz or .tar.gz: read through gunzip`);
     };
-    for await (const entry of parseTar(gunzipIfCompressed(storage.read(key), url, onGzip), { maxEntryBytes: options.maxEntryBytes })) {
+    const holdField = options.holdField;
+    const holdData = holdField ? (name: string, size: number) => holdField(splitEntryName(name)?.field ?? '', size) : undefined;
+    for await (const entry of parseTar(gunzipIfCompressed(storage.read(key), url, onGzip), { maxEntryBytes: options.maxEntryBytes, ...(holdData ? { holdData } : {}) })) {
       if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
       let problem: M4Error | undefined;
       try {
@@ -80,7 +87,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
       if (!current || current.key !== parts.key) {
         const done = finish();
         if (done) yield done;
-        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer> };
+        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
       }
       if (!problem && parts.field in current.fields) {
         problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, { shard: url, offset: entry.headerOffset });
@@ -90,6 +97,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
         currentBad ??= problem;
       }
       current.fields[parts.field] = entry.data;
+      current.fieldSizes[parts.field] = entry.size;
       current.size = entry.endOffset - current.offset;
     }
     const last = finish();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { documentSample, pairSample } from './helpers/bridge-mixture.ts';
 import { attendedImages, packAll, row } from './helpers/bridge-pack.ts';
-import { PIXELS_PER_IMAGE } from '../trainer-bridge/tensors.ts';
+import { PIXELS_PER_IMAGE } from '../trainer-bridge/batch.ts';
 import { tallyOf } from '../trainer-bridge/tally.ts';
 
 // Sequences written out by hand. LLaMA ids: "Hello world" = 15043 3186, "A cat." = 319 6635 29889,

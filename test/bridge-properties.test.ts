@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { documentSample, pairSample, type SampleSpec } from './helpers/bridge-mixture.ts';
 import { attendedImages, packAll } from './helpers/bridge-pack.ts';
 import { countTokens, documentSegments, END_OF_DOCUMENT, EOS, IMAGE_TOKEN } from '../trainer-bridge/token-layout.ts';
-import { PIXELS_PER_IMAGE } from '../trainer-bridge/tensors.ts';
+import { PIXELS_PER_IMAGE } from '../trainer-bridge/batch.ts';
 import { pendingTokens } from '../trainer-bridge/tally.ts';
 
 const WORDS = ['a', 'cat', 'on', 'the', 'river', 'Bridge', 'morning,', 'light.', '42', 'über', '\n\n'];

@@ -4,7 +4,7 @@ import { documentSample, listMixture, pairSample, type SampleSpec } from './help
 import { openBridge } from '../trainer-bridge/bridge.ts';
 import type { Batch, BridgeState } from '../trainer-bridge/batch.ts';
 import type { PixelDecoder } from '../trainer-bridge/pixel-pool.ts';
-import { PIXELS_PER_IMAGE } from '../trainer-bridge/tensors.ts';
+import { PIXELS_PER_IMAGE } from '../trainer-bridge/batch.ts';
 import { isM4Error } from '../core/errors.ts';
 
 /** Every image's first two bytes number it; the decoder fills its slot with that number. */

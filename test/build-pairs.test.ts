@@ -118,10 +118,10 @@ test('two workers plus a merge give the same dataset, byte for byte, as one work
   const split = join(dir, 'split');
   const first = await runBuild(laionOptions(split, { worker: { index: 0, count: 2 } }));
   assert.equal(first.manifest, undefined, 'worker 0 alone cannot write the manifest');
-  await assert.rejects(writeManifestIfComplete(new LocalStorage(split), 'laion'), { code: 'E_NOT_FOUND', message: /shards are not built yet/ });
+  await assert.rejects(writeManifestIfComplete(new LocalStorage(split), 'laion', 'pair'), { code: 'E_NOT_FOUND', message: /shards are not built yet/ });
   const second = await runBuild(laionOptions(split, { worker: { index: 1, count: 2 } }));
   assert.ok(second.manifest, 'the last worker writes the manifest');
-  await writeManifestIfComplete(new LocalStorage(split), 'laion');
+  await writeManifestIfComplete(new LocalStorage(split), 'laion', 'pair');
   assert.deepEqual(await filesOf(split), await filesOf(single));
 });
 

@@ -4,9 +4,10 @@ import net from 'node:net';
 import fc from 'fast-check';
 import pLimit from 'p-limit';
 import { isM4Error } from '../core/errors.ts';
-import { classifyAddress, createAddressPolicy, parseCidr } from '../pipelines/engine/fetch/address-policy.ts';
+import { classifyAddress, createAddressPolicy, parseCidr } from '../core/network/address-policy.ts';
 import { resolveFetchOptions, type FetchOptions } from '../pipelines/engine/fetch/fetch-options.ts';
-import { Fetcher, parseRetryAfter, type FetchResult } from '../pipelines/engine/fetch/fetcher.ts';
+import { retryAfterMs } from '../core/retry.ts';
+import { Fetcher, type FetchResult } from '../pipelines/engine/fetch/fetcher.ts';
 import { startHostileServer, type HostileFile, type HostileServer } from '../sandbox/hostile-server.ts';
 
 const CAT = Buffer.from('\xff\xd8\xff\xe0 not really a jpeg, but bytes all the same', 'latin1');
@@ -113,11 +114,11 @@ describe('Fetcher: Retry-After', () => {
 
   it('parses delta-seconds and HTTP dates', () => {
     const now = Date.parse('Wed, 21 Oct 2015 07:28:00 GMT');
-    assert.equal(parseRetryAfter('3', now), 3000);
-    assert.equal(parseRetryAfter(' 0 ', now), 0);
-    assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:07 GMT', now), 7000);
-    assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0);
-    for (const nonsense of [undefined, '', 'soon', '1.5', '-3']) assert.equal(parseRetryAfter(nonsense, now), undefined);
+    assert.equal(retryAfterMs('3', now), 3000);
+    assert.equal(retryAfterMs(' 0 ', now), 0);
+    assert.equal(retryAfterMs('Wed, 21 Oct 2015 07:28:07 GMT', now), 7000);
+    assert.equal(retryAfterMs('Wed, 21 Oct 2015 07:27:00 GMT', now), 0);
+    for (const nonsense of [undefined, '', 'soon', '1.5', '-3']) assert.equal(retryAfterMs(nonsense, now), undefined);
   });
 });
 

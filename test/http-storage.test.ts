@@ -7,6 +7,8 @@ import { HttpStorage } from '../shards/storage/http.ts';
 import { startTcpProxy, type TcpProxy } from '../sandbox/tcp-proxy.ts';
 
 const MiB = 1024 * 1024;
+/** The servers here are on loopback, which storage reaches only when allowed, as for image downloads. */
+const LOOPBACK = { allowPrivateNetwork: ['127.0.0.1/32'] };
 
 interface Served {
   data: Buffer;
@@ -87,7 +89,7 @@ async function proxied(t: { after(fn: () => Promise<void>): void }): Promise<Tcp
 
 describe('HttpStorage', () => {
   test('stat by HEAD: the size, or undefined for a 404', async () => {
-    const storage = new HttpStorage(`${origin}/files/`);
+    const storage = new HttpStorage(`${origin}/files/`, LOOPBACK);
     assert.equal(storage.root, `${origin}/files`);
     assert.deepEqual(await storage.stat('object.bin'), { key: 'object.bin', size: data.length });
     assert.deepEqual(await storage.stat('dir/with space.bin'), { key: 'dir/with space.bin', size: 6 });
@@ -95,7 +97,7 @@ describe('HttpStorage', () => {
   });
 
   test('full and ranged reads', async () => {
-    const storage = new HttpStorage(`${origin}/files`);
+    const storage = new HttpStorage(`${origin}/files`, LOOPBACK);
     assert.ok((await readAll(storage.read('object.bin'))).equals(data));
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 10, end: 70_000 })), data.subarray(10, 70_000));
     assert.deepEqual(await readAll(storage.read('object.bin', { start: data.length - 5 })), data.subarray(data.length - 5));
@@ -104,14 +106,14 @@ describe('HttpStorage', () => {
   });
 
   test('a server that ignores Range still gives exactly the range asked for', async () => {
-    const storage = new HttpStorage(`${origin}/plain`);
+    const storage = new HttpStorage(`${origin}/plain`, LOOPBACK);
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 1000, end: 2000 })), data.subarray(1000, 2000));
   });
 
   test('a read cut every 1.5 MiB resumes into identical bytes', async (t) => {
     const proxy = await proxied(t);
     proxy.cutAfter(1.5 * MiB, { every: true });
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`);
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, LOOPBACK);
     assert.ok((await readAll(storage.read('object.bin'))).equals(data));
     assert.ok(proxy.stats.cuts >= 2, `cuts: ${proxy.stats.cuts}`);
   });
@@ -119,7 +121,7 @@ describe('HttpStorage', () => {
   test('a ranged read cut from a server that ignores Range resumes into identical bytes', async (t) => {
     const proxy = await proxied(t);
     proxy.cutAfter(MiB); // once: every answer starts again from byte 0, so cutting every one would never get past 1 MiB
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/plain`);
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/plain`, LOOPBACK);
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 5, end: 3 * MiB })), data.subarray(5, 3 * MiB));
     assert.equal(proxy.stats.cuts, 1);
   });
@@ -129,7 +131,7 @@ describe('HttpStorage', () => {
       serve('changing.bin', data);
       const proxy = await proxied(t);
       proxy.cutAfter(MiB);
-      const it = new HttpStorage(`http://127.0.0.1:${proxy.port}/${route}`).read('changing.bin')[Symbol.asyncIterator]();
+      const it = new HttpStorage(`http://127.0.0.1:${proxy.port}/${route}`, LOOPBACK).read('changing.bin')[Symbol.asyncIterator]();
       assert.equal((await it.next()).done, false);
       serve('changing.bin', randomBytes(data.length));
       await assert.rejects(
@@ -142,7 +144,7 @@ describe('HttpStorage', () => {
   }
 
   test('a 404 read is E_NOT_FOUND; list, write and delete are E_USAGE', async () => {
-    const storage = new HttpStorage(`${origin}/files`);
+    const storage = new HttpStorage(`${origin}/files`, LOOPBACK);
     await assert.rejects(
       readAll(storage.read('missing.bin')),
       (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`${origin}/files/missing.bin`),
@@ -155,7 +157,7 @@ describe('HttpStorage', () => {
   test('503 twice, then success', async (t) => {
     const proxy = await proxied(t);
     proxy.failRequests(2);
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { backoffBaseMs: 10 });
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { ...LOOPBACK, backoffBaseMs: 10 });
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 0, end: 100 })), data.subarray(0, 100));
     assert.equal(proxy.stats.answered, 2);
   });
@@ -163,7 +165,7 @@ describe('HttpStorage', () => {
   test('too many 5xx is E_STORAGE', async (t) => {
     const proxy = await proxied(t);
     proxy.failRequests(10, { status: 500, code: 'InternalError' });
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { maxAttempts: 3, backoffBaseMs: 10 });
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { ...LOOPBACK, maxAttempts: 3, backoffBaseMs: 10 });
     await assert.rejects(storage.stat('object.bin'), (e) => isM4Error(e, 'E_STORAGE'));
     assert.equal(proxy.stats.answered, 3);
   });
@@ -171,7 +173,7 @@ describe('HttpStorage', () => {
   test('429 waits as long as Retry-After asks', async (t) => {
     const proxy = await proxied(t);
     proxy.failRequests(1, { status: 429, code: 'TooManyRequests', retryAfter: 1 });
-    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { backoffBaseMs: 1 });
+    const storage = new HttpStorage(`http://127.0.0.1:${proxy.port}/files`, { ...LOOPBACK, backoffBaseMs: 1 });
     const t0 = Date.now();
     assert.deepEqual(await storage.stat('object.bin'), { key: 'object.bin', size: data.length });
     assert.ok(Date.now() - t0 >= 950, `waited ${Date.now() - t0} ms`);
@@ -179,7 +181,19 @@ describe('HttpStorage', () => {
   });
 
   test('redirects are followed', async () => {
-    const storage = new HttpStorage(`${origin}/moved`);
+    const storage = new HttpStorage(`${origin}/moved`, LOOPBACK);
     assert.deepEqual(await readAll(storage.read('object.bin', { start: 3, end: 9 })), data.subarray(3, 9));
+  });
+});
+
+describe('http storage follows the private-network rule', () => {
+  test('a loopback, private or link-local server is refused unless allowed, by literal and by name', async () => {
+    for (const url of ['http://127.0.0.1:9/files', 'http://10.0.0.1/x', 'http://169.254.169.254/latest', 'http://[::1]:9/x']) {
+      assert.throws(() => new HttpStorage(url), (err) => isM4Error(err, 'E_USAGE') && /blocked address .* is not reached unless --allow-private-network allows it/.test(err.message), url);
+    }
+    // A host name is judged by what it resolves to, when the connection is made.
+    const byName = new HttpStorage(`http://localhost:${new URL(origin).port}/files`);
+    await assert.rejects(byName.stat('object.bin'), (err) => isM4Error(err, 'E_USAGE') && /blocked address (127\.0\.0\.1|::1) \(loopback\)/.test(err.message));
+    assert.ok(await new HttpStorage(`${origin}/files`, LOOPBACK).stat('object.bin'));
   });
 });

@@ -54,7 +54,7 @@ test('mix plans, prints the table, writes plan.json and plan.svg, and materialis
 
   const again = m4data('mix', '--profile', 'atum-9b', ...sources, '--output', out, '--budget', '9k');
   assert.equal(again.code, 2);
-  assert.match(again.err, /holds another mixture's plan; use another --output/);
+  assert.match(again.err, /holds another mixture's plan; give another output \(nothing was changed\)/);
   assert.deepEqual(JSON.parse(await readFile(join(out, 'plan.json'), 'utf8')), plan, 'the first plan is untouched');
 });
 
@@ -75,7 +75,7 @@ test('mix refuses a missing source, a bad mode, a bad profile file; --drop-missi
   assert.match(dropped.out, /WARNING: left out wikipedia \(--drop-missing\)/);
   const mode = m4data('mix', '--profile', 'atum-9b', ...sources, '--output', join(dir, 'm3'), '--mode', 'tokens');
   assert.equal(mode.code, 2);
-  assert.match(mode.err, /--mode "tokens": expected proportions, epochs or anchor:NAME/);
+  assert.match(mode.err, /'--mode <mode>' argument 'tokens' is invalid\. "tokens": expected proportions, epochs or anchor:NAME/);
   const own = structuredClone(await loadProfile('atum-9b')) as unknown as Record<string, unknown>;
   own.mixture = 'yes';
   await writeFile(join(dir, 'own.json'), JSON.stringify(own));

@@ -4,7 +4,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkProfile, listProfiles, loadProfile, type MixProfile } from '../mixer/profile.ts';
-import { parseCount, parseMode, planMixture, type SourceSupply } from '../mixer/plan.ts';
+import { parseCount, parseMode } from '../cli/parse.ts';
+import { planMixture, type SourceSupply } from '../mixer/plan.ts';
 
 const assumed = (name: string, tokens: number): SourceSupply => ({ name, tokens, samples: 0, images: 0, shards: 0, assumed: true });
 
@@ -40,6 +41,16 @@ test('a broken profile is refused with the field named', async () => {
   assert.throws(() => checkProfile(broken((p) => delete p.sequenceLength)), /field sequenceLength is missing/);
   assert.throws(() => checkProfile(broken((p) => (p.sources[0].layout = 'pairs'))), /field sources\[0\]\.layout must be one of "pair", "document"/);
   assert.throws(() => checkProfile(broken((p) => (p.sources[1].name = 'pmd'))), /field sources\[1\]\.name repeats pmd/);
+  // Names an object's prototype has are not fields (JSON.parse makes `__proto__` an own key, as a user's file would).
+  for (const name of ['toString', 'constructor', 'hasOwnProperty']) {
+    assert.throws(() => checkProfile(broken((p) => (p[name] = 1))), new RegExp(`field ${name} is unknown`));
+    assert.throws(() => checkProfile(broken((p) => (p.training[name] = 1))), new RegExp(`field training\\.${name} is unknown`));
+  }
+  assert.throws(() => checkProfile(JSON.parse(JSON.stringify(good).replace('{', '{"__proto__":{"x":1},'))), /field __proto__ is unknown/);
+  // What train will need is checked when mixing: a window needs 16 tokens; warmup within the card's steps.
+  assert.throws(() => checkProfile(broken((p) => (p.sequenceLength = 1))), /field sequenceLength must be a whole number of at least 16 \(found 1\)/);
+  assert.throws(() => checkProfile(broken((p) => (p.training.learningRate.warmupSteps = 300_000))), /warmupSteps must not exceed maxSteps 200000/);
+  assert.throws(() => checkProfile(broken((p) => (p.tokensPerStep = 0.5))), /field tokensPerStep must be a whole number over 0/);
   // Within rounding of two-decimal percentages, shares are accepted.
   assert.doesNotThrow(() => checkProfile(broken((p) => (p.sources[0].share = 0.7386))));
 });
@@ -88,7 +99,7 @@ test('proportions keeps the shares and spends the budget; anchor keeps one sourc
   assert.ok(Math.abs(anchored.budget.tokens - 3000 / 0.7385) < 1e-6);
   assert.equal(anchored.sources[0]!.epochs, 3);
   assert.deepEqual(anchored.sources.map((s) => s.share.toFixed(4)), ['0.7385', '0.0615', '0.0282', '0.1718']);
-  assert.throws(() => planMixture({ profile, mode: parseMode('epochs'), supplies, seed: 0, steps: 3 }), /--steps and --budget set the budget of --mode proportions/);
+  assert.throws(() => planMixture({ profile, mode: parseMode('epochs'), supplies, seed: 0, steps: 3 }), /a budget \(in steps or tokens\) is set in proportions mode only; mode epochs derives it/);
   assert.throws(() => planMixture({ profile, mode: parseMode('anchor:coco'), supplies, seed: 0 }), /no such source in the mix/);
   assert.throws(() => parseMode('tokens'), /expected proportions, epochs or anchor:NAME/);
 });
@@ -96,7 +107,7 @@ test('proportions keeps the shares and spends the budget; anchor keeps one sourc
 test('a profile source not given is refused, or left out loudly with --drop-missing', async () => {
   const profile = await loadProfile('atum-9b');
   const supplies = [assumed('pmd', 1000), assumed('laion', 4000), assumed('wikipedia', 500)];
-  assert.throws(() => planMixture({ profile, mode: parseMode('proportions'), supplies, seed: 0, budgetTokens: 1000 }), /needs source obelisc: give --source NAME=LOCATION/);
+  assert.throws(() => planMixture({ profile, mode: parseMode('proportions'), supplies, seed: 0, budgetTokens: 1000 }), /needs source obelisc: give its built location \(or an assumed token count\), or drop missing sources/);
   const plan = planMixture({ profile, mode: parseMode('proportions'), supplies, seed: 0, budgetTokens: 1000, dropMissing: true });
   assert.deepEqual(plan.dropped, ['obelisc']);
   const kept = 0.7385 + 0.0615 + 0.1718;
@@ -112,4 +123,15 @@ test('counts are read as the cards write them', () => {
   assert.equal(parseCount('2000'), 2000);
   assert.throws(() => parseCount('-3B'), /is not a count/);
   assert.throws(() => parseCount('lots'), /is not a count/);
+});
+
+test('non-finite and empty plans are refused: a budget of 1e400, one that rounds to 0 tokens, epochs of 1e308', async () => {
+  assert.throws(() => parseCount('1e400'), /too large a count/);
+  assert.throws(() => parseCount('0.4'), /rounds to 0 tokens/);
+  const profile = await loadProfile('atum-9b');
+  const supplies = [assumed('pmd', 1e6), assumed('laion', 1e6), assumed('obelisc', 1e6), assumed('wikipedia', 1e6)];
+  assert.throws(() => planMixture({ profile, mode: { kind: 'proportions' }, supplies, seed: 0, budgetTokens: Infinity }), /budget must be a finite number of at least 1 token \(got Infinity\)/);
+  assert.throws(() => planMixture({ profile, mode: { kind: 'proportions' }, supplies, seed: 0, budgetTokens: 0.3 }), /at least 1 token/);
+  const huge = checkProfile({ ...structuredClone(profile), sources: profile.sources.map((s) => ({ ...s, epochs: s.name === 'pmd' ? 1e308 : s.epochs })) });
+  assert.throws(() => planMixture({ profile: huge, mode: { kind: 'epochs' }, supplies, seed: 0 }), /token counts are not finite \(pmd\)/);
 });

@@ -151,10 +151,10 @@ test('a dataset changed since the plan, or planned only by assumption, is refuse
   await assert.rejects(openMixture(mixDir), /wikipedia changed since the plan was made .*plan the mixture again/);
   await assert.rejects(openMixture(join(dir, 'nowhere')), /plan\.json does not exist: make the mixture first/);
   const { loadProfile } = await import('../mixer/profile.ts');
-  const { planMixture, parseMode } = await import('../mixer/plan.ts');
+  const { planMixture } = await import('../mixer/plan.ts');
   const { writePlan } = await import('../mixer/mixture.ts');
   const assumedDir = join(dir, 'mix-assumed');
   const supplies = ['pmd', 'laion', 'obelisc', 'wikipedia'].map((name) => ({ name, tokens: 1e9, samples: 0, images: 0, shards: 0, assumed: true }));
-  await writePlan(assumedDir, planMixture({ profile: await loadProfile('atum-9b'), mode: parseMode('epochs'), supplies, seed: 0 }));
+  await writePlan(assumedDir, planMixture({ profile: await loadProfile('atum-9b'), mode: { kind: 'epochs' }, supplies, seed: 0 }));
   await assert.rejects(openMixture(assumedDir), /source pmd of .* was planned with --assume-tokens: build it, then plan again/);
 });

@@ -11,7 +11,8 @@ import type { ColumnSpec } from '../pipelines/engine/metadata/columns.ts';
 import { readMetadata, type MetadataBatch, type ReadMetadataOptions } from '../pipelines/engine/metadata/read-metadata.ts';
 import { countRepeatedUrls } from '../pipelines/engine/metadata/count-url-repeats.ts';
 import { writeParquet, type ParquetColumn } from '../pipelines/engine/metadata/write-parquet.ts';
-import { sqlString, withConnection } from '../pipelines/engine/metadata/duckdb.ts';
+import { withConnection } from '../pipelines/engine/metadata/duckdb.ts';
+import { sqlString } from '../pipelines/engine/metadata/sql-text.ts';
 
 let dir = '';
 

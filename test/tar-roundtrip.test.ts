@@ -10,7 +10,8 @@ import { ShardWriter } from '../shards/shard-writer.ts';
 import { readShard, readShards } from '../shards/tar-reader.ts';
 import { parseTar } from '../shards/tar-parser.ts';
 import { readShardIndex, indexKeyOf, collectShardRecords } from '../shards/shard-index.ts';
-import { buildManifest, writeManifest, readManifest, WIDS_NAME, readJson } from '../shards/manifest.ts';
+import { buildManifest, writeManifest, readManifest, WIDS_NAME } from '../shards/manifest.ts';
+import { readJson } from '../shards/storage/json.ts';
 import type { Sample } from '../shards/sample.ts';
 
 const fieldName = fc.stringMatching(/^[a-z0-9]{1,5}(\.[a-z0-9]{1,4})?$/);

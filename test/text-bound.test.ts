@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { runCliWithRss } from './helpers/run-cli.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jpeg } from '../sandbox/images.ts';
@@ -12,30 +12,6 @@ import { MAX_TEXT_BYTES } from '../pipelines/engine/text-bound.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'm4-text-'));
 test.after(() => rm(dir, { recursive: true, force: true }));
-
-const MAIN = new URL('../cli/main.ts', import.meta.url).href;
-
-/** Runs the CLI in a child and reads back its peak RSS, which only the process itself can tell. */
-async function buildWithRss(args: string[], timeoutMs: number): Promise<{ code: number | null; err: string; rssMb: number; killed: boolean }> {
-  const script = `const { main } = await import(${JSON.stringify(MAIN)}); const code = await main(process.argv); process.stderr.write('RSS ' + process.resourceUsage().maxRSS + '\\n'); process.exit(code);`;
-  const file = join(dir, `build-rss-${Math.random().toString(36).slice(2)}.mjs`);
-  await writeFile(file, script);
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file, ...args]);
-    let err = '';
-    let killed = false;
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const kb = Number(/RSS (\d+)/.exec(err)?.[1] ?? NaN);
-      resolve({ code, err, rssMb: kb / 1024, killed });
-    });
-  });
-}
 
 test('a PMD row with a 10 MB caption is filtered before tokenizing: fast, in bounded memory', async () => {
   const input = join(dir, 'pmd.parquet');
@@ -51,7 +27,7 @@ test('a PMD row with a 10 MB caption is filtered before tokenizing: fast, in bou
   );
   const output = join(dir, 'pmd-out');
   // Without the bound this row took 85 s and 3.7 GB; the deadline and the memory bound tell the two apart.
-  const r = await buildWithRss(['build', '--source', 'pmd', '--input', input, '--output', output, '--quiet'], 60_000);
+  const r = await runCliWithRss(['build', '--source', 'pmd', '--input', input, '--output', output, '--quiet'], { timeoutMs: 60_000 });
   assert.equal(r.killed, false, 'the build did not finish within 60 s');
   assert.equal(r.code, 0, r.err);
   assert.ok(r.rssMb < 600, `peak RSS ${r.rssMb.toFixed(0)} MB`);

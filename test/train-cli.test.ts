@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runTrainModel, type TrainModelFlags } from '../cli/commands/train-model.ts';
+import { trainOnMixture, type TrainOnMixtureOptions } from '../trainer/train-on-mixture.ts';
 import type { Mixture } from '../mixer/mixture-stream-types.ts';
 import { planFour, writeFourSources } from './helpers/mixtures.ts';
 
@@ -18,29 +18,23 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-const flags = (runDir: string, extra: Partial<TrainModelFlags> = {}): TrainModelFlags => ({
+const options = (runDir: string, extra: Partial<TrainOnMixtureOptions> = {}): TrainOnMixtureOptions => ({
   runDir,
   steps: 4,
-  model: 'tiny',
   backend: 'wasm',
-  checkpointEvery: 50,
-  batchSize: 1,
-  seqLen: 256,
-  maxImages: 4,
-  tokensPerStep: 512,
-  lr: 1e-2,
-  workers: 1,
+  bridge: { batchSize: 1, seqLen: 256, maxImages: 4, workers: 1 },
+  overrides: { tokensPerStep: 512, learningRate: 1e-2 },
+  log: () => {},
   ...extra,
 });
-const quiet = { log: () => {} };
 
 test('train on a mixture through the bridge: stopped at step 2 and resumed, it logs the losses of an uninterrupted run', async () => {
-  const whole = await runTrainModel(mixture, flags(join(dir, 'whole')), quiet);
+  const whole = await trainOnMixture(mixture, options(join(dir, 'whole')));
   assert.equal(whole.training.endStep, 4);
   assert.equal(whole.report.batches, 8, '2 batches of 1 x 256 tokens per step of 512 tokens');
-  const first = await runTrainModel(mixture, flags(join(dir, 'split'), { stopAt: 2 }), quiet);
+  const first = await trainOnMixture(mixture, options(join(dir, 'split'), { stopAt: 2 }));
   assert.equal(first.training.stoppedBy, 'stop-at');
-  const rest = await runTrainModel(mixture, flags(join(dir, 'split'), { resume: true }), quiet);
+  const rest = await trainOnMixture(mixture, { runDir: join(dir, 'split'), resume: true, backend: 'wasm', bridge: { workers: 1 }, log: () => {} });
   assert.equal(rest.training.startStep, 2);
   const losses = (r: typeof whole) => r.training.metrics.map((m) => m.loss);
   const resumed = [...losses(first), ...losses(rest)];
@@ -55,10 +49,10 @@ test('train on a mixture through the bridge: stopped at step 2 and resumed, it l
 
 test('m4data train refuses a run directory of another model, and a run without --run-dir', async () => {
   const runDir = join(dir, 'other');
-  await runTrainModel(mixture, flags(runDir, { steps: 1 }), quiet);
+  await trainOnMixture(mixture, options(runDir, { steps: 1 }));
   const r = spawnSync(process.execPath, [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', runDir, '--resume', '--model', 'atum-9b', '--backend', 'wasm'], { encoding: 'utf8' });
   assert.equal(r.status, 2, r.stderr);
-  assert.match(r.stderr, /holds a checkpoint of another run: model tiny .*not atum-9b \[E_USAGE\]/);
+  assert.match(r.stderr, /holds a checkpoint of another run: model tiny, not atum-9b \[E_USAGE\]/);
   const fresh = spawnSync(process.execPath, [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', runDir, '--backend', 'wasm'], { encoding: 'utf8' });
   assert.equal(fresh.status, 2);
   assert.match(fresh.stderr, /already holds a checkpoint at step 1: resume it, or choose another run directory/);

@@ -5,14 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
-import { loadProfile } from '../mixer/profile.ts';
+import { loadProfile, type MixProfile } from '../mixer/profile.ts';
 import { selectBackend } from '../trainer/backend.ts';
 import { readCheckpointInfo } from '../trainer/checkpoint.ts';
-import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
+import { microBatchesPerStep, resolveHyperParameters, type HyperParameterOverrides } from '../trainer/hyper-parameters.ts';
 import { readMetrics } from '../trainer/metrics.ts';
 import { modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
-import { runTraining, type RunTrainingOptions } from '../trainer/run-training.ts';
+import { runTraining, type BatchSource } from '../trainer/run-training.ts';
+import { openRunDirectory } from '../trainer/run-directory.ts';
+import { resolveRunSettings } from '../trainer/run-settings.ts';
 import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';
 import { Trainer } from '../trainer/trainer.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
@@ -34,21 +36,39 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** runTraining on the synthetic set, resumable through the bridge-state factory. */
-function run(runDir: string, options: Partial<RunTrainingOptions> = {}) {
+interface RunOptions {
+  steps?: number;
+  model?: string;
+  profile?: MixProfile;
+  overrides?: HyperParameterOverrides;
+  resume?: boolean;
+  stopAt?: number;
+  checkpointEvery?: number;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  batches?: BatchSource;
+}
+
+/** A run as trainOnMixture makes one (run directory, settings, the loop), on the synthetic set, resumable by its state. */
+async function run(runDir: string, options: RunOptions = {}) {
   const data = new SyntheticBatches({ ...SHAPE, classes: 2 });
+  const resumeFrom = await openRunDirectory(runDir, options.resume ?? false);
+  const request = { profile: options.profile ?? profile, model: options.model, steps: options.steps, overrides: options.overrides ?? (options.resume ? undefined : OVERRIDES), resumeFrom };
+  const settings = resolveRunSettings(request, () => 8, runDir);
   return runTraining({
-    batches: (state) => data.batches(state),
-    bridgeState: () => data.state(),
     runDir,
-    steps: 8,
-    model: 'tiny',
+    resumeFrom,
+    settings,
+    profile: request.profile.name,
+    batches: options.batches ?? ((state) => data.batches(state)),
+    bridgeState: () => data.state(),
+    batchShape: { batchSize: SHAPE.batchSize, seqLen: SHAPE.seqLen, maxImages: 2, maskImageTokens: false, imageTransform: 'resize' },
+    microBatches: microBatchesPerStep(settings.hyper.tokensPerStep, SHAPE.batchSize, SHAPE.seqLen),
     backend: 'wasm',
-    profile,
-    overrides: OVERRIDES,
-    checkpointEvery: 3,
-    log: () => {},
-    ...options,
+    checkpointEvery: options.checkpointEvery ?? 3,
+    ...(options.stopAt !== undefined ? { stopAt: options.stopAt } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    log: options.log ?? (() => {}),
   });
 }
 
@@ -124,10 +144,13 @@ test('a run stopped at step k and resumed logs the same losses as one that never
     const overrides = { ...OVERRIDES, tokensPerStep: 64 };
     await run(whole, { overrides });
     const first = await run(split, { overrides, stopAt: 5 });
+    const info = await readCheckpointInfo(split);
+    assert.deepEqual([info?.hyperParameters.learningRate, info?.hyperParameters.tokensPerStep], [1e-2, 64]);
     assert.equal(first.stoppedBy, 'stop-at');
     assert.equal((await readCheckpointInfo(split))?.step, 5);
     assert.equal((await readCheckpointInfo(split))?.bridgeState?.batches, 10);
-    const second = await run(split, { overrides, resume: true });
+    // Resumed with no flag repeated: the run's own learning rate and tokens per step, not the profile's.
+    const second = await run(split, { resume: true });
     assert.deepEqual([second.startStep, second.endStep, second.stoppedBy], [5, 8, 'steps']);
     const a = await readMetrics(whole);
     const b = await readMetrics(split);
@@ -145,11 +168,11 @@ test('a run stopped at step k and resumed logs the same losses as one that never
 
 test('a run directory holding another run is refused with a message that says why', async () => {
   await withDir(async (dir) => {
+    await assert.rejects(run(dir, { steps: 2, resume: true }), (err) => isM4Error(err, 'E_USAGE') && /nothing to resume: .* holds no checkpoint/.test(err.message));
     await run(dir, { steps: 2 });
     await assert.rejects(run(dir, { steps: 2 }), (err) => isM4Error(err, 'E_USAGE') && /already holds a checkpoint at step 2/.test(err.message));
     await assert.rejects(run(dir, { steps: 4, resume: true, profile: await loadProfile('atum-80b') }), (err) => isM4Error(err, 'E_USAGE') && /profile atum-9b, not atum-80b/.test(err.message));
-    const wider = { ...modelPreset('tiny'), language: { ...modelPreset('tiny').language, layers: 2 } };
-    await assert.rejects(run(dir, { steps: 4, resume: true, model: wider }), (err) => isM4Error(err, 'E_USAGE') && /differs in language/.test(err.message));
+    await assert.rejects(run(dir, { steps: 4, resume: true, model: 'atum-9b' }), (err) => isM4Error(err, 'E_USAGE') && /model tiny, not atum-9b/.test(err.message));
   });
 });
 
@@ -168,7 +191,31 @@ test('an abort checkpoints the last completed step and returns, also while waiti
       await new Promise(() => {});
     }
     setTimeout(() => controller.abort(), 50);
-    const result = await run(dir, { batches: never(), signal: controller.signal });
+    const result = await run(dir, { batches: () => never(), signal: controller.signal });
     assert.deepEqual([result.stoppedBy, result.endStep, result.checkpoint], ['abort', 0, null]);
+  });
+});
+
+test('a resumed run names every hyper-parameter a flag changes, and keeps the others', async () => {
+  await withDir(async (dir) => {
+    await run(dir, { steps: 4, stopAt: 1 });
+    const resumeFrom = await openRunDirectory(dir, true);
+    const settings = resolveRunSettings({ profile, overrides: { learningRate: 5e-3, weightDecay: 0.1 }, resumeFrom }, () => 1, dir);
+    assert.deepEqual(settings.changed, ['learningRate 0.01 -> 0.005'], 'weightDecay 0.1 is the run\'s own: no change');
+    assert.deepEqual([settings.hyper.finalLearningRate, settings.hyper.warmupSteps, settings.hyper.steps], [1e-3, 2, 4]);
+  });
+});
+
+test('a step whose loss is not finite stops the run naming it; the last checkpoint is kept as it was', async () => {
+  await withDir(async (dir) => {
+    const steps: string[] = [];
+    await assert.rejects(
+      run(dir, { overrides: { ...OVERRIDES, learningRate: 1e30, warmupSteps: 0 }, checkpointEvery: 1, log: (line) => line.startsWith('step ') && steps.push(line) }),
+      (err) => isM4Error(err, 'E_DIVERGED') && /^step \d+ diverged: (loss|z-loss|gradient norm) (NaN|Infinity)/.test(err.message) && /update was not applied/.test(err.message),
+    );
+    const info = await readCheckpointInfo(dir);
+    assert.ok(info && info.step === steps.length && info.step >= 1, `checkpoint at step ${info?.step}, ${steps.length} finite steps logged`);
+    assert.ok((await readMetrics(dir)).every((m) => Number.isFinite(m.loss)));
+    assert.equal(tf.memory().numTensors, 0);
   });
 });

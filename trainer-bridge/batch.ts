@@ -5,6 +5,8 @@ import type { MixtureState } from '../mixer/mixture-stream-types.ts';
  * one batch of packed IDEFICS sequences. Arrays are row-major, shapes as named.
  */
 export const IMAGE_SIZE = 224;
+/** Floats of one image in pixel_values: 3 x 224 x 224. */
+export const PIXELS_PER_IMAGE = 3 * IMAGE_SIZE * IMAGE_SIZE;
 export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
 export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
 /** Label value the loss ignores (PyTorch's CrossEntropyLoss default). */
@@ -54,3 +56,4 @@ export interface BridgeState {
 
 /** The five tensors in the order the `.npy` stream writes them. */
 export const TENSOR_ORDER = ['input_ids', 'attention_mask', 'labels', 'pixel_values', 'image_attention_mask'] as const;
+export type TensorName = (typeof TENSOR_ORDER)[number];

@@ -1,6 +1,10 @@
+import { availableParallelism, totalmem } from 'node:os';
 import { M4Error } from '../core/errors.ts';
+import { formatBytes } from '../core/format.ts';
+import { wholeIn } from '../core/ranges.ts';
 import type { MixPlan } from '../mixer/plan.ts';
-import type { BridgeState } from './batch.ts';
+import { MIN_SEQUENCE_LENGTH } from '../mixer/profile.ts';
+import { PIXELS_PER_IMAGE, type BridgeState } from './batch.ts';
 import { IMAGE_TRANSFORMS, type ImageTransform, type PixelDecoder } from './pixel-pool.ts';
 
 /** Options of `openBridge`; every default is applied in `resolveBridgeOptions`. */
@@ -49,13 +53,13 @@ export interface ResolvedBridgeOptions {
   prefetch: number;
   workers: number | undefined;
   resume: BridgeState | undefined;
+  /** What was adjusted and why (workers capped at the cores), for the caller to print. */
+  notes: string[];
 }
 
 export const DEFAULT_BATCH_SIZE = 2;
 export const DEFAULT_MAX_IMAGES = 16;
 export const DEFAULT_PREFETCH = 3;
-/** Below this a window cannot hold `<s>`, an image's placeholders, some text and `</s>`. */
-export const MIN_SEQ_LEN = 16;
 
 /** What the packer's resume point depends on: a state taken under other settings would not give the same batches. */
 export interface PackerState {
@@ -69,13 +73,9 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   const usage = (message: string): never => {
     throw new M4Error('E_USAGE', 'bridge', message);
   };
-  const whole = (name: string, value: number | undefined, min: number, fallback: number): number => {
-    const v = value ?? fallback;
-    if (!Number.isSafeInteger(v) || v < min) usage(`${name} must be a whole number of at least ${min} (got ${v})`);
-    return v;
-  };
+  const whole = (name: string, value: number | undefined, min: number, fallback: number): number => wholeIn('bridge', name, value ?? fallback, min);
   const batchSize = whole('--batch-size', options.batchSize, 1, DEFAULT_BATCH_SIZE);
-  const seqLen = whole('--seq-len', options.seqLen, MIN_SEQ_LEN, plan.profile.sequenceLength);
+  const seqLen = whole('--seq-len', options.seqLen, MIN_SEQUENCE_LENGTH, plan.profile.sequenceLength);
   const maxImages = whole('--max-images', options.maxImages, 1, DEFAULT_MAX_IMAGES);
   const worldSize = whole('--world-size', options.worldSize, 1, 1);
   const rank = whole('--rank', options.rank, 0, 0);
@@ -85,7 +85,12 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   const imageTransform = options.imageTransform ?? 'resize';
   if (!IMAGE_TRANSFORMS.includes(imageTransform)) usage(`--image-transform ${JSON.stringify(imageTransform)}: expected ${IMAGE_TRANSFORMS.join(' or ')}`);
   const prefetch = whole('--prefetch', options.prefetch, 1, DEFAULT_PREFETCH);
-  const workers = options.workers === undefined ? undefined : whole('--workers', options.workers, 1, 1);
+  const asked = options.workers === undefined ? undefined : whole('--workers', options.workers, 1, 1);
+  // More pixel workers than cores only add threads and their memory; the pool never needs them.
+  const cores = availableParallelism();
+  const workers = asked === undefined ? undefined : Math.min(asked, cores);
+  const notes = asked !== undefined && asked > cores ? [`workers: ${asked} capped at ${cores}, the cores available`] : [];
+  checkBridgeMemory(batchSize, seqLen, maxImages, prefetch, usage);
 
   const resume = options.resume;
   if (resume) {
@@ -98,5 +103,26 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
       usage(`the resume state is rank ${resume.mixture.rank} of ${resume.mixture.worldSize}, this run rank ${rank} of ${worldSize}`);
     }
   }
-  return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume };
+  return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume, notes };
+}
+
+/**
+ * The bridge holds `prefetch` batches decoding ahead, the one being assembled and the one its consumer holds; each
+ * batch's pixels exist twice at the peak (decoded images, then the assembled tensor). Shapes that cannot fit in half
+ * of this machine's memory are refused up front rather than found out by the allocator.
+ */
+export function bridgeMemory(batchSize: number, seqLen: number, maxImages: number, prefetch: number): number {
+  const perBatch = 2 * batchSize * maxImages * PIXELS_PER_IMAGE * 4 + batchSize * seqLen * (3 * 4 + maxImages);
+  return (prefetch + 2) * perBatch;
+}
+
+function checkBridgeMemory(batchSize: number, seqLen: number, maxImages: number, prefetch: number, usage: (message: string) => never): void {
+  const needed = bridgeMemory(batchSize, seqLen, maxImages, prefetch);
+  const limit = totalmem() / 2;
+  if (needed > limit) {
+    usage(
+      `batches of ${batchSize} x ${seqLen} tokens with ${maxImages} image slots, ${prefetch} decoding ahead, need about ${formatBytes(needed)} ` +
+        `(${formatBytes((2 * maxImages * PIXELS_PER_IMAGE * 4))} of pixels per sequence), over half of this machine's ${formatBytes(totalmem())}: lower --batch-size, --max-images or --prefetch`,
+    );
+  }
 }

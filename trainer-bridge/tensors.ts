@@ -1,10 +1,9 @@
-import { IGNORE_INDEX, IMAGE_SIZE, PAD_ID, type Batch, type BatchShape } from './batch.ts';
+import { IGNORE_INDEX, IMAGE_SIZE, PAD_ID, PIXELS_PER_IMAGE, TENSOR_ORDER, type Batch, type BatchShape, type TensorName } from './batch.ts';
 import { writeImageAttentionMask } from './image-attention-mask.ts';
 import type { PackedRow } from './packer.ts';
 import { FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from './token-layout.ts';
 
 /** Floats of one image slot: 3 x 224 x 224. */
-export const PIXELS_PER_IMAGE = 3 * IMAGE_SIZE * IMAGE_SIZE;
 
 export interface TensorOptions extends BatchShape {
   /** Also set IGNORE_INDEX on the two image placeholder ids in `labels` (open_flamingo did). */
@@ -42,13 +41,14 @@ export function assembleBatch(rows: readonly PackedRow[], pixels: readonly (read
 }
 
 /** Each tensor's name and shape, in TENSOR_ORDER. */
-export function tensorShapes(shape: BatchShape): [string, number[]][] {
+export function tensorShapes(shape: BatchShape): [TensorName, number[]][] {
   const { batchSize: B, seqLen: L, maxImages: N } = shape;
-  return [
-    ['input_ids', [B, L]],
-    ['attention_mask', [B, L]],
-    ['labels', [B, L]],
-    ['pixel_values', [B, N, 3, IMAGE_SIZE, IMAGE_SIZE]],
-    ['image_attention_mask', [B, L, N]],
-  ];
+  const shapes: Record<TensorName, number[]> = {
+    input_ids: [B, L],
+    attention_mask: [B, L],
+    labels: [B, L],
+    pixel_values: [B, N, 3, IMAGE_SIZE, IMAGE_SIZE],
+    image_attention_mask: [B, L, N],
+  };
+  return TENSOR_ORDER.map((name) => [name, shapes[name]]);
 }

@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import { M4Error } from '../core/errors.ts';
 
 export const BACKENDS = ['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
@@ -36,6 +35,8 @@ export interface SelectedBackend {
  * a named one that is not installed fails with E_USAGE naming the npm command that adds it.
  */
 export async function selectBackend(choice: BackendChoice = 'auto'): Promise<SelectedBackend> {
+  // Loaded here, not at the top: the CLI lists the backends (`m4data train --help`) without TensorFlow.js.
+  const tf = await import('@tensorflow/tfjs');
   // Prod mode drops per-op debug checks and the "install tfjs-node" banner the cpu backend prints.
   tf.enableProdMode();
   const skipped: SelectedBackend['skipped'] = [];

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { M4Error } from '../core/errors.ts';
+import { writeFileAtomically } from '../shards/storage/local.ts';
 import type { BridgeState } from '../trainer-bridge/batch.ts';
 import type { HyperParameters } from './hyper-parameters.ts';
 import type { ModelConfig } from './model-config.ts';
@@ -25,9 +25,20 @@ export interface CheckpointInfo {
   hyperParameters: HyperParameters;
   /** The data stream's resume point after the last micro-batch of `step` (null when the caller gave none). */
   bridgeState: BridgeState | null;
+  /** The batches' shape, which a resumed run keeps (absent in checkpoints of the first release: see bridgeState). */
+  batchShape?: TrainingBatchShape;
 }
 
-/** Trainable weights as `param/NAME`, Adam's moments as `adam.m/NAME` and `adam.v/NAME`; written to a temp file, synced, renamed. */
+/** What the bridge's batches look like in a run; a resumed run reads the same. */
+export interface TrainingBatchShape {
+  batchSize: number;
+  seqLen: number;
+  maxImages: number;
+  maskImageTokens: boolean;
+  imageTransform: string;
+}
+
+/** Trainable weights as `param/NAME`, Adam's moments as `adam.m/NAME` and `adam.v/NAME`; written atomically. */
 export async function saveCheckpoint(runDir: string, model: AtumModel, optimizer: AdamW, info: CheckpointInfo): Promise<string> {
   const tensors: TensorToWrite[] = [];
   const add = (prefix: string, map: Map<string, tf.Variable>) => {
@@ -38,20 +49,7 @@ export async function saveCheckpoint(runDir: string, model: AtumModel, optimizer
   add('adam.v', optimizer.v);
   const bytes = encodeSafetensors(tensors, { [METADATA_KEY]: JSON.stringify({ ...info, adamUpdates: optimizer.updates }) });
   const path = join(runDir, CHECKPOINT_FILE);
-  const temp = `${path}.tmp-${process.pid}`;
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await writeFileAtomically(path, bytes);
   return path;
 }
 

@@ -56,3 +56,8 @@ export function learningRateAt(step: number, h: Pick<HyperParameters, 'steps' | 
   const progress = (step - h.warmupSteps) / Math.max(1, h.steps - h.warmupSteps);
   return h.learningRate + (h.finalLearningRate - h.learningRate) * Math.min(1, progress);
 }
+
+/** Batches accumulated into one optimizer step: enough B x L batches to reach the tokens-per-step target. */
+export function microBatchesPerStep(tokensPerStep: number, batchSize: number, seqLen: number): number {
+  return Math.max(1, Math.ceil(tokensPerStep / (batchSize * seqLen)));
+}

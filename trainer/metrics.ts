@@ -1,5 +1,6 @@
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomically } from '../shards/storage/local.ts';
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const LOSS_SVG_FILE = 'loss.svg';
@@ -50,7 +51,9 @@ export async function readMetrics(runDir: string): Promise<StepMetrics[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  return text
+  // A run killed while appending leaves its last line without an end: that step is redone, so the part is dropped.
+  const complete = text.endsWith('\n') ? text : text.slice(0, text.lastIndexOf('\n') + 1);
+  return complete
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => JSON.parse(line) as StepMetrics);
@@ -59,7 +62,7 @@ export async function readMetrics(runDir: string): Promise<StepMetrics[]> {
 /** Keeps the lines of steps 1..lastStep: steps logged after the checkpoint a run resumes from are redone. */
 export async function truncateMetrics(runDir: string, lastStep: number): Promise<void> {
   const kept = (await readMetrics(runDir)).filter((m) => m.step <= lastStep);
-  await writeFile(join(runDir, METRICS_FILE), kept.map((m) => `${JSON.stringify(m)}\n`).join(''));
+  await writeFileAtomically(join(runDir, METRICS_FILE), Buffer.from(kept.map((m) => `${JSON.stringify(m)}\n`).join('')));
 }
 
 /** A hand-drawn SVG line chart of loss against step. */
@@ -100,5 +103,5 @@ export function lossSvg(points: readonly { step: number; loss: number }[], title
 }
 
 export async function writeLossSvg(runDir: string): Promise<void> {
-  await writeFile(join(runDir, LOSS_SVG_FILE), lossSvg(await readMetrics(runDir)));
+  await writeFileAtomically(join(runDir, LOSS_SVG_FILE), Buffer.from(lossSvg(await readMetrics(runDir))));
 }

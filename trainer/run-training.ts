@@ -1,43 +1,40 @@
-import { mkdir } from 'node:fs/promises';
-import { M4Error } from '../core/errors.ts';
-import { loadProfile, type MixProfile } from '../mixer/profile.ts';
+import { isM4Error } from '../core/errors.ts';
 import type { Batch, BridgeState } from '../trainer-bridge/batch.ts';
 import { selectBackend, type BackendChoice, type BackendName } from './backend.ts';
-import { loadCheckpoint, readCheckpointInfo, saveCheckpoint, type CheckpointInfo } from './checkpoint.ts';
-import { resolveHyperParameters, type HyperParameterOverrides, type HyperParameters } from './hyper-parameters.ts';
+import { loadCheckpoint, saveCheckpoint, type CheckpointInfo, type TrainingBatchShape } from './checkpoint.ts';
+import type { HyperParameters } from './hyper-parameters.ts';
+import { checkTrainingMemory } from './memory-estimate.ts';
 import { appendMetrics, formatStep, truncateMetrics, writeLossSvg, type StepMetrics } from './metrics.ts';
-import { modelPreset, parameterCounts, type ModelConfig, type ParameterCounts } from './model-config.ts';
+import { parameterCounts, type ModelConfig, type ParameterCounts } from './model-config.ts';
 import { AtumModel } from './model.ts';
+import type { RunSettings } from './run-settings.ts';
 import { Trainer } from './trainer.ts';
 
-/** Batches: an iterable already positioned where the run resumes, or a factory that starts one from a bridge state. */
-export type BatchSource = AsyncIterable<Batch> | ((resumeFrom: BridgeState | undefined) => AsyncIterable<Batch>);
+/** Batches from a bridge state (the checkpoint's when resuming, none for a new run): already positioned there. */
+export type BatchSource = (resumeFrom: BridgeState | undefined) => AsyncIterable<Batch>;
 
 export interface RunTrainingOptions {
+  /** A directory opened by `openRunDirectory`, and its checkpoint when resuming. */
+  runDir: string;
+  resumeFrom: CheckpointInfo | null;
+  /** Model, hyper-parameters and frozen weights, as `resolveRunSettings` gives them. */
+  settings: RunSettings;
+  /** The profile the run belongs to (a checkpoint of another profile is never resumed). */
+  profile: string;
   batches: BatchSource;
+  /** The batches' shape (saved in checkpoints) and how many make one optimizer step. */
+  batchShape: TrainingBatchShape;
+  microBatches: number;
   /** The data stream's resume point after the last batch it handed out; saved with each checkpoint. */
   bridgeState?: () => BridgeState;
-  runDir: string;
-  /** Optimizer steps of the whole run (the schedule's length); a resumed run continues to the same number. */
-  steps: number;
-  /** A preset name (`tiny`, `atum-9b`, `atum-80b`) or a config; default tiny. */
-  model?: string | ModelConfig;
   /** Default auto. */
   backend?: BackendChoice;
-  /** Mix profile (name or object): hyper-parameters and the run's identity. */
-  profile: string | MixProfile;
-  /** Hyper-parameters replacing the profile's. */
-  overrides?: HyperParameterOverrides;
   /** Checkpoint every K steps (default 50); a run also checkpoints when it ends, stops or is aborted. */
   checkpointEvery?: number;
   /** Stop (after checkpointing) once step N is done: a planned preemption. */
   stopAt?: number;
-  /** Continue from RUN's checkpoint; without it, a run directory holding a checkpoint is refused. */
-  resume?: boolean;
   /** Aborting finishes nothing further: the last completed step is checkpointed and the function returns. */
   signal?: AbortSignal;
-  /** Local safetensors files with frozen weights (by the names `parameterSpecs` lists). */
-  frozenWeights?: string[];
   /** One line per step and a few about the run; default console.log. */
   log?: (line: string) => void;
 }
@@ -53,133 +50,90 @@ export interface RunTrainingResult {
   stoppedBy: 'steps' | 'stop-at' | 'abort' | 'end-of-data';
   /** The metrics of the steps this call ran. */
   metrics: StepMetrics[];
-  /** Path of the last checkpoint written (null if no step completed). */
+  /** Path of the checkpoint written last by this call (null if it wrote none). */
   checkpoint: string | null;
 }
 
 const DEFAULT_CHECKPOINT_EVERY = 50;
 
-/** Trains until `steps` (or stopAt, an abort, or the end of the data), logging, checkpointing and drawing the loss. */
+/**
+ * Trains until the settings' steps (or stopAt, an abort, or the end of the data), logging each step, checkpointing
+ * every `checkpointEvery` steps and at the end. A step whose loss or gradient norm is not finite is not applied: the
+ * run stops with E_DIVERGED naming it, and the last checkpoint (of finite weights) is kept as it is.
+ */
 export async function runTraining(options: RunTrainingOptions): Promise<RunTrainingResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const profile = typeof options.profile === 'string' ? await loadProfile(options.profile) : options.profile;
-  const config = typeof options.model === 'object' ? options.model : modelPreset(options.model ?? 'tiny', profile.model);
-  const frozenWeights = options.frozenWeights ?? [];
+  const { config, hyper, frozenWeights } = options.settings;
   const checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
-  if (!Number.isSafeInteger(checkpointEvery) || checkpointEvery < 1) throw new M4Error('E_USAGE', 'trainer', `checkpoint interval must be a whole number over 0 (got ${checkpointEvery})`);
-  const hyper = resolveHyperParameters(profile, options.steps, options.overrides);
-
-  await mkdir(options.runDir, { recursive: true });
-  const existing = await readCheckpointInfo(options.runDir);
-  if (existing && !options.resume) {
-    throw new M4Error('E_USAGE', 'trainer', `${options.runDir} already holds a checkpoint at step ${existing.step}: resume it, or choose another run directory`, { runDir: options.runDir });
-  }
-  if (existing) checkCompatible(existing, config, profile.name, frozenWeights, options.runDir);
-
   const backend = await selectBackend(options.backend ?? 'auto');
   log(`backend ${backend.name}${backend.skipped.length > 0 ? ` (unavailable: ${backend.skipped.map((s) => s.name).join(', ')})` : ''}`);
+  checkTrainingMemory(config, options.batchShape, backend.name);
+
   const model = await AtumModel.create(config, { frozenWeights });
   if (frozenWeights.length > 0) log(`frozen weights: ${model.loadedFrozen.length} read from ${frozenWeights.join(', ')}, the rest seeded random`);
   const trainer = new Trainer(model, hyper);
-  const parameters = parameterCounts(config);
-  let startStep = 0;
-  let bridgeState: BridgeState | null = null;
-  const metrics: StepMetrics[] = [];
-  let step = 0;
-  let savedStep = 0;
-  let checkpoint: string | null = null;
-  let stoppedBy: RunTrainingResult['stoppedBy'] = 'steps';
-  let microBatches = 0;
-  let iterator: AsyncIterator<Batch> | undefined;
-  // Set when an abort left a read in flight: an async generator's return() would wait for that read to finish.
-  let readPending = false;
-
+  const run: RunState = { step: 0, savedStep: 0, checkpoint: null, bridgeState: null };
   const save = async () => {
     const info: CheckpointInfo = {
       format: 'm4data-trainer-checkpoint',
       version: 1,
-      step,
+      step: run.step,
       model: config,
-      profile: profile.name,
+      profile: options.profile,
       frozenWeights,
       hyperParameters: hyper,
-      bridgeState,
+      bridgeState: run.bridgeState,
+      batchShape: options.batchShape,
     };
-    checkpoint = await saveCheckpoint(options.runDir, model, trainer.optimizer, info);
-    savedStep = step;
+    run.checkpoint = await saveCheckpoint(options.runDir, model, trainer.optimizer, info);
+    run.savedStep = run.step;
     await writeLossSvg(options.runDir);
   };
 
+  let startStep = 0;
+  const metrics: StepMetrics[] = [];
+  let stoppedBy: RunTrainingResult['stoppedBy'] = 'steps';
+  let iterator: AsyncIterator<Batch> | undefined;
+  // Set when an abort left a read in flight: an async generator's return() would wait for that read to finish.
+  let readPending = false;
   try {
-    if (existing) {
+    if (options.resumeFrom) {
       const info = await loadCheckpoint(options.runDir, model, trainer.optimizer);
-      startStep = step = savedStep = info.step;
-      bridgeState = info.bridgeState;
-      await truncateMetrics(options.runDir, startStep);
+      startStep = run.step = run.savedStep = info.step;
+      run.bridgeState = info.bridgeState;
       log(`resuming ${options.runDir} at step ${startStep}`);
-    } else {
-      await truncateMetrics(options.runDir, 0);
     }
-    const source = typeof options.batches === 'function' ? options.batches(bridgeState ?? undefined) : options.batches;
-    iterator = source[Symbol.asyncIterator]();
-    steps: while (step < hyper.steps) {
+    await truncateMetrics(options.runDir, startStep);
+    iterator = options.batches(run.bridgeState ?? undefined)[Symbol.asyncIterator]();
+    log(`${options.microBatches} micro-batch(es) of ${options.batchShape.batchSize} x ${options.batchShape.seqLen} tokens per step (target ${hyper.tokensPerStep} tokens)`);
+    while (run.step < hyper.steps) {
       if (options.signal?.aborted) {
         stoppedBy = 'abort';
         break;
       }
-      if (options.stopAt !== undefined && step >= options.stopAt) {
+      if (options.stopAt !== undefined && run.step >= options.stopAt) {
         stoppedBy = 'stop-at';
         break;
       }
-      const started = performance.now();
-      let waited = 0;
-      let tokens = 0;
-      let images = 0;
-      for (let micro = 0; microBatches === 0 || micro < microBatches; micro++) {
-        const waitStart = performance.now();
-        const next = await nextOrAbort(iterator, options.signal);
-        waited += performance.now() - waitStart;
-        if (next === 'aborted') readPending = true;
-        if (next === 'aborted' || next.done) {
-          stoppedBy = next === 'aborted' ? 'abort' : 'end-of-data';
-          trainer.discard();
-          break steps;
-        }
-        const batch = next.value;
-        // Micro-batches per step: enough B x L batches to reach the tokens-per-step target.
-        if (microBatches === 0) {
-          microBatches = Math.max(1, Math.ceil(hyper.tokensPerStep / (batch.batchSize * batch.seqLen)));
-          log(`${microBatches} micro-batch(es) of ${batch.batchSize} x ${batch.seqLen} tokens per step (target ${hyper.tokensPerStep} tokens)`);
-        }
-        const counted = trainer.accumulate(batch);
-        tokens += counted.tokens;
-        images += counted.images;
+      const step = await trainStep(trainer, iterator, options.microBatches, run.step, options.signal);
+      if (step.stop) {
+        stoppedBy = step.stop;
+        readPending = step.stop === 'abort';
+        break;
       }
-      bridgeState = options.bridgeState?.() ?? null;
-      const stats = trainer.update(step);
-      step += 1;
-      const seconds = (performance.now() - started) / 1000;
-      const m: StepMetrics = {
-        step,
-        loss: stats.loss,
-        zLoss: stats.zLoss,
-        objective: stats.objective,
-        learningRate: stats.learningRate,
-        gradNorm: stats.gradNorm,
-        tokensPerSecond: tokens / seconds,
-        imagesPerSecond: images / seconds,
-        batchWaitSeconds: waited / 1000,
-        stepSeconds: seconds,
-        tokens,
-        images,
-      };
-      metrics.push(m);
-      await appendMetrics(options.runDir, m);
-      log(formatStep(m, hyper.steps));
-      if (step % checkpointEvery === 0) await save();
+      run.bridgeState = options.bridgeState?.() ?? null;
+      run.step += 1;
+      metrics.push(step.metrics);
+      await appendMetrics(options.runDir, step.metrics);
+      log(formatStep(step.metrics, hyper.steps));
+      if (run.step % checkpointEvery === 0) await save();
     }
-    if (step > savedStep) await save();
+    if (run.step > run.savedStep) await save();
     else await writeLossSvg(options.runDir);
+  } catch (err) {
+    // Nothing is saved over the last checkpoint: the weights that led to a non-finite step may already be out of range.
+    if (isM4Error(err, 'E_DIVERGED')) await writeLossSvg(options.runDir);
+    throw err;
   } finally {
     const closing = iterator?.return?.();
     if (readPending) closing?.catch(() => {});
@@ -187,8 +141,55 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     trainer.dispose();
     model.dispose();
   }
-  log(`stopped by ${stoppedBy} at step ${step}${checkpoint ? `; checkpoint ${checkpoint}` : ''}`);
-  return { backend: backend.name, model: config, parameters, hyperParameters: hyper, startStep, endStep: step, stoppedBy, metrics, checkpoint };
+  log(`stopped by ${stoppedBy} at step ${run.step}${run.checkpoint ? `; checkpoint ${run.checkpoint}` : ''}`);
+  return { backend: backend.name, model: config, parameters: parameterCounts(config), hyperParameters: hyper, startStep, endStep: run.step, stoppedBy, metrics, checkpoint: run.checkpoint };
+}
+
+interface RunState {
+  step: number;
+  savedStep: number;
+  checkpoint: string | null;
+  bridgeState: BridgeState | null;
+}
+
+type StepOutcome = { stop: 'abort' | 'end-of-data' } | { stop?: undefined; metrics: StepMetrics };
+
+/** One optimizer step (0-based `step`): `microBatches` batches accumulated, then the update. */
+async function trainStep(trainer: Trainer, iterator: AsyncIterator<Batch>, microBatches: number, step: number, signal: AbortSignal | undefined): Promise<StepOutcome> {
+  const started = performance.now();
+  let waited = 0;
+  let tokens = 0;
+  let images = 0;
+  for (let micro = 0; micro < microBatches; micro++) {
+    const waitStart = performance.now();
+    const next = await nextOrAbort(iterator, signal);
+    waited += performance.now() - waitStart;
+    if (next === 'aborted' || next.done) {
+      trainer.discard();
+      return { stop: next === 'aborted' ? 'abort' : 'end-of-data' };
+    }
+    const counted = trainer.accumulate(next.value);
+    tokens += counted.tokens;
+    images += counted.images;
+  }
+  const stats = trainer.update(step);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    metrics: {
+      step: step + 1,
+      loss: stats.loss,
+      zLoss: stats.zLoss,
+      objective: stats.objective,
+      learningRate: stats.learningRate,
+      gradNorm: stats.gradNorm,
+      tokensPerSecond: tokens / seconds,
+      imagesPerSecond: images / seconds,
+      batchWaitSeconds: waited / 1000,
+      stepSeconds: seconds,
+      tokens,
+      images,
+    },
+  };
 }
 
 /** The iterator's next result, or 'aborted' as soon as the signal fires (the pending read is left to `return()`). */
@@ -204,19 +205,5 @@ async function nextOrAbort(iterator: AsyncIterator<Batch>, signal: AbortSignal |
     return await Promise.race([iterator.next(), aborted]);
   } finally {
     signal.removeEventListener('abort', onAbort);
-  }
-}
-
-/** Refuses to resume a checkpoint of another model shape, profile or frozen weights, saying what differs. */
-function checkCompatible(info: CheckpointInfo, config: ModelConfig, profile: string, frozenWeights: string[], runDir: string): void {
-  const problems: string[] = [];
-  if (info.profile !== profile) problems.push(`profile ${info.profile}, not ${profile}`);
-  if (JSON.stringify(info.model) !== JSON.stringify(config)) {
-    const differing = Object.keys(config).filter((k) => JSON.stringify(info.model[k as keyof ModelConfig]) !== JSON.stringify(config[k as keyof ModelConfig]));
-    problems.push(`model ${info.model.name} (differs in ${differing.join(', ')}), not ${config.name}`);
-  }
-  if (JSON.stringify(info.frozenWeights) !== JSON.stringify(frozenWeights)) problems.push(`frozen weights from [${info.frozenWeights.join(', ')}], not [${frozenWeights.join(', ')}]`);
-  if (problems.length > 0) {
-    throw new M4Error('E_USAGE', 'trainer', `${runDir} holds a checkpoint of another run: ${problems.join('; ')}`, { runDir, problems });
   }
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { M4Error } from '../core/errors.ts';
 import type { Batch } from '../trainer-bridge/batch.ts';
 import { learningRateAt, type HyperParameters } from './hyper-parameters.ts';
 import type { LossSums } from './lm-loss.ts';
@@ -74,13 +75,20 @@ export class Trainer {
       grads.set(name, sum ? tf.div(sum, divisor) : tf.zerosLike(variable));
     }
     const clip = clipFactor([...grads.values()], this.hyper.gradientClipping);
+    const loss = crossEntropy / divisor;
+    const z = zLoss / divisor;
+    if (!Number.isFinite(loss) || !Number.isFinite(z) || !Number.isFinite(clip.norm)) {
+      // Checked before the update, so the weights stay those of the last finite step (and can be checkpointed).
+      tf.dispose([...grads.values()]);
+      this.discard();
+      const what = [['loss', loss], ['z-loss', z], ['gradient norm', clip.norm]].filter(([, v]) => !Number.isFinite(v as number)).map(([name, v]) => `${name} ${v}`);
+      throw new M4Error('E_DIVERGED', 'trainer', `step ${step + 1} diverged: ${what.join(', ')} (learning rate ${learningRateAt(step, this.hyper).toExponential(2)}); the update was not applied`, { step: step + 1 });
+    }
     const learningRate = learningRateAt(step, this.hyper);
     const clipped = new Map([...grads].map(([name, g]) => [name, clip.factor === 1 ? g : tf.mul(g, clip.factor)]));
     this.optimizer.apply(clipped, learningRate, this.hyper.weightDecay);
     tf.dispose([...grads.values(), ...clipped.values()]);
     this.discard();
-    const loss = crossEntropy / divisor;
-    const z = zLoss / divisor;
     return { loss, zLoss: z, objective: loss + this.hyper.zLossWeight * z, learningRate, gradNorm: clip.norm, clipFactor: clip.factor, labelTokens: count };
   }
 

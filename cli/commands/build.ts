@@ -2,16 +2,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { formatBytes, formatCount, plural } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
-import { BUILD_FILE, runBuild, writeManifestIfComplete, type BuildSummary } from '../../pipelines/engine/build.ts';
-import { STATUSES } from '../../pipelines/engine/outcomes.ts';
+import type { BuildSummary } from '../../pipelines/engine/build.ts';
+import { formatBuildSummary } from '../../pipelines/engine/build-report.ts';
 import type { SourceAdapter, SourceOptions } from '../../pipelines/engine/source-adapter.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../pipelines/engine/image/image-options.ts';
 import { INPUT_FORMATS, type InputFormat } from '../../pipelines/engine/metadata/input-format.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
-import { openStorage } from '../../shards/storage/open.ts';
-import { readJson } from '../../shards/manifest.ts';
-import { BuildProgress, duration } from '../build-progress.ts';
-import { integerIn } from '../parse.ts';
+import { BuildProgress } from '../build-progress.ts';
+import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 
 interface BuildFlags {
   source?: string;
@@ -93,7 +91,7 @@ export function buildCommand(): Command {
     .option('--retries <n>', 'retries on 429, 5xx and network errors, with jittered backoff honouring Retry-After (default: 2)', integerIn(0, 20))
     .option('--max-body-size <MB>', `largest image downloaded, in MB, at most ${MAX_BODY_MB} (default: 20)`, numberIn(0.001, MAX_BODY_MB, 'MB'))
     .option('--user-agent <string>', 'User-Agent sent with every download (default: one naming m4data and its X-Robots-Tag policy)')
-    .option('--allow-private-network [cidrs]', 'allow downloads from private, loopback and link-local addresses: all, or a comma list of CIDRs (default: none)')
+    .addOption(privateNetworkOption('downloads (and remote inputs)'))
     .addOption(
       new Option(
         '--resize-mode <mode>',
@@ -171,7 +169,7 @@ Examples:
           retries: flags.retries,
           maxBodyBytes: flags.maxBodySize === undefined ? undefined : Math.round(flags.maxBodySize * 1e6),
           userAgent: flags.userAgent,
-          allowPrivateNetwork: typeof flags.allowPrivateNetwork === 'string' ? flags.allowPrivateNetwork.split(',').map((c) => c.trim()) : flags.allowPrivateNetwork,
+          allowPrivateNetwork: allowedPrivateNetwork(flags.allowPrivateNetwork),
         },
         image: {
           resizeMode: flags.resizeMode,
@@ -189,7 +187,7 @@ Examples:
       const start = Date.now();
       let summary: BuildSummary;
       try {
-        summary = await runBuild(options, progress);
+        summary = await (await import('../../pipelines/engine/build.ts')).runBuild(options, progress);
       } finally {
         progress.stop();
       }
@@ -198,10 +196,14 @@ Examples:
 }
 
 async function merge(flags: BuildFlags): Promise<void> {
+  // Loaded when the command runs: the build engine, DuckDB and the storage clients are not needed for --help.
+  const { openStorage } = await import('../../shards/storage/open.ts');
+  const { readJson } = await import('../../shards/storage/json.ts');
+  const { BUILD_FILE, writeManifestIfComplete } = await import('../../pipelines/engine/build.ts');
   const storage = openStorage(flags.output!);
   if (!(await storage.stat(BUILD_FILE))) throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} not found: nothing was built there`);
-  const build = (await readJson(storage, BUILD_FILE)) as { fingerprint: { prefix: string } };
-  const manifest = await writeManifestIfComplete(storage, flags.prefix ?? build.fingerprint.prefix);
+  const build = (await readJson(storage, BUILD_FILE)) as { fingerprint: { prefix: string; source: string } };
+  const manifest = await writeManifestIfComplete(storage, flags.prefix ?? build.fingerprint.prefix, findSource(build.fingerprint.source).layout);
   const t = manifest.totals;
   process.stdout.write(
     flags.json
@@ -209,32 +211,3 @@ async function merge(flags: BuildFlags): Promise<void> {
       : `wrote ${storage.urlOf('manifest.json')}: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}\n`,
   );
 }
-
-export function formatBuildSummary(source: string, s: BuildSummary, seconds: number): string {
-  const lines = [
-    `${source} -> ${s.output}: ${plural(s.shardsBuilt, 'shard')} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ${plural(s.rows, 'row')} in ${duration(seconds)}`,
-    `  ${'status'.padEnd(20)}${'rows'.padStart(10)}${'share'.padStart(9)}`,
-  ];
-  for (const status of STATUSES) {
-    const n = s.status[status];
-    if (n === 0 && status === 'malformed') continue;
-    lines.push(`  ${status.padEnd(20)}${formatCount(n).padStart(10)}${(s.rows ? `${((100 * n) / s.rows).toFixed(1)}%` : '-').padStart(9)}`);
-  }
-  if (s.imageStatus) {
-    const total = STATUSES.reduce((n, status) => n + s.imageStatus![status], 0);
-    const parts = STATUSES.filter((status) => s.imageStatus![status] > 0).map((status) => `${status} ${formatCount(s.imageStatus![status])}`);
-    lines.push(`  images of these documents: ${formatCount(total)}${parts.length ? ` (${parts.join(', ')})` : ''}`);
-  }
-  if (s.topErrors.length > 0) {
-    lines.push('most frequent reasons:');
-    for (const e of s.topErrors.slice(0, 5)) lines.push(`  ${formatCount(e.count).padStart(8)}  ${e.error}`);
-  }
-  if (s.manifest) {
-    const t = s.manifest.totals;
-    lines.push(`manifest: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}`);
-  } else {
-    lines.push(`manifest not written yet: other workers' shards are missing (run with --merge once all have finished)`);
-  }
-  return `${lines.join('\n')}\n`;
-}
-

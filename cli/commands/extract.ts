@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { formatCount, plural } from '../../core/format.ts';
-import { runExtract, type ExtractSummary } from '../../pipelines/engine/extract.ts';
+import type { ExtractSummary } from '../../pipelines/engine/extract.ts';
 import { RESIZE_MODES, resolveImageOptions, type ResizeMode } from '../../pipelines/engine/image/image-options.ts';
 import type { SourceOptions } from '../../pipelines/engine/source-adapter.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
@@ -52,6 +52,7 @@ Exit status: 0 done, 1 the dump could not be read (cut short, corrupt, unreachab
       const image = resolveImageOptions({ ...adapter.imageDefaults, imageSize: flags.imageSize, resizeMode: flags.resizeMode });
       const start = Date.now();
       let last = start;
+      const { runExtract } = await import('../../pipelines/engine/extract.ts');
       const summary = await runExtract({ adapter, inputs: flags.input, output: flags.output, limit: flags.limit, sourceOptions, image }, (rows, documents) => {
         if (flags.quiet || flags.json || Date.now() - last < 10_000) return;
         last = Date.now();

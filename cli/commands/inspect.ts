@@ -1,8 +1,7 @@
 import { Command } from 'commander';
 import { ExitCode } from '../../core/exit-codes.ts';
-import { formatBytes, formatCount, table } from '../../core/format.ts';
-import { summarizeDataset, type DatasetSummary } from '../../shards/dataset-summary.ts';
-import { integerIn } from '../parse.ts';
+import { formatDatasetSummary } from '../../shards/dataset-report.ts';
+import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 
 export function inspectCommand(): Command {
   return new Command('inspect')
@@ -11,6 +10,7 @@ export function inspectCommand(): Command {
     .option('-n, --first <n>', 'how many samples to list', integerIn(0, 10_000), 5)
     .option('--verify', "with a manifest: check every shard's sha256, not only its size (reads every byte; progress on stderr)")
     .option('--json', 'print one JSON object instead of text')
+    .addOption(privateNetworkOption('a target on http(s)'))
     .addHelpText(
       'after',
       '\nWith a manifest, totals come from it and each shard\'s size is checked against it (--verify: its sha256 too);\n' +
@@ -19,47 +19,23 @@ export function inspectCommand(): Command {
         'or holding no shard, 2 bad usage.\n' +
         'Examples:\n  m4data inspect out/laion\n  m4data inspect s3://bucket/datasets/laion --json\n  m4data inspect out/laion/laion-000003.tar -n 20',
     )
-    .action(async (target: string, options: { first: number; json?: boolean; verify?: boolean }) => {
+    .action(async (target: string, options: { first: number; json?: boolean; verify?: boolean; allowPrivateNetwork?: boolean | string }) => {
       const tty = process.stderr.isTTY;
       // A verification reads every byte, so its progress is shown wherever stderr goes: a line per shard off a terminal.
       const progress = options.verify || (!options.json && tty);
       const verb = options.verify ? 'verifying' : 'reading';
+      // Loaded when the command runs, as every command's work is: `m4data --help` loads none of it.
+      const { summarizeDataset } = await import('../../shards/dataset-summary.ts');
       const summary = await summarizeDataset(target, {
         first: options.first,
         verify: options.verify,
+        network: { allowPrivateNetwork: allowedPrivateNetwork(options.allowPrivateNetwork) },
         onShard: progress
           ? (done, total, shard) => process.stderr.write(tty ? `\r${verb} shards ${done}/${total}` : `${verb} shards ${done}/${total}: ${shard}\n`)
           : undefined,
       });
       if (progress && tty) process.stderr.write('\r\x1b[K');
-      process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
+      process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatDatasetSummary(summary));
       if (summary.badShards > 0 || summary.skippedSamples > 0) process.exitCode = ExitCode.BAD_DATA;
     });
-}
-
-export function formatSummary(s: DatasetSummary): string {
-  const lines = [
-    `${s.target} (${s.from === 'manifest' ? `totals from its manifest; shard ${s.verified ? 'sizes and sha256 verified' : 'sizes checked'}` : 'every shard read'})`,
-    table([
-      ['shards', formatCount(s.shards)],
-      ['samples', formatCount(s.samples)],
-      ['images', formatCount(s.images)],
-      ['tokens', formatCount(s.tokens)],
-      ['bytes', `${formatBytes(s.bytes)} (${formatCount(s.bytes)})`],
-    ]),
-  ];
-  if (s.first.length > 0) {
-    lines.push(`first ${s.first.length} sample${s.first.length === 1 ? '' : 's'}:`);
-    for (const sample of s.first) {
-      const fields = Object.entries(sample.fields).map(([name, size]) => `${name} ${formatBytes(size)}`);
-      lines.push(`  ${sample.key}  ${fields.join(', ')}  (${sample.shard})`);
-    }
-  }
-  for (const note of s.notes) lines.push(`note: ${note}`);
-  if (s.badShards > 0 || s.skippedSamples > 0) {
-    lines.push(`problems: ${s.badShards} bad shard${s.badShards === 1 ? '' : 's'}, ${s.skippedSamples} sample${s.skippedSamples === 1 ? '' : 's'} skipped`);
-    for (const error of s.errors.slice(0, 20)) lines.push(`  ${error}`);
-    if (s.errors.length > 20) lines.push(`  ... and ${s.errors.length - 20} more`);
-  }
-  return `${lines.join('\n')}\n`;
 }

@@ -1,14 +1,10 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
 import { ExitCode } from '../../core/exit-codes.ts';
-import { readJson } from '../../shards/manifest.ts';
-import { openStorage } from '../../shards/storage/open.ts';
-import { materialize } from '../../mixer/materialize.ts';
-import { openMixture, PLAN_NAME, readSupplies, writePlan } from '../../mixer/mixture.ts';
-import { parseCount, parseMode, planMixture, type MixPlan, type SourceSupply } from '../../mixer/plan.ts';
+import { planMixture, type MixMode, type SourceSupply } from '../../mixer/plan.ts';
 import { formatPlan, formatRealised } from '../../mixer/plan-report.ts';
 import { listProfiles, loadProfile } from '../../mixer/profile.ts';
-import { integerIn } from '../parse.ts';
+import { allowedPrivateNetwork, integerIn, parseCount, parseMode, privateNetworkOption } from '../parse.ts';
 
 interface MixFlags {
   profile?: string;
@@ -16,7 +12,7 @@ interface MixFlags {
   source: [string, string][];
   assumeTokens: [string, number][];
   output?: string;
-  mode: string;
+  mode: MixMode;
   steps?: number;
   budget?: number;
   seed: number;
@@ -26,6 +22,7 @@ interface MixFlags {
   maxBadShards: number;
   json?: boolean;
   quiet?: boolean;
+  allowPrivateNetwork?: boolean | string;
 }
 
 function pair<T>(what: string, parse: (value: string) => T): (value: string, previous: [string, T][]) => [string, T][] {
@@ -50,7 +47,7 @@ export function mixCommand(): Command {
     .option('--source <NAME=LOCATION>', 'a built dataset: folder, s3://bucket/prefix or manifest URL (repeat per source)', pair('LOCATION', (v) => v), [])
     .option('--assume-tokens <NAME=COUNT>', 'plan a source without built data, e.g. obelisc=114.9B (repeat per source)', pair('COUNT', parseCount), [])
     .addOption(new Option('--output <MIX_DIR>', 'folder or s3:// prefix for plan.json, plan.svg (and the shards with --materialize) (required)'))
-    .option('--mode <mode>', 'what to keep when epochs and shares disagree: proportions | epochs | anchor:NAME', 'proportions')
+    .option('--mode <mode>', 'what to keep when epochs and shares disagree: proportions | epochs | anchor:NAME (default proportions)', parseMode, { kind: 'proportions' } as MixMode)
     .option('--steps <n>', 'proportions mode: budget = n x the profile\'s tokens per step (default: the profile\'s max steps)', integerIn(1))
     .option('--budget <tokens>', 'proportions mode: the budget in tokens, e.g. 2M or 262B', parseCount)
     .option('--seed <n>', 'seed of every shuffling and mixing decision', integerIn(0, 2 ** 32 - 1), 0)
@@ -58,6 +55,7 @@ export function mixCommand(): Command {
     .option('--materialize', 'also write the stream, in order, as WebDataset shards in MIX_DIR, and report what it realised')
     .option('--samples-per-shard <n>', 'with --materialize: samples per shard', integerIn(1), 10_000)
     .option('--max-bad-shards <n>', 'corrupt source shards skipped (and reported) before the stream fails', integerIn(0), 3)
+    .addOption(privateNetworkOption('http(s) sources'))
     .option('--json', 'print the plan (and the realised report) as one JSON object')
     .option('--quiet', 'no progress lines')
     .addHelpText(
@@ -87,12 +85,20 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       if (!flags.output) throw new M4Error('E_USAGE', 'cli', 'required option --output <MIX_DIR> is missing');
       if (flags.materialize && flags.assumeTokens.length > 0) throw new M4Error('E_USAGE', 'cli', '--materialize needs built sources, not --assume-tokens');
       const profile = await loadProfile(flags.profile);
-      const mode = parseMode(flags.mode);
+      const network = { allowPrivateNetwork: allowedPrivateNetwork(flags.allowPrivateNetwork) };
+      // Loaded when the command runs: the storage clients are not needed for --help or --list-profiles.
+      const { openMixture, readSupplies, writePlan } = await import('../../mixer/mixture.ts');
+      const mode = flags.mode;
       for (const [name] of flags.assumeTokens) {
         if (flags.source.some(([n]) => n === name)) throw new M4Error('E_USAGE', 'cli', `${name} is given both by --source and --assume-tokens`);
       }
+      const missing = profile.sources.map((s) => s.name).filter((name) => !flags.source.some(([n]) => n === name) && !flags.assumeTokens.some(([n]) => n === name));
+      if (missing.length > 0 && !flags.dropMissing) {
+        const them = missing.length > 1 ? 'them' : 'it';
+        throw new M4Error('E_USAGE', 'cli', `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give --source NAME=LOCATION (or --assume-tokens NAME=COUNT), or --drop-missing to leave ${them} out`);
+      }
       const supplies: SourceSupply[] = [
-        ...(await readSupplies(new Map(flags.source))),
+        ...(await readSupplies(new Map(flags.source), network)),
         ...flags.assumeTokens.map(([name, tokens]) => ({ name, tokens, samples: 0, images: 0, shards: 0, assumed: true })),
       ];
       const plan = planMixture({
@@ -104,17 +110,17 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
         ...(flags.steps !== undefined ? { steps: flags.steps } : {}),
         dropMissing: flags.dropMissing ?? false,
       });
-      await refuseOtherPlan(flags.output, plan);
       await writePlan(flags.output, plan);
       if (!flags.json) process.stdout.write(formatPlan(plan));
       if (!flags.materialize) {
         if (flags.json) process.stdout.write(`${JSON.stringify({ plan })}\n`);
-        else process.stdout.write(`plan written to ${openStorage(flags.output).urlOf(PLAN_NAME)}\n`);
+        else process.stdout.write(`plan written to ${(await import('../../shards/storage/open.ts')).openStorage(flags.output).urlOf('plan.json')}\n`);
         return;
       }
       const progress = !flags.quiet && !flags.json;
       let last = 0;
-      const result = await materialize(await openMixture(flags.output), {
+      const { materialize } = await import('../../mixer/materialize.ts');
+      const result = await materialize(await openMixture(flags.output, network), {
         samplesPerShard: flags.samplesPerShard,
         maxBadShards: flags.maxBadShards,
         onSample: progress
@@ -130,14 +136,4 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       else process.stdout.write(`\nrealised (${result.manifest.totals.shards} shards in ${flags.output}):\n${formatRealised(result.realised)}`);
       if (result.realised.badShards.length > 0) process.exitCode = ExitCode.BAD_DATA;
     });
-}
-
-/** A MIX_DIR holding another mixture's plan is never overwritten; the same plan again is (the output is identical). */
-async function refuseOtherPlan(output: string, plan: MixPlan): Promise<void> {
-  const storage = openStorage(output);
-  if (!(await storage.stat(PLAN_NAME))) return;
-  const existing = await readJson(storage, PLAN_NAME);
-  if (JSON.stringify(existing) !== JSON.stringify(plan)) {
-    throw new M4Error('E_USAGE', 'cli', `${storage.urlOf(PLAN_NAME)} holds another mixture's plan; use another --output (nothing was changed)`);
-  }
 }

@@ -1,20 +1,19 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
-import { formatCount, grid, percent, plural, table } from '../../core/format.ts';
-import { openMixture } from '../../mixer/mixture.ts';
+import { ExitCode } from '../../core/exit-codes.ts';
+import { formatRealised } from '../../mixer/plan-report.ts';
+import { checkLocalOutputFile } from '../../shards/storage/local-output.ts';
+import { writeFileAtomically } from '../../shards/storage/local.ts';
 import type { BridgeState } from '../../trainer-bridge/batch.ts';
-import { writeBatchDir, writeBatchStream } from '../../trainer-bridge/batch-npy.ts';
 import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_PREFETCH } from '../../trainer-bridge/bridge-options.ts';
-import { openBridge, type BridgeReport, type MixtureSource } from '../../trainer-bridge/bridge.ts';
+import type { BridgeReport } from '../../trainer-bridge/bridge.ts';
 import { IMAGE_TRANSFORMS } from '../../trainer-bridge/pixel-pool.ts';
-import { tensorShapes } from '../../trainer-bridge/tensors.ts';
-import { integerIn } from '../parse.ts';
-import { trainOptions } from '../train-flags.ts';
-import { bridgeOptionsOf, runTrainModel, type BridgeFlags, type TrainModelFlags } from './train-model.ts';
+import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
+import { bridgeOptionsOf, trainOnMixtureOptionsOf, trainOptions, type BridgeFlags, type TrainerFlags } from '../train-flags.ts';
 
-export interface TrainFlags extends BridgeFlags {
+/** Everything `m4data train` parses: the bridge's flags, the trainer's, and the dry run's. */
+interface TrainCommandFlags extends BridgeFlags, TrainerFlags {
   dryRun?: boolean;
   mixture?: string;
   steps?: number;
@@ -22,6 +21,7 @@ export interface TrainFlags extends BridgeFlags {
   saveState?: string;
   dump?: string;
   quiet?: boolean;
+  allowPrivateNetwork?: boolean | string;
 }
 
 export function trainCommand(): Command {
@@ -29,7 +29,7 @@ export function trainCommand(): Command {
     .description('train the ATUM model (TensorFlow.js) on the mixture, packed into IDEFICS sequences by the bridge; --dry-run streams the batches with no model')
     .addOption(new Option('--mixture <MIX_DIR>', 'the mixture planned by m4data mix (a folder or s3://bucket/prefix holding plan.json) (required)'))
     .option('--dry-run', 'stream the batches with no model: print their shapes and contents, optionally dump them as .npy')
-    .option('--steps <n>', "training: optimizer steps (default: the plan's budget in steps of --tokens-per-step); --dry-run: batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len))", integerIn(1))
+    .option('--steps <n>', "training: optimizer steps (default: the plan's budget in steps of --tokens-per-step; a resumed run: its own); --dry-run: batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len))", integerIn(1))
     .option('--batch-size <n>', `sequences per batch on this rank (default ${DEFAULT_BATCH_SIZE})`, integerIn(1))
     .option('--seq-len <n>', "tokens per sequence (default: the profile's sequenceLength, 1024)", integerIn(16))
     .option('--max-images <n>', `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, rows of the card's mixture fill with images first and half their tokens are padding)`, integerIn(1))
@@ -43,13 +43,9 @@ export function trainCommand(): Command {
     .option('--resume-state <state.json>', '--dry-run: continue after the batch a saved state was taken at (see --save-state)')
     .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
     .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
-    .option('--quiet', '--dry-run: no line per batch, only the summary');
-  // The trainer's own flags; --steps is shared (above) and --run-dir is required only when training.
-  for (const option of trainOptions()) {
-    if (option.attributeName() === 'steps') continue;
-    option.mandatory = false;
-    command.addOption(option);
-  }
+    .option('--quiet', '--dry-run: no line per batch, only the summary')
+    .addOption(privateNetworkOption('a mixture or sources on http(s)'));
+  for (const option of trainOptions()) command.addOption(option);
   return command
     .addHelpText(
       'after',
@@ -57,8 +53,12 @@ export function trainCommand(): Command {
 Training: m4data train --mixture MIX_DIR --run-dir RUN [--steps N] [--model tiny] [--backend auto]
   logs each step (loss, z-loss, learning rate, grad norm, tokens/s, images/s, batch wait) and writes RUN/metrics.jsonl,
   RUN/loss.svg and a checkpoint every --checkpoint-every steps (trainable weights, optimizer state, step, the bridge's
-  state). --resume continues exactly; Ctrl-C saves a checkpoint and exits (status 130); --stop-at N stops after step N.
-  Hyper-parameters come from the mixture's profile (its training table); each flag above overrides one.
+  state). --resume continues exactly, with the run's own model, hyper-parameters and batch shape (a flag that changes
+  a hyper-parameter is named in the log; one that changes the batch shape is refused); Ctrl-C saves a checkpoint and
+  exits (status 130); --stop-at N stops after step N. A step whose loss or gradient norm is not finite stops the run
+  (status 1) without saving over the last checkpoint. Hyper-parameters come from the mixture's profile (its training
+  table); each flag above overrides one. Before allocating, the model's memory is estimated and a backend that cannot
+  hold it is refused (the atum-9b and atum-80b shapes need a GPU backend).
 
 Every rank yields exactly as many batches: the bridge reads an endless stream of the mixture (it continues past the
 plan by the same rule), so no rank runs dry before another. Ranks come from torchrun's RANK / WORLD_SIZE unless
@@ -75,14 +75,26 @@ Examples:
   m4data train --dry-run --mixture out/mix --steps 100 --dump out/batches
   RANK=1 WORLD_SIZE=8 m4data train --dry-run --mixture s3://bucket/mix --dump - | python3 examples/pytorch_feed.py -
 Packing, windows of long documents, the masks and the state: trainer-bridge/README.md.
-Exit status: 0 done, 1 the mixture unreadable, 2 bad usage, 130 interrupted (a checkpoint was saved).`,
+Exit status: 0 done; 1 the mixture unreadable, or training diverged; 2 bad usage; 3 corrupt source shards were skipped
+(the summary names them and the samples lost); 130 training interrupted by Ctrl-C (a checkpoint of the last completed
+step was saved, if there was one; a --dry-run interrupted saves nothing).`,
     )
-    .action(async (flags: TrainFlags & Omit<TrainModelFlags, 'runDir'> & { runDir?: string }) => {
+    .action(async (flags: TrainCommandFlags) => {
       if (!flags.mixture) throw new M4Error('E_USAGE', 'cli', 'required option --mixture <MIX_DIR> is missing (make one with m4data mix)');
-      const rank = flags.rank ?? envInteger('RANK', 0);
-      const worldSize = flags.worldSize ?? envInteger('WORLD_SIZE', 1);
+      const network = { allowPrivateNetwork: allowedPrivateNetwork(flags.allowPrivateNetwork) };
+      // Loaded when the command runs: TensorFlow.js, the storage clients and the tokenizer are not needed for --help.
+      const { openMixture } = await import('../../mixer/mixture.ts');
+      const bridge = { ...bridgeOptionsOf(flags), rank: flags.rank ?? envInteger('RANK', 0), worldSize: flags.worldSize ?? envInteger('WORLD_SIZE', 1) };
       if (flags.dryRun) {
-        await runTrainDryRun(await openMixture(flags.mixture), { ...flags, rank, worldSize }, { out: process.stdout, log: process.stderr });
+        const toStdout = flags.dump === '-';
+        if (flags.saveState) await checkLocalOutputFile(flags.saveState, '--save-state');
+        const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
+        const say = (line: string) => (toStdout ? process.stderr : process.stdout).write(`${line}\n`);
+        const dump = flags.dump === undefined ? undefined : toStdout ? { stream: process.stdout } : { dir: flags.dump };
+        const { dryRun } = await import('../../trainer-bridge/dry-run.ts');
+        const result = await dryRun(await openMixture(flags.mixture, network), { ...bridge, steps: flags.steps, ...(resume ? { resume } : {}), ...(dump ? { dump } : {}), quiet: flags.quiet ?? false, say });
+        if (flags.saveState) await writeFileAtomically(flags.saveState, Buffer.from(`${JSON.stringify(result.state)}\n`));
+        flagDataLoss(result.report);
         return;
       }
       if (!flags.runDir) throw new M4Error('E_USAGE', 'cli', 'required option --run-dir <dir> is missing (or give --dry-run to stream batches with no model)');
@@ -93,16 +105,28 @@ Exit status: 0 done, 1 the mixture unreadable, 2 bad usage, 130 interrupted (a c
         process.once('SIGINT', () => process.exit(130));
       };
       process.once('SIGINT', interrupt);
+      const log = (line: string) => process.stdout.write(`${line}\n`);
       try {
-        const { training } = await runTrainModel(await openMixture(flags.mixture), { ...flags, runDir: flags.runDir, rank, worldSize }, { log: (line) => process.stdout.write(`${line}\n`), signal: controller.signal });
+        const { trainOnMixture } = await import('../../trainer/train-on-mixture.ts');
+        const { formatLoss } = await import('../../trainer-bridge/dry-run.ts');
+        const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), { ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }), bridge, signal: controller.signal, log });
+        log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
+        for (const line of formatLoss(report)) log(line);
         if (training.stoppedBy === 'abort') {
-          process.stdout.write(`checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume\n`);
+          log(training.endStep > 0 ? `checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume` : 'interrupted before the first step completed: no checkpoint was written');
           process.exitCode = 130;
+          return;
         }
+        flagDataLoss(report);
       } finally {
         process.removeListener('SIGINT', interrupt);
       }
     });
+}
+
+/** Samples lost to corrupt shards make the run's result other than planned: exit 3, as `mix --materialize` does. */
+function flagDataLoss(report: Pick<BridgeReport, 'mixture'>): void {
+  if (report.mixture.badShards.length > 0) process.exitCode = ExitCode.BAD_DATA;
 }
 
 function envInteger(name: string, fallback: number): number {
@@ -112,97 +136,16 @@ function envInteger(name: string, fallback: number): number {
   return Number(value);
 }
 
-/**
- * Streams this rank's batches with no model: a line per batch (shapes, tokens and images per source, padding,
- * throughput), optional .npy dumps, then a summary of where every token and image went.
- */
-export async function runTrainDryRun(mixture: MixtureSource, flags: TrainFlags, io: { out: Writable; log: Writable }): Promise<BridgeReport> {
-  const toStdout = flags.dump === '-';
-  const say = (line: string) => (toStdout ? io.log : io.out).write(`${line}\n`);
-  const resume = flags.resumeState ? await readState(flags.resumeState) : undefined;
-  const bridge = openBridge(mixture, { ...bridgeOptionsOf(flags), steps: flags.steps, resume });
-  const { options } = bridge;
-  say(`rank ${options.rank} of ${options.worldSize}: ${plural(options.steps, 'batch', 'batches')} of ${options.batchSize} x ${options.seqLen} tokens, ${options.maxImages} image slots per sequence${resume ? ` (resuming after batch ${resume.batches})` : ''}`);
-  const closed = toStdout ? pipeClosed(io.out) : undefined;
-  const start = performance.now();
-  let tokens = 0;
-  let images = 0;
-  let index = resume?.batches ?? 0;
-  for await (const batch of bridge) {
-    const batchTokens = sum(Object.values(batch.stats.tokensBySource));
-    tokens += batchTokens;
-    images += sum(Object.values(batch.stats.imagesBySource));
-    if (flags.dump && !toStdout) await writeBatchDir(flags.dump, index, batch);
-    if (toStdout) {
-      await Promise.race([writeBatchStream(io.out, batch), closed!.promise]);
-      if (closed!.closed) {
-        say('the reader of standard output closed it: stopping');
-        break;
-      }
-    }
-    if (!flags.quiet) {
-      const seconds = (performance.now() - start) / 1000;
-      const shapes = tensorShapes(batch).map(([name, shape]) => `${name} [${shape.join(', ')}]`).join('  ');
-      const slots = batch.batchSize * batch.seqLen;
-      say(`batch ${index}  ${shapes}`);
-      say(`  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ${share(batch.stats.paddingTokens, slots)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`);
-    }
-    index++;
-  }
-  const report = bridge.report();
-  const seconds = (performance.now() - start) / 1000;
-  say(formatReport(report, { seconds, tokens, images, sequences: report.batches * options.batchSize }));
-  if (flags.saveState) await writeFile(flags.saveState, `${JSON.stringify(bridge.state())}\n`);
-  return report;
-}
-
 async function readState(path: string): Promise<BridgeState> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as BridgeState;
+    text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot read a bridge state: ${(err as Error).message}`);
+    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-}
-
-/** Resolves when the stream's reader goes away (EPIPE), so a consumer that stops early ends the run quietly. */
-function pipeClosed(stream: Writable): { promise: Promise<void>; closed: boolean } {
-  const state = { closed: false, promise: Promise.resolve() };
-  state.promise = new Promise((resolve) => {
-    const done = () => {
-      state.closed = true;
-      resolve();
-    };
-    stream.once('error', done);
-    stream.once('close', done);
-  });
-  return state;
-}
-
-export function formatReport(report: BridgeReport, run: { seconds: number; tokens: number; images: number; sequences: number }): string {
-  const sources = Object.entries(report.sources);
-  const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'img packed', 'img dropped'];
-  const rows = sources.map(([name, t]) => [name, t.samples, t.inputTokens, t.addedTokens, t.packedTokens, t.truncatedTokens, t.droppedTokens, t.windows, t.inputImages, t.packedImages, t.droppedImages].map((v) => (typeof v === 'number' ? formatCount(v) : v)));
-  const seconds = Math.max(run.seconds, 1e-9);
-  return [
-    `\n${plural(report.batches, 'batch', 'batches')} on rank ${report.rank} of ${report.worldSize} (${report.totalBatches} of ${report.steps} in all)`,
-    grid([header, ...rows.map((r) => r.map(String))], '  '),
-    '  (tokens in + added = packed + truncated + dropped + still in the packer; added: <s>/</s> of windows)',
-    table([
-      ['padding', `${share(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
-      ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
-    ]),
-  ].join('\n');
-}
-
-function bySource(counts: Record<string, number>): string {
-  const entries = Object.entries(counts).filter(([, n]) => n > 0);
-  return entries.length === 0 ? '-' : entries.map(([name, n]) => `${name} ${formatCount(n)}`).join(', ');
-}
-
-function share(part: number, whole: number): string {
-  return whole > 0 ? percent(part / whole, 1) : '-';
-}
-
-function sum(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0);
+  try {
+    return JSON.parse(text) as BridgeState;
+  } catch (err) {
+    throw new M4Error('E_USAGE', 'cli', `--resume-state ${path} is not a bridge state saved by --save-state: ${(err as Error).message}`);
+  }
 }

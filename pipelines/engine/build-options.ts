@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { M4Error } from '../../core/errors.ts';
+import { wholeIn } from '../../core/ranges.ts';
 import { resolveFetchOptions, type FetchOptions } from './fetch/fetch-options.ts';
 import { inputFormatOf, type InputFormat } from './metadata/input-format.ts';
 import { resolveImageOptions, type ImageOptions } from './image/image-options.ts';
@@ -80,16 +81,12 @@ export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
     resume: input.resume ?? true,
   };
   if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(options.prefix)) usage(`--prefix ${JSON.stringify(options.prefix)} must be letters, digits, _ and -, with / between folders`);
-  positiveInteger('--samples-per-shard', options.samplesPerShard);
-  positiveInteger('--concurrency', options.concurrency);
-  positiveInteger('--image-workers', options.imageWork);
-  if (options.limit !== undefined) positiveInteger('--limit', options.limit);
+  wholeIn('build', '--samples-per-shard', options.samplesPerShard, 1);
+  wholeIn('build', '--concurrency', options.concurrency, 1);
+  wholeIn('build', '--image-workers', options.imageWork, 1);
+  if (options.limit !== undefined) wholeIn('build', '--limit', options.limit, 1);
   if (options.inputFormat !== undefined) inputFormatOf('', options.inputFormat);
   return options;
-}
-
-function positiveInteger(name: string, value: number): void {
-  if (!(Number.isInteger(value) && value >= 1)) usage(`${name} must be a whole number of at least 1, got ${value}`);
 }
 
 function usage(message: string): never {

@@ -1,7 +1,10 @@
+import type { SourceAdapter } from './source-adapter.ts';
 import { M4Error } from '../../core/errors.ts';
-import { buildManifest, jsonBytes, readJson, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
-import { ShardBuilder, shardName } from '../../shards/shard-writer.ts';
-import { collectShardRecords, indexKeyOf } from '../../shards/shard-index.ts';
+import { buildManifest, writeManifest, type Manifest, type ShardRecord } from '../../shards/manifest.ts';
+import { jsonBytes, readJson } from '../../shards/storage/json.ts';
+import { shardName, shardNumberOf, SIDE_FILES, sideFileKey } from '../../shards/shard-files.ts';
+import { ShardBuilder } from '../../shards/shard-writer.ts';
+import { collectShardRecords } from '../../shards/shard-index.ts';
 import { checkLocalOutput } from '../../shards/storage/local-output.ts';
 import { LocalStorage } from '../../shards/storage/local.ts';
 import { openStorage } from '../../shards/storage/open.ts';
@@ -63,7 +66,9 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   // a build.json that makes the next run refuse as "a build with other settings".
   const storage = openStorage(options.output);
   if (storage instanceof LocalStorage) await checkLocalOutput(storage.root);
-  const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs) };
+  // Remote inputs are reached under the same private-network rule as the images.
+  const network = { allowPrivateNetwork: options.fetch.allowPrivateNetwork };
+  const fingerprint = { ...buildFingerprint(options), inputFiles: await describeInputs(options.inputs, network) };
   const existing = await readBuildFile(storage);
   if (existing && options.resume) checkFingerprint(storage, existing, fingerprint);
   let recorded = existing !== undefined && options.resume;
@@ -78,7 +83,8 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const { index: worker, count: workers } = options.worker;
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
 
-  const context = await options.adapter.prepare?.(options.inputs, options.sourceOptions, options.limit, options.inputFormat, options.image);
+  const request = { options: options.sourceOptions, columns: options.adapter.columns, limit: options.limit, format: options.inputFormat, network, image: options.image };
+  const context = await options.adapter.prepare?.(options.inputs, request);
   const fetcher = new Fetcher(options.fetch);
   observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
   const processor = new RowProcessor({
@@ -100,11 +106,10 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const skipped = new Set<number>();
 
   async function* ownedRows(): AsyncGenerator<{ row: Row; index: number; origin: RowOrigin | undefined }> {
-    const columns = [...options.adapter.columns];
     // A source may read its inputs itself (the Wikipedia dump); rows are then numbered the same way, in input order.
     const batches: AsyncIterable<RowBatch> =
-      options.adapter.readRows?.(options.inputs, { limit: options.limit, format: options.inputFormat, columns, sourceOptions: options.sourceOptions, context }) ??
-      readMetadata(options.inputs, { columns, limit: options.limit, format: options.inputFormat });
+      options.adapter.readRows?.(options.inputs, { ...request, context }) ??
+      readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat, network });
     for await (const batch of batches) {
       for (let i = 0; i < batch.rows.length; i++) {
         const index = batch.firstIndex + i;
@@ -160,7 +165,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     throw new M4Error('E_INPUT', 'build', `no input row could be read from ${options.inputs.join(', ')}`, { inputs: options.inputs });
   }
   await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile));
-  const manifest = await writeManifestIfComplete(storage, options.prefix, fingerprint).catch((err: unknown) => {
+  const manifest = await writeManifestIfComplete(storage, options.prefix, options.adapter.layout, fingerprint).catch((err: unknown) => {
     if (err instanceof M4Error && err.code === 'E_NOT_FOUND') return undefined;
     throw err;
   });
@@ -202,9 +207,8 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
     },
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
-      const base = key.replace(/\.tar$/, '');
-      await storage.write(`${base}.outcomes.parquet`, await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
-      if (recordImages) await storage.write(`${base}.images.parquet`, await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
+      await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
+      if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {
@@ -223,7 +227,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
         status,
         topErrors: topErrors(errors),
       };
-      await storage.write(`${base}.stats.json`, jsonBytes(stats));
+      await storage.write(sideFileKey(key, 'stats'), jsonBytes(stats));
       return { stats, record };
     },
   };
@@ -238,7 +242,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
 async function discardEmpty(storage: Storage, builder: ShardBuilder): Promise<undefined> {
   await builder.abort(new Error('no sample: the shard is not published'));
   await storage.delete(builder.key);
-  await storage.delete(indexKeyOf(builder.key));
+  await storage.delete(sideFileKey(builder.key, 'index'));
   return undefined;
 }
 
@@ -269,14 +273,12 @@ function topErrors(errors: Map<string, number>, n = 10): { error: string; count:
     .slice(0, n);
 }
 
-const STATS_PATTERN = /-(\d{6,})\.stats\.json$/;
-
 /** Shard numbers whose stats exist under the prefix: those shards are complete. */
 async function doneShards(storage: Storage, prefix: string): Promise<Set<number>> {
   const done = new Set<number>();
   for await (const info of storage.list(`${prefix}-`)) {
-    const match = STATS_PATTERN.exec(info.key);
-    if (match && info.key === `${prefix}-${match[1]}.stats.json`) done.add(Number(match[1]));
+    const k = shardNumberOf(info.key, prefix, SIDE_FILES.stats);
+    if (k !== undefined) done.add(k);
   }
   return done;
 }
@@ -317,9 +319,10 @@ function sizeOf(bytes: number | null): string {
 
 /**
  * Writes manifest.json and wids.json once every shard 0..n-1 has its stats. Throws E_NOT_FOUND naming what is missing
- * (a merge reports it; a worker that is not last just leaves the manifest to the one that is).
+ * (a merge reports it; a worker that is not last just leaves the manifest to the one that is). The manifest records the
+ * source's layout (pairs or documents), so a mix can tell a dataset given for the wrong source.
  */
-export async function writeManifestIfComplete(storage: Storage, prefix: string, fingerprint?: Record<string, unknown>): Promise<Manifest> {
+export async function writeManifestIfComplete(storage: Storage, prefix: string, layout: SourceAdapter['layout'], fingerprint?: Record<string, unknown>): Promise<Manifest> {
   const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
@@ -333,12 +336,12 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   }
   const status = emptyCounts();
   for (let k = 0; k < build.input.shards; k++) {
-    const stats = (await readJson(storage, `${prefix}-${String(k).padStart(6, '0')}.stats.json`)) as ShardStats;
+    const stats = (await readJson(storage, sideFileKey(shardName(prefix, k), 'stats'))) as ShardStats;
     addCounts(status, stats.status);
   }
   const wanted = new Set(Array.from({ length: build.input.shards }, (_, k) => shardName(prefix, k)));
   const records = (await collectShardRecords(storage, `${prefix}-`)).filter((r) => wanted.has(r.shard));
-  const manifest = buildManifest(records, { ...(fingerprint ?? build.fingerprint), rows: build.input.rows, outcomes: status });
+  const manifest = buildManifest(records, { ...(fingerprint ?? build.fingerprint), layout, rows: build.input.rows, outcomes: status });
   await writeManifest(storage, manifest, prefix);
   return manifest;
 }

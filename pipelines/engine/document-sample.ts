@@ -1,6 +1,4 @@
 import { countTokens, documentSegments } from '../../trainer-bridge/token-layout.ts';
-import { countRepeatedUrls } from './metadata/count-url-repeats.ts';
-import type { InputFormat } from './metadata/input-format.ts';
 import { MAX_TEXT_BYTES, maxTextBytesFlag, textTooLong } from './text-bound.ts';
 import type {
   AssembledSample,
@@ -12,6 +10,7 @@ import type {
   RejectedRow,
   SourceFlag,
   SourceOptions,
+  PrepareRequest,
 } from './source-adapter.ts';
 
 /**
@@ -25,6 +24,8 @@ export interface DocumentPayload {
   /** Image positions removed before any download (URL repeated across documents), with their records. */
   removed: ImageRecord[];
   generalMetadata: unknown;
+  /** The `metadata` column's text when it is not JSON: the sample keeps it in place of the per-image list. */
+  unparsedMetadata?: string;
 }
 
 export interface DocumentOptions {
@@ -53,8 +54,9 @@ export function documentOptions(options: SourceOptions): DocumentOptions {
 
 /** Counts, with one DuckDB query over the input, the image URLs that appear in more than `maxUrlRepeats` documents. */
 export function repeatedUrls(column: string) {
-  return async (inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat): Promise<Map<string, number>> =>
-    countRepeatedUrls([...inputs], { column, threshold: documentOptions(options).maxUrlRepeats, limit, format });
+  return async (inputs: readonly string[], request: PrepareRequest): Promise<Map<string, number>> =>
+    // Loaded when a build runs: DuckDB is not needed to list the sources (`m4data build --help`).
+    (await import('./metadata/count-url-repeats.ts')).countRepeatedUrls([...inputs], { column, columns: request.columns, threshold: documentOptions(request.options).maxUrlRepeats, limit: request.limit, format: request.format, network: request.network });
 }
 
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */
@@ -71,7 +73,8 @@ export type ImagePrefilter = (source: ImageSource, metadata: unknown) => string 
 export function planDocument(
   images: RawImage[] | null,
   texts: (string | null)[] | null,
-  metadata: unknown[] | null,
+  /** The `metadata` column: a list parallel to the positions, or the text of one that is not JSON (kept as it is). */
+  metadata: unknown,
   generalMetadata: unknown,
   options: SourceOptions,
   repeated: Map<string, number>,
@@ -90,6 +93,7 @@ export function planDocument(
     imageRecords: records(status, `document ${status}: ${error}`),
   });
 
+  if (images === null || texts === null) return reject('malformed', `the ${images === null ? 'images' : 'texts'} list is null`);
   if (imageList.length !== textList.length) return reject('malformed', `images has ${imageList.length} entries, texts ${textList.length}`);
   const tooLong = textTooLong(textList.filter((t): t is string => typeof t === 'string'), options, 'document text');
   if (tooLong) return reject('filtered', tooLong);
@@ -121,7 +125,8 @@ export function planDocument(
     const reason = imageCount === 0 ? 'document has no image' : `document has ${planned.length} images left < ${opts.minImages} after removing repeated URLs${prefilter ? ' and filtered images' : ''}`;
     return { ...reject('filtered', reason), imageRecords: [...removed, ...planned.map((i) => record(i.position, i.source, 'filtered', `document filtered: ${reason}`))] };
   }
-  return { kind: 'planned', images: planned.map((i) => i.source), payload: { items: kept, removed, generalMetadata } };
+  const unparsedMetadata = typeof metadata === 'string' ? metadata : undefined;
+  return { kind: 'planned', images: planned.map((i) => i.source), payload: { items: kept, removed, generalMetadata, ...(unparsedMetadata !== undefined ? { unparsedMetadata } : {}) } };
 }
 
 /**
@@ -185,10 +190,14 @@ export function assembleDocument(key: string, payload: DocumentPayload, outcomes
 
   const segments = documentSegments(texts.map((text) => (text === null ? { image: true as const } : { text })));
   const tokens = countTokens(segments);
-  const json = { key, texts, images, metadata, general_metadata: payload.generalMetadata, tokens };
+  const json = { key, texts, images, metadata: payload.unparsedMetadata ?? metadata, general_metadata: payload.generalMetadata, tokens };
   fields.json = Buffer.from(JSON.stringify(json));
-  return { kind: 'sample', fields, images: kept, tokens, imageRecords: records };
+  const note = payload.unparsedMetadata !== undefined ? UNPARSED_METADATA : undefined;
+  return { kind: 'sample', fields, images: kept, tokens, imageRecords: records, ...(note ? { note } : {}) };
 }
+
+/** The outcome note of a document kept with metadata that does not parse, counted among the build's reasons. */
+export const UNPARSED_METADATA = 'metadata is not JSON: kept as its text';
 
 function record(position: number, source: ImageSource, status: ImageRecord['status'], error: string): ImageRecord {
   return { position, url: source.url ?? null, status, error, field: null, original_width: null, original_height: null, width: null, height: null };

@@ -7,7 +7,8 @@ import { checkLocalOutput } from '../../shards/storage/local-output.ts';
 import { LocalStorage } from '../../shards/storage/local.ts';
 import { openObject } from '../../shards/storage/open.ts';
 import type { ImageOptions } from './image/image-options.ts';
-import { sqlString, withConnection } from './metadata/duckdb.ts';
+import { withConnection } from './metadata/duckdb.ts';
+import { sqlString } from './metadata/sql-text.ts';
 import { writeParquet, type ParquetColumn } from './metadata/write-parquet.ts';
 import type { SourceAdapter, SourceOptions } from './source-adapter.ts';
 
@@ -61,8 +62,9 @@ export async function runExtract(options: ExtractOptions, progress?: (rows: numb
   if (await storage.stat(key)) {
     throw new M4Error('E_USAGE', 'extract', `--output ${options.output} exists; extract never overwrites a file (remove it, or choose another name)`);
   }
-  const context = await adapter.prepare?.(options.inputs, options.sourceOptions, options.limit, undefined, options.image);
-  const rows = adapter.readRows(options.inputs, { limit: options.limit, format: undefined, columns: [...adapter.columns], sourceOptions: options.sourceOptions, context });
+  const request = { options: options.sourceOptions, columns: adapter.columns, limit: options.limit, image: options.image };
+  const context = await adapter.prepare?.(options.inputs, request);
+  const rows = adapter.readRows(options.inputs, { ...request, context });
   if (!rows) throw new M4Error('E_USAGE', 'extract', `${options.inputs.join(', ')}: not a ${adapter.name} dump; extract reads a dump (documents need no extracting)`);
 
   // Parts live beside a local output (same file system: the final rename cannot cross one), else in the temp folder.

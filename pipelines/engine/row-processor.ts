@@ -76,7 +76,7 @@ export class RowProcessor {
         row: index,
         url,
         status: 'success',
-        error_message: null,
+        error_message: assembled.note ?? null,
         images: assembled.images,
         images_total: plan.images.length,
         original_width: first?.originalWidth ?? null,

@@ -3,6 +3,7 @@ import type { RowBatch } from './dump/read-dump.ts';
 import type { ImageOptions, OutputFormat } from './image/image-options.ts';
 import type { Status } from './outcomes.ts';
 import type { InputFormat } from './metadata/input-format.ts';
+import type { OpenOptions } from '../../shards/storage/open.ts';
 
 /**
  * What a source folder provides: its row schema, and how a row becomes a sample. Everything else (reading parquet,
@@ -56,6 +57,8 @@ export interface AssembledSample {
   images: number;
   tokens: number;
   imageRecords?: ImageRecord[];
+  /** Something worth counting about a packed row (metadata kept unparsed): its outcome's `error_message`. */
+  note?: string;
 }
 
 /** A row dropped after its images were tried (its only image failed, or a document kept no image). */
@@ -64,6 +67,19 @@ export interface DroppedRow {
   status: Exclude<Status, 'success'>;
   error: string;
   imageRecords?: ImageRecord[];
+}
+
+/** What `prepare` reads the inputs with: the build's source options, and how the rows will be read. */
+export interface PrepareRequest {
+  options: SourceOptions;
+  /** The source's whole schema, checked before anything else is read from an input. */
+  columns: readonly ColumnSpec[];
+  limit?: number;
+  format?: InputFormat;
+  /** How remote inputs are reached (the private-network rule). */
+  network?: OpenOptions;
+  /** The build's image settings (the Wikipedia dump chooses its image renditions by them). */
+  image?: ImageOptions;
 }
 
 /** A source-specific flag of `m4data build`. */
@@ -78,15 +94,6 @@ export interface SourceFlag {
 }
 
 export type SourceOptions = Record<string, number | boolean | string | undefined>;
-
-/** What a source that reads its own rows is told: the build's row limit, the columns it wants, and what `prepare` found. */
-export interface RowReadOptions {
-  limit: number | undefined;
-  format: InputFormat | undefined;
-  columns: ColumnSpec[];
-  sourceOptions: SourceOptions;
-  context: unknown;
-}
 
 /** A row as a document in the OBELICS layout (`m4data extract`), or the reason it is none. */
 export type ExtractedRow =
@@ -104,12 +111,13 @@ export interface SourceAdapter<P = unknown> {
   imageDefaults: Partial<ImageOptions>;
   flags: readonly SourceFlag[];
   /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
-  prepare?(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat, image?: ImageOptions): Promise<unknown>;
+  prepare?(inputs: readonly string[], request: PrepareRequest): Promise<unknown>;
   /**
    * Rows the source reads itself rather than as metadata tables (the Wikipedia dump), in their order, each batch with
-   * the origin of its rows; undefined when the inputs are metadata after all, for readMetadata.
+   * the origin of its rows; undefined when the inputs are metadata after all, for readMetadata. `context` is what
+   * `prepare` returned.
    */
-  readRows?(inputs: readonly string[], options: RowReadOptions): AsyncIterable<RowBatch> | undefined;
+  readRows?(inputs: readonly string[], request: PrepareRequest & { context: unknown }): AsyncIterable<RowBatch> | undefined;
   /** `m4data extract`: a row as a document, without downloading anything. */
   extract?(row: Row, options: SourceOptions, context: unknown): ExtractedRow;
   plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;

@@ -1,4 +1,5 @@
 import { assembleDocument, DOCUMENT_FLAGS, planDocument, repeatedUrls, type DocumentPayload, type RawImage } from '../engine/document-sample.ts';
+import { parseJsonField } from '../engine/json-field.ts';
 import type { SourceAdapter } from '../engine/source-adapter.ts';
 
 /**
@@ -24,24 +25,10 @@ export const obelisc: SourceAdapter<DocumentPayload> = {
   plan(row, options, context) {
     const images = Array.isArray(row.images) ? (row.images as (string | null)[]).map((url): RawImage => (url ? { url } : null)) : null;
     const texts = Array.isArray(row.texts) ? (row.texts as (string | null)[]) : null;
-    return planDocument(images, texts, parseList(row.metadata), parseJson(row.general_metadata), options, context as Map<string, number>);
+    return planDocument(images, texts, parseJsonField(row.metadata), parseJsonField(row.general_metadata), options, context as Map<string, number>);
   },
 
   assemble(key, payload, images, options) {
     return assembleDocument(key, payload, images, options);
   },
 };
-
-export function parseJson(value: unknown): unknown {
-  if (typeof value !== 'string') return null;
-  try {
-    return JSON.parse(value) as unknown;
-  } catch {
-    return value;
-  }
-}
-
-export function parseList(value: unknown): unknown[] | null {
-  const parsed = parseJson(value);
-  return Array.isArray(parsed) ? parsed : null;
-}

@@ -1,5 +1,6 @@
 import { assemblePair, checkCaption, WORD_FLAGS } from '../engine/pair-sample.ts';
 import { MAX_TEXT_BYTES, maxTextBytesFlag } from '../engine/text-bound.ts';
+import { parseJsonField } from '../engine/json-field.ts';
 import type { ImageSource, SourceAdapter } from '../engine/source-adapter.ts';
 
 /** PMD (facebook/pmd): pairs whose image is either a URL (`image_url`) or bytes in the parquet (`image`), per row. */
@@ -38,7 +39,7 @@ export const pmd: SourceAdapter<PmdPayload> = {
       images: [image],
       payload: {
         caption: typeof row.text === 'string' ? row.text : '',
-        fields: { source: row.source ?? null, meta: parseMeta(row.meta), image_path: struct?.path ?? null, inline_image: 'bytes' in image },
+        fields: { source: row.source ?? null, meta: parseJsonField(row.meta), image_path: struct?.path ?? null, inline_image: 'bytes' in image },
       },
     };
   },
@@ -47,13 +48,3 @@ export const pmd: SourceAdapter<PmdPayload> = {
     return assemblePair(key, payload.caption, payload.fields, images);
   },
 };
-
-/** `meta` is a JSON string; kept as JSON when it parses, else as the string it is. */
-function parseMeta(meta: unknown): unknown {
-  if (typeof meta !== 'string') return null;
-  try {
-    return JSON.parse(meta) as unknown;
-  } catch {
-    return meta;
-  }
-}

@@ -1,13 +1,10 @@
 import { M4Error } from '../../core/errors.ts';
-import { assembleDocument, DOCUMENT_FLAGS, planDocument, type DocumentItem, type DocumentPayload, type ImagePrefilter, type RawImage } from '../engine/document-sample.ts';
+import { assembleDocument, DOCUMENT_FLAGS, planDocument, repeatedUrls, type DocumentItem, type DocumentPayload, type ImagePrefilter, type RawImage } from '../engine/document-sample.ts';
 import { DUMP_LINE_FIELD, readDump, sniffDump, type DumpLine } from '../engine/dump/read-dump.ts';
-import { filterReason } from '../engine/image/process-image.ts';
 import { resolveImageOptions, type ImageOptions } from '../engine/image/image-options.ts';
-import { countRepeatedUrls } from '../engine/metadata/count-url-repeats.ts';
-import { inputFormatOf, type InputFormat } from '../engine/metadata/input-format.ts';
-import { resolveInputs } from '../engine/metadata/read-metadata.ts';
-import type { ImageSource, PlannedRow, RejectedRow, Row, SourceAdapter, SourceFlag, SourceOptions } from '../engine/source-adapter.ts';
-import { parseJson, parseList } from '../obelisc/source.ts';
+import { inputFormatOf } from '../engine/metadata/input-format.ts';
+import { parseJsonField } from '../engine/json-field.ts';
+import type { ImageSource, PlannedRow, PrepareRequest, RejectedRow, Row, SourceAdapter, SourceFlag, SourceOptions } from '../engine/source-adapter.ts';
 import { dumpDocument } from './dump-document.ts';
 import { checkWikimediaBase, mirrored, renditionTarget, UPLOAD_HOST, type RenditionTarget } from './thumbnails.ts';
 
@@ -46,7 +43,7 @@ export const WIKIPEDIA_FLAGS: readonly SourceFlag[] = [
 
 /** What `prepare` found: dump files to extract, or metadata rows (with the URL repeat counts) to read as they are. */
 export type WikipediaContext =
-  | { kind: 'dump'; files: string[]; maxLineBytes: number; base: string; target: RenditionTarget; prefilter: ImagePrefilter }
+  | { kind: 'dump'; files: string[]; maxLineBytes: number; network: PrepareRequest['network']; base: string; target: RenditionTarget; prefilter: ImagePrefilter }
   | { kind: 'metadata'; repeated: Map<string, number>; base: string; prefilter: ImagePrefilter };
 
 export const wikipedia: SourceAdapter<DocumentPayload> = {
@@ -67,7 +64,7 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
 
   readRows(_inputs, { limit, context }) {
     const ctx = context as WikipediaContext;
-    return ctx.kind === 'dump' ? readDump(ctx.files, { limit, maxLineBytes: ctx.maxLineBytes }) : undefined;
+    return ctx.kind === 'dump' ? readDump(ctx.files, { limit, maxLineBytes: ctx.maxLineBytes, network: ctx.network }) : undefined;
   },
 
   plan(row, options, context) {
@@ -82,7 +79,7 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
     const images = Array.isArray(row.images) ? (row.images as unknown[]).map(toImage) : null;
     const texts = Array.isArray(row.texts) ? (row.texts as (string | null)[]) : null;
     const repeated = ctx.kind === 'metadata' ? ctx.repeated : new Map<string, number>();
-    return fetchable(planDocument(images, texts, parseList(row.metadata), parseJson(row.general_metadata), options, repeated, ctx.prefilter), ctx);
+    return fetchable(planDocument(images, texts, parseJsonField(row.metadata), parseJsonField(row.general_metadata), options, repeated, ctx.prefilter), ctx);
   },
 
   assemble(key, payload, images, options) {
@@ -95,26 +92,26 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
   },
 };
 
-async function prepareWikipedia(inputs: readonly string[], options: SourceOptions, limit: number | undefined, format?: InputFormat, image?: ImageOptions): Promise<WikipediaContext> {
+async function prepareWikipedia(inputs: readonly string[], request: PrepareRequest): Promise<WikipediaContext> {
+  const { options, format, network } = request;
   const base = checkWikimediaBase(String(options.wikimediaBase));
   if (base === undefined) throw new M4Error('E_USAGE', 'wikipedia', `--wikimedia-base must be an http(s) URL without query, got ${JSON.stringify(options.wikimediaBase)}`);
   const maxLineBytes = Number(options.maxLineBytes);
   if (!(Number.isSafeInteger(maxLineBytes) && maxLineBytes >= 1)) throw new M4Error('E_USAGE', 'wikipedia', `--max-line-bytes must be a whole number of at least 1, got ${options.maxLineBytes}`);
-  const imageOptions = image ?? resolveImageOptions({ ...wikipedia.imageDefaults });
-  const prefilter = originalSizeFilter(imageOptions);
+  const image = request.image ?? resolveImageOptions({ ...wikipedia.imageDefaults });
+  // Loaded when a build runs: DuckDB and sharp are not needed to list the sources (`m4data build --help`).
+  const { resolveInputs } = await import('../engine/metadata/read-metadata.ts');
+  const prefilter = originalSizeFilter((await import('../engine/image/process-image.ts')).filterReason, image);
   const files = await resolveInputs(inputs);
   // --input-format says the inputs are metadata; so do the extensions of the formats a dump never has.
-  const kinds = await Promise.all(files.map((file) => (format !== undefined || isMetadataName(file) ? 'other' : sniffDump(file, isDumpRecord, maxLineBytes))));
+  const kinds = await Promise.all(files.map((file) => (format !== undefined || isMetadataName(file) ? 'other' : sniffDump(file, isDumpRecord, maxLineBytes, network))));
   const dumps = files.filter((_, i) => kinds[i] !== 'other');
-  if (dumps.length === 0) {
-    const repeated = await countRepeatedUrls([...inputs], { column: 'images', threshold: options.maxUrlRepeats as number, limit, format });
-    return { kind: 'metadata', repeated, base, prefilter };
-  }
+  if (dumps.length === 0) return { kind: 'metadata', repeated: await repeatedUrls('images')(inputs, request), base, prefilter };
   if (dumps.length < files.length) {
     const other = files.find((_, i) => kinds[i] === 'other');
     throw new M4Error('E_USAGE', 'wikipedia', `the inputs mix a Wikipedia dump (${dumps[0]}) with other files (${other}): give one kind per build`);
   }
-  return { kind: 'dump', files, maxLineBytes, base, target: renditionTarget(imageOptions), prefilter };
+  return { kind: 'dump', files, maxLineBytes, network, base, target: renditionTarget(image), prefilter };
 }
 
 /** Parquet, csv, tsv and txt are metadata; json and jsonl may be either, and a name without a known extension (a `.tar.gz`) is looked at. */
@@ -142,7 +139,7 @@ function fetchable(plan: PlannedRow<DocumentPayload> | RejectedRow, ctx: Wikiped
  * original's size (`m4data extract` and the dump do): the rendition has the original's proportions, and a bitmap's is
  * never larger than the original. A drawing (SVG) renders at any size, so only its proportions count.
  */
-function originalSizeFilter(image: ImageOptions): ImagePrefilter {
+function originalSizeFilter(filterReason: (width: number, height: number, options: ImageOptions) => string | undefined, image: ImageOptions): ImagePrefilter {
   return (_source: ImageSource, metadata: unknown) => {
     const m = metadata as { original_width?: unknown; original_height?: unknown; scalable?: unknown } | null;
     const width = Number(m?.original_width);

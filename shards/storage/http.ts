@@ -1,6 +1,9 @@
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { M4Error } from '../../core/errors.ts';
-import { backoffDelay, isConnectionDrop, resumingRead, retryAfterMs, sleep, type Segment } from '../../core/backoff.ts';
+import type { Dispatcher } from 'undici';
+import { isM4Error, M4Error } from '../../core/errors.ts';
+import { createAddressPolicy, type AddressPolicy } from '../../core/network/address-policy.ts';
+import { blockedLiteral, guardedLookup } from '../../core/network/guarded-lookup.ts';
+import { backoffDelay, isConnectionDrop, retryAfterMs, sleep } from '../../core/retry.ts';
+import { resumingRead, type Segment } from './resuming-read.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface HttpStorageOptions {
@@ -10,12 +13,16 @@ export interface HttpStorageOptions {
   maxResumes?: number;
   /** Base of the jittered exponential backoff between tries, in ms (default 100). */
   backoffBaseMs?: number;
+  /**
+   * Private, loopback and link-local addresses are refused, as for image downloads, unless allowed: `true` for all,
+   * or a list of CIDRs (default none).
+   */
+  allowPrivateNetwork?: boolean | readonly string[];
 }
 
 /** The longest wait a Retry-After header is allowed to impose. */
 const MAX_RETRY_AFTER_MS = 60_000;
 
-const dispatcher = new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
 
 /** Objects under an http(s) URL, read-only: HEAD for stat, GET with Range for reads. A web server cannot list. */
 export class HttpStorage implements Storage {
@@ -23,6 +30,9 @@ export class HttpStorage implements Storage {
   private readonly maxAttempts: number;
   private readonly maxResumes: number;
   private readonly backoffBaseMs: number;
+  private readonly policy: AddressPolicy;
+  private readonly refusal: (message: string) => M4Error;
+  private undici: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
 
   constructor(location: string, opts: HttpStorageOptions = {}) {
     if (!/^https?:\/\/[^/]/i.test(location)) {
@@ -32,6 +42,20 @@ export class HttpStorage implements Storage {
     this.maxAttempts = opts.maxAttempts ?? 5;
     this.maxResumes = opts.maxResumes ?? 5;
     this.backoffBaseMs = opts.backoffBaseMs ?? 100;
+    this.policy = createAddressPolicy(opts.allowPrivateNetwork ?? false);
+    this.refusal = (message: string) => new M4Error('E_USAGE', 'storage', `${message}: ${this.root} is not reached unless --allow-private-network allows it`, { root: this.root });
+    const blocked = blockedLiteral(new URL(this.root), this.policy);
+    if (blocked) throw this.refusal(blocked);
+  }
+
+  /** undici and this storage's agent, loaded on the first request. */
+  private client(): Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> {
+    this.undici ??= import('undici').then(({ Agent, interceptors, request }) => ({
+      request,
+      // Redirects are followed by the same agent, so every hop's address goes through the guarded lookup.
+      dispatcher: new Agent({ connect: { lookup: guardedLookup(this.policy, this.refusal) } }).compose(interceptors.redirect({ maxRedirections: 5 })),
+    }));
+    return this.undici;
   }
 
   urlOf(key: string): string {
@@ -118,11 +142,13 @@ export class HttpStorage implements Storage {
   /** One request, tried again on 429, 5xx and failed connections with jittered backoff (or what Retry-After asks). */
   private async send(method: 'GET' | 'HEAD', key: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const url = this.urlOf(key);
+    const { request, dispatcher } = await this.client();
     for (let attempt = 1; ; attempt++) {
       let res: Dispatcher.ResponseData;
       try {
         res = await request(url, { method, headers, dispatcher });
       } catch (err) {
+        if (isM4Error(err)) throw err;
         if (!isConnectionDrop(err) || attempt >= this.maxAttempts) {
           const message = `${method} ${url} failed after ${attempt} attempts: ${(err as Error).message}`;
           throw new M4Error('E_STORAGE', 'storage', message, { url, attempts: attempt }, { cause: err });

@@ -28,18 +28,18 @@ const PSEUDO_FILE_SYSTEMS: Record<number, string> = {
  * does not exist yet, and its nearest existing ancestor is a writable folder on a regular file system.
  * Throws E_USAGE naming the flag, the path and what is wrong.
  */
-export async function checkLocalOutput(path: string, flag = '--output'): Promise<void> {
+export async function checkLocalOutput(path: string, flag = '--output', shown = path): Promise<void> {
   const target = resolve(path);
   let existing = target;
-  let info = await statOrUndefined(existing);
+  let info = await statOrUndefined(existing, flag);
   while (!info) {
     const parent = dirname(existing);
     if (parent === existing) break;
     existing = parent;
-    info = await statOrUndefined(existing);
+    info = await statOrUndefined(existing, flag);
   }
   const fail = (why: string): never => {
-    throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: ${why}`, { path: target, ancestor: existing });
+    throw new M4Error('E_USAGE', 'storage', `${flag} ${shown}: ${why}`, { path: target, ancestor: existing });
   };
   if (!info) fail('no part of this path exists');
   if (!info!.isDirectory()) fail(existing === target ? 'is an existing file, not a folder' : `${existing} is a file, not a folder`);
@@ -55,7 +55,17 @@ export async function checkLocalOutput(path: string, flag = '--output'): Promise
   }
 }
 
-async function statOrUndefined(path: string) {
+/**
+ * Checks, without creating anything, that a local file can be written at `path`: not an existing folder, in a folder
+ * that `checkLocalOutput` accepts.
+ */
+export async function checkLocalOutputFile(path: string, flag: string): Promise<void> {
+  const info = await statOrUndefined(resolve(path), flag);
+  if (info?.isDirectory()) throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: is a folder, not a file`, { path });
+  await checkLocalOutput(dirname(resolve(path)), flag, path);
+}
+
+async function statOrUndefined(path: string, flag: string) {
   try {
     return await stat(path);
   } catch (err) {
@@ -63,6 +73,8 @@ async function statOrUndefined(path: string) {
     if (code === 'ENOENT') return undefined;
     // A path through a file (`file.txt/out`) is reported by the walk when it reaches the file.
     if (code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP') throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: a loop of symbolic links, which leads nowhere`, { path });
+    if (code === 'EACCES' || code === 'EPERM') throw new M4Error('E_USAGE', 'storage', `${flag} ${path}: cannot be looked at by this user (${code})`, { path });
     throw err;
   }
 }

@@ -34,7 +34,9 @@ export class LocalStorage implements Storage {
       const s = await stat(this.pathOf(key));
       return s.isFile() ? { key, size: s.size } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // A path through a file (`/etc/passwd/manifest.json`) names nothing, as a missing one does.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw err;
     }
   }
@@ -91,7 +93,7 @@ export class LocalStorage implements Storage {
   async write(key: string, body: Body): Promise<ObjectInfo> {
     const path = this.pathOf(key);
     await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+    const tmp = temporaryName(path);
     let size = 0;
     try {
       const file = await open(tmp, 'w');
@@ -133,18 +135,40 @@ export class LocalStorage implements Storage {
     await rm(this.pathOf(key), { force: true });
   }
 
-  async discardIncomplete(key: string): Promise<void> {
-    const path = this.pathOf(key);
-    const name = basename(path);
-    const entries = await readdir(dirname(path)).catch(() => [] as string[]);
+  async discardIncomplete(prefix: string): Promise<void> {
+    // A prefix ending in '/' names a folder: its own temporary files, which start with any name.
+    const path = prefix.endsWith('/') ? `${this.pathOf(prefix)}${sep}` : this.pathOf(prefix);
+    const folder = prefix.endsWith('/') ? path : dirname(path);
+    const start = prefix.endsWith('/') ? '' : basename(path);
+    const entries = await readdir(folder).catch(() => [] as string[]);
     for (const entry of entries) {
-      if (entry.startsWith(`${name}.tmp-`) && isTemporary(entry)) await rm(resolve(dirname(path), entry), { force: true });
+      if (entry.startsWith(start) && isTemporary(entry)) await rm(resolve(folder, entry), { recursive: true, force: true });
     }
   }
 }
 
+/**
+ * Writes one local file atomically, through LocalStorage's temporary name, fsync and rename: a reader (or a run killed
+ * midway) sees the old file or the new one, never a part. Every file m4data writes outside a dataset goes through here.
+ */
+export async function writeFileAtomically(path: string, body: Body): Promise<void> {
+  await new LocalStorage(dirname(resolve(path))).write(basename(path), body);
+}
 
-function isTemporary(name: string): boolean {
-  return /\.tmp-[0-9a-f]{12}$/.test(name);
+/** Removes what a killed `writeFileAtomically(path)` left (its temporary files); the file itself is kept. */
+export async function discardIncompleteFile(path: string): Promise<void> {
+  await new LocalStorage(dirname(resolve(path))).discardIncomplete(basename(path));
+}
+
+/** A temporary name LocalStorage writes under (`NAME.tmp-` and 12 hex digits). */
+export function isTemporary(name: string): boolean {
+  return TEMPORARY.test(name);
+}
+
+const TEMPORARY = /\.tmp-[0-9a-f]{12}$/;
+
+/** A fresh temporary name for `name`, of the form `isTemporary` recognises. */
+export function temporaryName(name: string): string {
+  return `${name}.tmp-${randomBytes(6).toString('hex')}`;
 }
 

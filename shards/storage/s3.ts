@@ -1,17 +1,7 @@
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  ListMultipartUploadsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { M4Error } from '../../core/errors.ts';
-import { resumingRead, type Segment } from '../../core/backoff.ts';
+import { resumingRead, type Segment } from './resuming-read.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface S3StorageOptions {
@@ -38,7 +28,8 @@ export class S3Storage implements Storage {
   readonly root: string;
   private readonly bucket: string;
   private readonly keyPrefix: string;
-  private readonly client: S3Client;
+  /** The client's settings, read from the environment when the storage is opened (the SDK loads later). */
+  private readonly settings: ClientSettings;
   private readonly maxResumes: number;
   private readonly partSize: number;
   /** Where requests go, for messages: AWS_ENDPOINT_URL, or AWS's regional endpoint. */
@@ -56,9 +47,14 @@ export class S3Storage implements Storage {
       throw new M4Error('E_USAGE', 'storage', `S3 part size ${this.partSize} is under the 5 MiB minimum`, { partSize: this.partSize });
     }
     this.maxResumes = opts.maxResumes ?? 5;
-    const { client, endpoint } = sharedClient(opts.maxAttempts ?? 5, opts.retryMode ?? 'standard');
-    this.client = client;
-    this.endpoint = endpoint;
+    this.settings = clientSettings(opts.maxAttempts ?? 5, opts.retryMode ?? 'standard');
+    this.endpoint = this.settings.endpointName;
+  }
+
+  /** The SDK and this storage's client, loaded on first use: opening a location costs nothing until it is read. */
+  private async sdk(): Promise<{ sdk: Sdk; client: S3Client }> {
+    const sdk = await loadSdk();
+    return { sdk, client: sharedClient(sdk, this.settings) };
   }
 
   urlOf(key: string): string {
@@ -67,7 +63,8 @@ export class S3Storage implements Storage {
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
+      const { sdk, client } = await this.sdk();
+      const out = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
       return { key, size: out.ContentLength ?? 0 };
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
@@ -80,8 +77,9 @@ export class S3Storage implements Storage {
     do {
       let out;
       try {
-        out = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }),
+        const { sdk, client } = await this.sdk();
+        out = await client.send(
+          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }),
         );
       } catch (err) {
         throw this.failure('list', prefix, err);
@@ -100,8 +98,9 @@ export class S3Storage implements Storage {
     const open = async (offset: number): Promise<Segment | undefined> => {
       let out;
       try {
-        out = await this.client.send(
-          new GetObjectCommand({
+        const { sdk, client } = await this.sdk();
+        out = await client.send(
+          new sdk.GetObjectCommand({
             Bucket: this.bucket,
             Key: this.keyPrefix + key,
             // S3 ranges are inclusive; with no range, a read from 0 is a plain GET.
@@ -129,7 +128,8 @@ export class S3Storage implements Storage {
     const Key = this.keyPrefix + key;
     if (body instanceof Uint8Array && body.byteLength < this.partSize) {
       try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.byteLength }));
+        const { sdk, client } = await this.sdk();
+        await client.send(new sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.byteLength }));
       } catch (err) {
         throw this.failure('write', key, err);
       }
@@ -149,8 +149,10 @@ export class S3Storage implements Storage {
         throw err;
       }
     }
+    const { client } = await this.sdk();
+    const { Upload } = await import('@aws-sdk/lib-storage');
     const upload = new Upload({
-      client: this.client,
+      client,
       params: { Bucket: this.bucket, Key, Body: body instanceof Uint8Array ? body : Readable.from(counted(body), { objectMode: false }) },
       partSize: this.partSize,
       queueSize: QUEUE_SIZE,
@@ -167,25 +169,27 @@ export class S3Storage implements Storage {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
+      const { sdk, client } = await this.sdk();
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key }));
     } catch (err) {
       throw this.failure('delete', key, err);
     }
   }
 
-  async discardIncomplete(key: string): Promise<void> {
+  async discardIncomplete(prefix: string): Promise<void> {
     // Unfinished multipart uploads are invisible but billed; a killed build leaves one per open shard.
-    const Key = this.keyPrefix + key;
+    const Prefix = this.keyPrefix + prefix;
     try {
-      const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: Key }));
+      const { sdk, client } = await this.sdk();
+      const listed = await client.send(new sdk.ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix }));
       for (const upload of listed.Uploads ?? []) {
-        if (upload.Key !== Key || !upload.UploadId) continue;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: upload.UploadId }));
+        if (!upload.Key?.startsWith(Prefix) || !upload.UploadId) continue;
+        await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
       }
     } catch (err) {
       // A store without multipart listing (s3rver) has no unfinished upload to discard.
       if (statusOf(err) === 501) return;
-      throw this.failure('discard of unfinished uploads', key, err);
+      throw this.failure('discard of unfinished uploads', prefix, err);
     }
   }
 
@@ -248,17 +252,44 @@ function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   return ms;
 }
 
-const clients = new Map<string, { client: S3Client; endpoint: string }>();
+type Sdk = typeof import('@aws-sdk/client-s3');
+let sdkLoading: Promise<Sdk> | undefined;
 
-/** One client (and so one connection pool) per endpoint, region, retry and timeout setting in the process. */
-function sharedClient(maxAttempts: number, retryMode: string): { client: S3Client; endpoint: string } {
+/** The AWS SDK, imported once, when a storage first talks to S3 (it costs ~0.2 s to load). */
+function loadSdk(): Promise<Sdk> {
+  // The SDK's version is pinned in package-lock.json, and Node 20 is one of the supported versions (package.json's
+  // engines): its notice that later releases need Node 22 asks nothing of a user, in the CLI, tests or benchmarks.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  sdkLoading ??= import('@aws-sdk/client-s3');
+  return sdkLoading;
+}
+
+interface ClientSettings {
+  endpoint: string | undefined;
+  region: string;
+  maxAttempts: number;
+  retryMode: 'standard' | 'adaptive';
+  timeouts: S3Timeouts;
+  /** The endpoint as messages name it: AWS_ENDPOINT_URL, or AWS's regional endpoint. */
+  endpointName: string;
+}
+
+/** Endpoint, region and deadlines from the environment. */
+function clientSettings(maxAttempts: number, retryMode: 'standard' | 'adaptive'): ClientSettings {
   const endpoint = process.env.AWS_ENDPOINT_URL || undefined;
   const region = process.env.AWS_REGION || 'us-east-1';
-  const timeouts = s3Timeouts();
+  return { endpoint, region, maxAttempts, retryMode, timeouts: s3Timeouts(), endpointName: endpoint ?? `https://s3.${region}.amazonaws.com` };
+}
+
+const clients = new Map<string, S3Client>();
+
+/** One client (and so one connection pool) per endpoint, region, retry and timeout setting in the process. */
+function sharedClient(sdk: Sdk, settings: ClientSettings): S3Client {
+  const { endpoint, region, maxAttempts, retryMode, timeouts } = settings;
   const id = JSON.stringify([endpoint, region, maxAttempts, retryMode, timeouts]);
-  let shared = clients.get(id);
-  if (!shared) {
-    const client = new S3Client({
+  let client = clients.get(id);
+  if (!client) {
+    client = new sdk.S3Client({
       region,
       endpoint,
       forcePathStyle: endpoint !== undefined, // S3-compatible stores rarely have per-bucket host names
@@ -275,8 +306,7 @@ function sharedClient(maxAttempts: number, retryMode: string): { client: S3Clien
         socketTimeout: timeouts.idleMs,
       },
     });
-    shared = { client, endpoint: endpoint ?? `https://s3.${region}.amazonaws.com` };
-    clients.set(id, shared);
+    clients.set(id, client);
   }
-  return shared;
+  return client;
 }

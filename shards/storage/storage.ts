@@ -35,10 +35,10 @@ export interface Storage {
   /** Removes an object; no error when it is already absent. */
   delete(key: string): Promise<void>;
   /**
-   * Discards what a killed writer of `key` left behind (a local temporary file, an S3 multipart upload never
-   * completed). Call it only for keys no other live writer is writing.
+   * Discards what killed writers of keys starting with `prefix` left behind (local temporary files, S3 multipart
+   * uploads never completed); a whole key is its own prefix. Call it only for keys no other live writer is writing.
    */
-  discardIncomplete(key: string): Promise<void>;
+  discardIncomplete(prefix: string): Promise<void>;
   /** A URL or path for one key, for messages and shard lists. */
   urlOf(key: string): string;
 }

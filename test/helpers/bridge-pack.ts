@@ -4,7 +4,8 @@ import { packBatches, type BatchPlan } from '../../trainer-bridge/packer.ts';
 import type { PixelDecoder } from '../../trainer-bridge/pixel-pool.ts';
 import type { ImageRef } from '../../trainer-bridge/sample-parts.ts';
 import { newTally, type Tally } from '../../trainer-bridge/tally.ts';
-import { assembleBatch, PIXELS_PER_IMAGE } from '../../trainer-bridge/tensors.ts';
+import { PIXELS_PER_IMAGE } from '../../trainer-bridge/batch.ts';
+import { assembleBatch } from '../../trainer-bridge/tensors.ts';
 import type { SampleSpec } from './bridge-mixture.ts';
 
 /** Stand-in pixels: every value of an image's slot is the first byte of its bytes, so a slot names its image. */

@@ -1,7 +1,8 @@
 import { writeSyntheticDataset } from '../../sandbox/datasets.ts';
 import { openMixture, readSupplies, writePlan } from '../../mixer/mixture.ts';
 import type { Mixture } from '../../mixer/mixture-stream-types.ts';
-import { parseMode, planMixture } from '../../mixer/plan.ts';
+import { parseMode } from '../../cli/parse.ts';
+import { planMixture } from '../../mixer/plan.ts';
 import { loadProfile } from '../../mixer/profile.ts';
 
 /** The four sources of the card, as small synthetic built datasets (real tars, indexes, manifests). */

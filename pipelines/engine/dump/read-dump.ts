@@ -2,7 +2,7 @@ import { M4Error, errorMessage, isM4Error } from '../../../core/errors.ts';
 import { gunzipIfCompressed } from '../../../shards/gunzip.ts';
 import { peekBytes } from '../../../shards/peek.ts';
 import { streamTar } from '../../../shards/tar-parser.ts';
-import { openObject } from '../../../shards/storage/open.ts';
+import { openObject, type OpenOptions } from '../../../shards/storage/open.ts';
 import type { MetadataBatch } from '../metadata/read-metadata.ts';
 import { ndjsonLines, type NdjsonLine } from './ndjson-lines.ts';
 
@@ -42,6 +42,8 @@ export interface ReadDumpOptions {
   limit?: number;
   /** Longest line held, in bytes; a longer one becomes a row whose bytes are null. */
   maxLineBytes: number;
+  /** How remote files are reached (the private-network rule). */
+  network?: OpenOptions;
 }
 
 const BATCH_ROWS = 64;
@@ -65,7 +67,7 @@ export async function* readDump(files: readonly string[], options: ReadDumpOptio
     if (remaining <= 0) break;
     let at: RowOrigin = { file, member: null, line: 0 };
     try {
-      for await (const { member, lines } of dumpMembers(file, options.maxLineBytes)) {
+      for await (const { member, lines } of dumpMembers(file, options.maxLineBytes, options.network)) {
         at = { file, member, line: 0 };
         for await (const line of lines) {
           at = { file, member, line: line.line };
@@ -90,8 +92,8 @@ export async function* readDump(files: readonly string[], options: ReadDumpOptio
 }
 
 /** The NDJSON streams of one dump file: each member of a tar, or the file itself. */
-async function* dumpMembers(file: string, maxLineBytes: number): AsyncGenerator<{ member: string | null; lines: AsyncIterable<NdjsonLine> }> {
-  const { storage, key } = openObject(file);
+async function* dumpMembers(file: string, maxLineBytes: number, network?: OpenOptions): AsyncGenerator<{ member: string | null; lines: AsyncIterable<NdjsonLine> }> {
+  const { storage, key } = openObject(file, network);
   const { head, stream } = await peekBytes(gunzipIfCompressed(storage.read(key), storage.urlOf(key))[Symbol.asyncIterator](), TAR_HEADER);
   if (!isTarHeader(head)) {
     yield { member: null, lines: ndjsonLines(stream, maxLineBytes) };
@@ -109,8 +111,8 @@ export type DumpKind = 'tar' | 'ndjson' | 'other';
  * What a file holds, from its first bytes (decompressed when gzip): a tar, NDJSON records the caller recognises
  * (`isRecord` of the first line's object), or something else (metadata for DuckDB). Reads only the head of the file.
  */
-export async function sniffDump(file: string, isRecord: (record: unknown) => boolean, maxLineBytes: number): Promise<DumpKind> {
-  const { storage, key } = openObject(file);
+export async function sniffDump(file: string, isRecord: (record: unknown) => boolean, maxLineBytes: number, network?: OpenOptions): Promise<DumpKind> {
+  const { storage, key } = openObject(file, network);
   const iterator: AsyncIterator<Uint8Array> = gunzipIfCompressed(storage.read(key), storage.urlOf(key))[Symbol.asyncIterator]();
   try {
     const { head, stream } = await peekBytes(iterator, TAR_HEADER);

@@ -1,6 +1,7 @@
 /** Options of the image fetcher, their defaults, and their validation. */
 import { M4Error } from '../../../core/errors.ts';
-import { parseCidr } from './address-policy.ts';
+import { wholeIn } from '../../../core/ranges.ts';
+import { parseCidr } from '../../../core/network/address-policy.ts';
 
 export interface FetchOptions {
   /** Open connections to one origin at most (keep-alive pool size). Default 16. */
@@ -61,12 +62,7 @@ export function resolveFetchOptions(partial: Partial<FetchOptions> = {}): FetchO
   const defined = Object.fromEntries(Object.entries(partial).filter(([, value]) => value !== undefined));
   const options: FetchOptions = { ...DEFAULTS, ...defined };
 
-  for (const [key, minimum] of Object.entries(MINIMUMS) as Array<[keyof typeof MINIMUMS, number]>) {
-    const value = options[key];
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < minimum) {
-      throw usage(`fetch option ${key} must be an integer >= ${minimum}, got ${String(value)}`);
-    }
-  }
+  for (const [key, minimum] of Object.entries(MINIMUMS) as Array<[keyof typeof MINIMUMS, number]>) wholeIn('fetch', `fetch option ${key}`, options[key], minimum);
   if (options.retryMaxDelayMs < options.retryBaseDelayMs) {
     throw usage(`fetch option retryMaxDelayMs (${options.retryMaxDelayMs}) is below retryBaseDelayMs (${options.retryBaseDelayMs})`);
   }

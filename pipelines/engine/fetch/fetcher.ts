@@ -4,12 +4,11 @@
  * redirects followed by hand, X-Robots-Tag noai honoured, and no connection to an address the policy blocks.
  * It never throws for a bad URL or a bad server: every failure is a FetchResult; only an abort via the signal throws.
  */
-import dns from 'node:dns';
-import { isIP, type LookupFunction } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { M4Error, errorMessage } from '../../../core/errors.ts';
-import { createAddressPolicy, type AddressPolicy } from './address-policy.ts';
+import { backoffDelay, retryAfterMs, sleep } from '../../../core/retry.ts';
+import { createAddressPolicy, type AddressPolicy } from '../../../core/network/address-policy.ts';
+import { blockedLiteral, guardedLookup } from '../../../core/network/guarded-lookup.ts';
 import { resolveFetchOptions, type FetchOptions } from './fetch-options.ts';
 
 export type FetchResult =
@@ -73,7 +72,7 @@ export class Fetcher {
       headersTimeout: this.options.headersTimeoutMs,
       // undici's bodyTimeout is idle time between chunks; the whole-body deadline is enforced in #readBody.
       bodyTimeout: this.options.bodyTimeoutMs,
-      connect: { timeout: this.options.connectTimeoutMs, lookup: guardedLookup(this.#policy) },
+      connect: { timeout: this.options.connectTimeoutMs, lookup: guardedLookup(this.#policy, (message) => new FetchFailure(message)) },
     });
   }
 
@@ -138,12 +137,8 @@ export class Fetcher {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FetchFailure(`unsupported scheme ${url.protocol}`, status);
     url.hash = '';
-    // Connections to IP literals skip the lookup hook, so they are judged here.
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (isIP(host) !== 0) {
-      const verdict = this.#policy(host);
-      if (!verdict.allowed) throw new FetchFailure(`blocked address ${host} (${verdict.reason})`, status);
-    }
+    const blocked = blockedLiteral(url, this.#policy);
+    if (blocked) throw new FetchFailure(blocked, status);
     return url;
   }
 
@@ -160,7 +155,7 @@ export class Fetcher {
         if (delay === undefined) throw failure;
         this.metrics.retries += 1;
         progress.attempts += 1;
-        await sleep(delay, undefined, { signal });
+        await sleep(delay, signal);
       }
     }
   }
@@ -171,7 +166,7 @@ export class Fetcher {
     if (!failure.retryable || attempts > retries) return undefined;
     // A server asking for more patience than we allow is left alone rather than asked again too early.
     if (failure.retryAfterMs !== undefined) return failure.retryAfterMs <= retryMaxDelayMs ? failure.retryAfterMs : undefined;
-    return Math.random() * Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** (attempts - 1));
+    return backoffDelay(attempts - 1, retryBaseDelayMs, retryMaxDelayMs);
   }
 
   /** One request to one URL, without following anything. */
@@ -192,8 +187,8 @@ export class Fetcher {
     if (httpStatus < 200 || httpStatus > 299) {
       await this.#discard(body, DRAIN_LIMIT, signal);
       const retryable = httpStatus === 429 || (httpStatus >= 500 && httpStatus !== 501);
-      const retryAfterMs = retryable ? parseRetryAfter(firstHeader(headers['retry-after'])) : undefined;
-      throw new FetchFailure(`http ${httpStatus}`, { httpStatus, retryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
+      const retryAfter = retryable ? retryAfterMs(firstHeader(headers['retry-after'])) : undefined;
+      throw new FetchFailure(`http ${httpStatus}`, { httpStatus, retryable, ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }) });
     }
     const directive = optOutDirective(headers['x-robots-tag']);
     if (directive !== undefined) {
@@ -264,43 +259,12 @@ export class Fetcher {
   }
 }
 
-/**
- * Parses Retry-After (delta-seconds or an HTTP date) into milliseconds from `now`; undefined when absent or unreadable.
- * Exported for tests.
- */
-export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
-  const text = value?.trim() ?? '';
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // Date.parse reads bare numbers like "1.5" as dates; an HTTP date always names its weekday and month.
-  const date = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
 /** The opt-out directive (`noai` or `noimageai`) in X-Robots-Tag values, whatever bot they name; undefined when none. */
 function optOutDirective(header: string | string[] | undefined): string | undefined {
   const values = header === undefined ? [] : [header].flat();
   // `noai, noindex`, `googlebot: noimageai` and `bot: noindex, other: noai` all split into plain tokens.
   const tokens = values.flatMap((value) => value.toLowerCase().split(/[\s,:;]+/));
   return tokens.find((token) => OPT_OUT_DIRECTIVES.has(token));
-}
-
-/**
- * The lookup every connection of the agent resolves host names with: it resolves all addresses and refuses
- * the connection when any of them is blocked, so a name cannot smuggle a private address in (also on a later DNS answer).
- */
-function guardedLookup(policy: AddressPolicy): LookupFunction {
-  return (hostname, options, callback) => {
-    dns.lookup(hostname, { family: options.family, hints: options.hints, all: true }, (err, addresses) => {
-      if (err) return callback(err, []);
-      for (const { address } of addresses) {
-        const verdict = policy(address);
-        if (!verdict.allowed) return callback(new FetchFailure(`blocked address ${address} (${verdict.reason})`), []);
-      }
-      const [first] = addresses;
-      if (options.all === true || first === undefined) return callback(null, addresses);
-      callback(null, first.address, first.family);
-    });
-  };
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

@@ -1,4 +1,5 @@
 import { M4Error } from '../../../core/errors.ts';
+import { numberIn, wholeIn } from '../../../core/ranges.ts';
 import { IMAGE_FORMATS, type ImageFormat } from './sniff-format.ts';
 
 export const RESIZE_MODES = ['keep_ratio', 'keep_ratio_largest', 'center_crop', 'border', 'no'] as const;
@@ -68,23 +69,16 @@ export function resolveImageOptions(partial: Partial<ImageOptions> = {}): ImageO
 
   oneOf('resizeMode', options.resizeMode, RESIZE_MODES);
   oneOf('format', options.format, OUTPUT_FORMATS);
-  integer('imageSize', options.imageSize, 1, 16384);
-  integer('quality', options.quality, 1, 100);
+  wholeIn('image', 'imageSize', options.imageSize, 1, 16384);
+  wholeIn('image', 'quality', options.quality, 1, 100);
   if (typeof options.upscale !== 'boolean') usage(`upscale must be true or false, got ${String(options.upscale)}`);
-  integer('minSide', options.minSide, 0, Number.MAX_SAFE_INTEGER);
-  integer('maxSide', options.maxSide, Math.max(1, options.minSide), Number.MAX_SAFE_INTEGER);
-  integer('maxPixels', options.maxPixels, 1, Number.MAX_SAFE_INTEGER);
-  const ratio = options.maxAspectRatio;
-  if (ratio !== undefined && !(typeof ratio === 'number' && ratio >= 1)) usage(`maxAspectRatio must be a number >= 1, got ${String(ratio)}`);
+  wholeIn('image', 'minSide', options.minSide, 0);
+  wholeIn('image', 'maxSide', options.maxSide, Math.max(1, options.minSide));
+  wholeIn('image', 'maxPixels', options.maxPixels, 1);
+  if (options.maxAspectRatio !== undefined) numberIn('image', 'maxAspectRatio', options.maxAspectRatio, 1);
   if (!Array.isArray(options.allowedFormats) || options.allowedFormats.length === 0) usage('allowedFormats must list at least one format');
   for (const f of options.allowedFormats) oneOf('allowedFormats', f, IMAGE_FORMATS);
   return options;
-}
-
-function integer(name: string, value: unknown, min: number, max: number): void {
-  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
-    usage(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
-  }
 }
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): void {

@@ -1,6 +1,8 @@
+import { isRemote } from '../../../shards/storage/location.ts';
 import { fileURLToPath } from 'node:url';
 import { resolveInputs } from './read-metadata.ts';
-import { sqlString, withConnection } from './duckdb.ts';
+import { withConnection } from './duckdb.ts';
+import { sqlString } from './sql-text.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 
 /**
@@ -10,7 +12,7 @@ import { inputFormatOf, type InputFormat } from './input-format.ts';
  */
 export async function countRows(inputs: readonly string[], limit?: number, format?: InputFormat): Promise<number | undefined> {
   const files = await resolveInputs(inputs);
-  if (files.some((f) => /^[a-z][a-z0-9+.-]*:\/\//i.test(f) && !f.startsWith('file://'))) return undefined;
+  if (files.some(isRemote)) return undefined;
   if (files.some((f) => inputFormatOf(f, format) !== 'parquet')) return undefined;
   const list = files.map((f) => sqlString(f.startsWith('file://') ? fileURLToPath(f) : f)).join(', ');
   // A file that is not parquet is left to the reader, whose message names it.

@@ -1,13 +1,17 @@
 import { tmpdir } from 'node:os';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { accepts, checkColumns } from './columns.ts';
-import { sqlName, sqlString, withConnection } from './duckdb.ts';
+import type { OpenOptions } from '../../../shards/storage/open.ts';
+import { accepts, checkColumns, type ColumnSpec } from './columns.ts';
+import { withConnection } from './duckdb.ts';
+import { sqlName, sqlString } from './sql-text.ts';
 import { checkCount, describeInput, localFile, resolveInputs, type LocalFile } from './read-metadata.ts';
 import { inputFormatOf, type InputFormat } from './input-format.ts';
 
 export interface CountUrlRepeatsOptions {
   /** The images column: URLs (VARCHAR[], e.g. OBELICS `images`) or image structs, which hold no URL to count. */
   column: string;
+  /** The source's whole schema, checked first, so a file is refused for the column it lacks whichever that is (default: the images column alone). */
+  columns?: readonly ColumnSpec[];
   /** Report URLs found in more than this many documents. */
   threshold: number;
   /** Count only the first `limit` rows of the inputs, in readMetadata's order; default: all rows. */
@@ -16,6 +20,8 @@ export interface CountUrlRepeatsOptions {
   tempDir?: string;
   /** The inputs' format; default: each file's extension. */
   format?: InputFormat;
+  /** How remote inputs are reached. */
+  network?: OpenOptions;
 }
 
 /**
@@ -35,11 +41,11 @@ export async function countRepeatedUrls(inputs: string[], options: CountUrlRepea
       const column = sqlName(options.column);
       for (const location of files) {
         if (remaining === 0) break;
-        const local = await localFile(location, options.tempDir ?? tmpdir());
+        const local = await localFile(location, options.tempDir ?? tmpdir(), options.network);
         locals.push(local);
         const format = inputFormatOf(location, options.format);
         const { columns: described, scan } = await describeInput(connection, local.path, location, format);
-        checkColumns(location, described, [{ name: options.column, type: 'image_list', required: true }]);
+        checkColumns(location, described, options.columns ?? [{ name: options.column, type: 'image_list', required: true }]);
         const file = sqlString(local.path);
         const rows = await rowCount(connection, file, format, scan);
         // A list of image structs (bytes in the file) names no URL: its rows count toward the limit, nothing else.

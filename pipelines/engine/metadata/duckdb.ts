@@ -35,13 +35,3 @@ export async function withConnection<T>(work: (connection: DuckDBConnection) => 
 export async function openConnection(): Promise<DuckDBConnection> {
   return (await duckdb()).connect();
 }
-
-/** A SQL string literal. */
-export function sqlString(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
-}
-
-/** A quoted SQL identifier. */
-export function sqlName(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}

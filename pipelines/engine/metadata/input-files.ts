@@ -1,5 +1,5 @@
 import { isM4Error, M4Error } from '../../../core/errors.ts';
-import { openObject } from '../../../shards/storage/open.ts';
+import { openObject, type OpenOptions } from '../../../shards/storage/open.ts';
 import { resolveInputs } from './read-metadata.ts';
 
 export interface InputFile {
@@ -12,11 +12,11 @@ export interface InputFile {
  * The files behind the inputs, in reading order, each with its size. Part of a build's fingerprint: a resumed build
  * whose input was replaced, grew, or whose glob now matches other files would otherwise mix two datasets.
  */
-export async function describeInputs(inputs: readonly string[]): Promise<InputFile[]> {
+export async function describeInputs(inputs: readonly string[], network: OpenOptions = {}): Promise<InputFile[]> {
   const files = await resolveInputs(inputs);
   return Promise.all(
     files.map(async (file) => {
-      const { storage, key } = openObject(file);
+      const { storage, key } = openObject(file, network);
       const info = await storage.stat(key).catch((err: unknown) => {
         // Reading the file will say what is wrong with it; a size is only a check.
         if (isM4Error(err, 'E_STORAGE')) return null;

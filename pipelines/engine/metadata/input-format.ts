@@ -1,5 +1,5 @@
 import { M4Error } from '../../../core/errors.ts';
-import { sqlString } from './duckdb.ts';
+import { sqlString } from './sql-text.ts';
 
 /** The metadata formats img2dataset takes, all read through DuckDB. */
 export const INPUT_FORMATS = ['parquet', 'csv', 'tsv', 'json', 'jsonl', 'txt'] as const;

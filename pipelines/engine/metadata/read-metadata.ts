@@ -17,8 +17,11 @@ import {
 } from '@duckdb/node-api';
 import { M4Error, errorMessage } from '../../../core/errors.ts';
 import { checkColumns, type ColumnSpec, type SourceColumn } from './columns.ts';
-import { openConnection, sqlName, sqlString, withConnection } from './duckdb.ts';
+import { openConnection, withConnection } from './duckdb.ts';
+import { sqlName, sqlString } from './sql-text.ts';
 import { inputFormatOf, scanSql, type InputFormat } from './input-format.ts';
+import { isUrl } from '../../../shards/storage/location.ts';
+import type { OpenOptions } from '../../../shards/storage/open.ts';
 
 export interface ReadMetadataOptions {
   /** The columns to read, and only these (projection); a row holds one field per spec. */
@@ -31,6 +34,8 @@ export interface ReadMetadataOptions {
   tempDir?: string;
   /** The inputs' format; default: each file's extension (see inputFormatOf), parquet when it names none. */
   format?: InputFormat;
+  /** How remote inputs are reached (the private-network rule). */
+  network?: OpenOptions;
 }
 
 export interface MetadataBatch {
@@ -59,7 +64,7 @@ export async function* readMetadata(inputs: string[], options: ReadMetadataOptio
   let firstIndex = 0;
   try {
     for (const location of files) {
-      const local = await localFile(location, options.tempDir ?? tmpdir());
+      const local = await localFile(location, options.tempDir ?? tmpdir(), options.network);
       try {
         const input = await describeInput(connection, local.path, location, inputFormatOf(location, options.format), options.columns);
         const present = checkColumns(location, input.columns, options.columns);
@@ -94,9 +99,6 @@ export function checkCount(name: string, value: number, min: number): void {
   }
 }
 
-function isUrl(location: string): boolean {
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
-}
 
 /**
  * The files behind the inputs, in reading order: URLs (file://, s3://, http(s)://) as given, local paths
@@ -141,11 +143,11 @@ export interface LocalFile {
  * storage layer (DuckDB cannot reach remote files here: httpfs is not bundled and cannot be downloaded).
  * Copying whole files is the simple first step; ranged reads of the footer and the needed column chunks are a later improvement.
  */
-export async function localFile(location: string, tempDir: string): Promise<LocalFile> {
+export async function localFile(location: string, tempDir: string, network: OpenOptions = {}): Promise<LocalFile> {
   if (!isUrl(location)) return { path: location, remove: async () => {} };
   // Loaded on first use: it pulls in the S3 and HTTP clients, which local reads do not need.
   const { openObject } = await import('../../../shards/storage/open.ts');
-  const { storage, key } = openObject(location);
+  const { storage, key } = openObject(location, network);
   const dir = await mkdtemp(join(tempDir, 'm4data-parquet-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   // The name keeps the input's own, extension included: DuckDB sees compressed text (`.csv.gz`) by it.

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIST, VARCHAR, type DuckDBAppender } from '@duckdb/node-api';
 import { M4Error } from '../../../core/errors.ts';
-import { sqlName, sqlString, withConnection } from './duckdb.ts';
+import { withConnection } from './duckdb.ts';
+import { sqlName, sqlString } from './sql-text.ts';
 
 export type ParquetColumnType = 'VARCHAR' | 'BIGINT' | 'INTEGER' | 'DOUBLE' | 'BOOLEAN' | 'VARCHAR[]';
 

@@ -5,7 +5,7 @@
  * IPv4 embedded in IPv6 (mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged as the IPv4 it carries.
  */
 import { BlockList, isIP } from 'node:net';
-import { M4Error } from '../../../core/errors.ts';
+import { M4Error } from '../errors.ts';
 
 export type BlockReason =
   | 'invalid'
