@@ -57,7 +57,12 @@ const generated = Array.from({ length: quick ? 12 : 60 }, (_, i) => {
   const page = generateArticleHtml(i + 1, bytes);
   return dumpLine(articleRecord({ name: page.title, identifier: i + 1, html: page.html })).slice(0, -1);
 });
-const real = (await access(REAL).then(() => true, () => false)) ? await linesOf(REAL) : [];
+const real = (await access(REAL).then(
+  () => true,
+  () => false,
+))
+  ? await linesOf(REAL)
+  : [];
 const sets: [string, string[]][] = [['generated', generated]];
 if (real.length > 0) sets.unshift(['real', real]);
 else console.log(`(${REAL} absent: generated pages only)`);
@@ -65,8 +70,21 @@ else console.log(`(${REAL} absent: generated pages only)`);
 const rss = rssSampler();
 const noop = () => {};
 const callbacks: TokenizerCallbacks = {
-  onattribdata: noop, onattribentity: noop, onattribend: noop, onattribname: noop, oncdata: noop, onclosetag: noop, oncomment: noop,
-  ondeclaration: noop, onend: noop, onopentagend: noop, onopentagname: noop, onprocessinginstruction: noop, onselfclosingtag: noop, ontext: noop, ontextentity: noop,
+  onattribdata: noop,
+  onattribentity: noop,
+  onattribend: noop,
+  onattribname: noop,
+  oncdata: noop,
+  onclosetag: noop,
+  oncomment: noop,
+  ondeclaration: noop,
+  onend: noop,
+  onopentagend: noop,
+  onopentagname: noop,
+  onprocessinginstruction: noop,
+  onselfclosingtag: noop,
+  ontext: noop,
+  ontextentity: noop,
 };
 for (const [name, lines] of sets) {
   const records = lines.map((l) => JSON.parse(l) as { name: string; url: string; article_body: { html: string } });
@@ -101,7 +119,9 @@ for (const [name, lines] of sets) {
   const mbPerSecond = (seconds: number) => Math.round((htmlBytes / MB / seconds) * 10) / 10;
   console.log(`${name} pages: ${lines.length}, ${Math.round(htmlBytes / lines.length / 1000)} KB of HTML on average`);
   for (const [contender, seconds] of Object.entries(times)) {
-    console.log(`  ${contender.padEnd(10)} ${String(perSecond(seconds)).padStart(6)} articles/CPU-s  ${String(mbPerSecond(seconds)).padStart(6)} MB of HTML/CPU-s`);
+    console.log(
+      `  ${contender.padEnd(10)} ${String(perSecond(seconds)).padStart(6)} articles/CPU-s  ${String(mbPerSecond(seconds)).padStart(6)} MB of HTML/CPU-s`,
+    );
   }
   report(`wikipedia-extract-${name}`, {
     pages: lines.length,
@@ -117,7 +137,11 @@ for (const [name, lines] of sets) {
 
 // The dump reader: every worker reads the whole dump, so a row of another worker's shard costs gunzip, tar and a line split.
 const copies = quick ? 2 : 8;
-const archive = await writeDumpTarGz(root, 'dump.json.tar.gz', Array.from({ length: copies }, (_, i) => [`enwiki_namespace_0_${i}.ndjson`, generated.map((l) => `${l}\n`).join('')]));
+const archive = await writeDumpTarGz(
+  root,
+  'dump.json.tar.gz',
+  Array.from({ length: copies }, (_, i) => [`enwiki_namespace_0_${i}.ndjson`, generated.map((l) => `${l}\n`).join('')]),
+);
 const gunzipOnly = async () => {
   let bytes = 0;
   for await (const chunk of createReadStream(archive).pipe(createGunzip())) bytes += (chunk as Buffer).length;
@@ -141,7 +165,9 @@ for (let round = 0; round < 3; round++) {
   used = process.cpuUsage(start);
   best.reader = Math.min(best.reader ?? Infinity, (used.user + used.system) / 1e6);
 }
-console.log(`dump reader: ${rows} rows, ${Math.round(tarBytes / MB)} MB of tar; gunzip alone ${Math.round(tarBytes / MB / best.gunzip!)} MB/CPU-s, reader ${Math.round(tarBytes / MB / best.reader!)} MB/CPU-s`);
+console.log(
+  `dump reader: ${rows} rows, ${Math.round(tarBytes / MB)} MB of tar; gunzip alone ${Math.round(tarBytes / MB / best.gunzip!)} MB/CPU-s, reader ${Math.round(tarBytes / MB / best.reader!)} MB/CPU-s`,
+);
 report('wikipedia-dump-reader', {
   rows,
   tarMB: Math.round(tarBytes / MB),

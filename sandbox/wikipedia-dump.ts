@@ -33,7 +33,9 @@ export function articleRecord(article: ArticleInput): Record<string, unknown> {
   if (article.wikidata) record.main_entity = { identifier: article.wikidata, url: `http://www.wikidata.org/entity/${article.wikidata}` };
   record.is_part_of = { name: 'Wikipedia', identifier: 'enwiki' };
   record.article_body = { html: article.html, wikitext: '' };
-  record.license = [{ name: 'Creative Commons Attribution Share Alike 3.0 Unported', identifier: 'CC-BY-SA-3.0', url: 'https://creativecommons.org/licenses/by-sa/3.0/' }];
+  record.license = [
+    { name: 'Creative Commons Attribution Share Alike 3.0 Unported', identifier: 'CC-BY-SA-3.0', url: 'https://creativecommons.org/licenses/by-sa/3.0/' },
+  ];
   return record;
 }
 

@@ -41,7 +41,10 @@ export function generateArticleHtml(seed: number, bytes: number): { title: strin
     `<section data-mw-section-id="0" id="${mw()}"><div class="shortdescription nomobile noexcerpt noprint searchaux" style="display:none" typeof="mw:Transclusion" data-mw='{"parts":[]}' id="${mw()}">${text.caption()}</div>\n`,
     `<div role="note" class="hatnote navigation-not-searchable" id="${mw()}">For other uses, see ${link(`${city} (disambiguation)`)}.</div>\n`,
     `<table class="infobox vcard" typeof="mw:Transclusion" data-mw='{"parts":[{"template":{"target":{"wt":"Infobox settlement","href":"./Template:Infobox_settlement"},"params":{"name":{"wt":"${city}"},"population":{"wt":"${text.between(1000, 90000)}"}},"i":0}}]}' id="${mw()}"><caption class="infobox-title">${city}</caption><tbody><tr><td colspan="2" class="infobox-image"><span typeof="mw:File">${file(0, 4000, 3000)}</span><div class="infobox-caption">${text.caption()}</div></td></tr>`,
-    ...Array.from({ length: 8 }, () => `<tr><th scope="row" class="infobox-label">${text.heading()}</th><td class="infobox-data">${template('nowrap', text.caption())}</td></tr>`),
+    ...Array.from(
+      { length: 8 },
+      () => `<tr><th scope="row" class="infobox-label">${text.heading()}</th><td class="infobox-data">${template('nowrap', text.caption())}</td></tr>`,
+    ),
     `</tbody></table>\n`,
     paragraph(),
     paragraph(),
@@ -52,18 +55,29 @@ export function generateArticleHtml(seed: number, bytes: number): { title: strin
   const tail = Math.round(bytes * 0.3); // references, navboxes: about a third of a real page's bytes
   while (size < bytes - tail) {
     add(`<section data-mw-section-id="${section++}" id="${mw()}"><h2 id="${mw()}">${text.heading()}</h2>\n`);
-    if (section % 2 === 0) add(`<figure class="mw-default-size" typeof="mw:File/Thumb" id="${mw()}">${file(images++, 1600 + text.between(0, 2400), 1200 + text.between(0, 1800))}<figcaption id="${mw()}">${text.caption()}</figcaption></figure>\n`);
+    if (section % 2 === 0)
+      add(
+        `<figure class="mw-default-size" typeof="mw:File/Thumb" id="${mw()}">${file(images++, 1600 + text.between(0, 2400), 1200 + text.between(0, 1800))}<figcaption id="${mw()}">${text.caption()}</figcaption></figure>\n`,
+      );
     for (let p = text.between(2, 5); p > 0; p--) add(paragraph());
     if (section % 5 === 0) add(`<ul id="${mw()}">${Array.from({ length: 5 }, () => `<li id="${mw()}">${text.caption()}</li>`).join('')}</ul>\n`);
     if (section % 7 === 0) {
       add(`<ul class="gallery mw-gallery-traditional" typeof="mw:Extension/gallery" data-mw='{"name":"gallery"}' id="${mw()}">`);
-      for (let g = 0; g < 4; g++) add(`<li class="gallerybox"><div class="thumb"><span typeof="mw:File">${file(images++, 800, 600)}</span></div><div class="gallerytext">${text.caption()}</div></li>`);
+      for (let g = 0; g < 4; g++)
+        add(
+          `<li class="gallerybox"><div class="thumb"><span typeof="mw:File">${file(images++, 800, 600)}</span></div><div class="gallerytext">${text.caption()}</div></li>`,
+        );
       add(`</ul>\n`);
     }
-    if (section % 6 === 0) add(`<table class="wikitable" id="${mw()}"><tbody>${Array.from({ length: 6 }, () => `<tr><td>${text.between(1700, 2020)}</td><td>${text.caption()}</td></tr>`).join('')}</tbody></table>\n`);
+    if (section % 6 === 0)
+      add(
+        `<table class="wikitable" id="${mw()}"><tbody>${Array.from({ length: 6 }, () => `<tr><td>${text.between(1700, 2020)}</td><td>${text.caption()}</td></tr>`).join('')}</tbody></table>\n`,
+      );
     add(`</section>`);
   }
-  add(`<section data-mw-section-id="${section++}"><h2 id="References">References</h2><div class="mw-references-wrap mw-references-columns" typeof="mw:Extension/references" data-mw='{"name":"references"}'><ol class="mw-references references">`);
+  add(
+    `<section data-mw-section-id="${section++}"><h2 id="References">References</h2><div class="mw-references-wrap mw-references-columns" typeof="mw:Extension/references" data-mw='{"name":"references"}'><ol class="mw-references references">`,
+  );
   for (let r = 1; r <= refs; r++) {
     add(
       `<li about="#cite_note-${r}" id="cite_note-${r}"><span class="mw-cite-backlink" id="${mw()}"><a href="./${encodeURIComponent(title)}#cite_ref-${r}" rel="mw:referencedBy" id="${mw()}"><span class="mw-linkback-text" id="${mw()}">↑ </span></a></span> <span id="mw-reference-text-cite_note-${r}" class="mw-reference-text"><cite class="citation web cs1" typeof="mw:Transclusion" data-mw='{"parts":[{"template":{"target":{"wt":"cite web","href":"./Template:Cite_web"},"params":{"title":{"wt":"${text.caption()}"},"url":{"wt":"https://example.org/${r}"},"access-date":{"wt":"2022-12-01"}},"i":0}}]}' id="${mw()}"><a rel="mw:ExtLink" href="https://example.org/${r}" class="external text">${text.caption()}</a>. Retrieved 1 December 2022.</cite></span></li>`,

@@ -29,7 +29,6 @@ export interface TarParseOptions {
   holdData?: (name: string, size: number) => boolean;
 }
 
-
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const EMPTY = Buffer.alloc(0);
 
@@ -91,7 +90,12 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     const skipBytes = type === 'file' ? 0 : padded;
     const hold = dataBytes > 0 && holdData(name, dataBytes);
     if (hold && dataBytes > maxEntryBytes) {
-      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
+      throw new M4Error(
+        'E_TAR_CORRUPT',
+        'shards',
+        `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`,
+        { offset: headerOffset, name },
+      );
     }
     const data = hold ? await input.take(dataBytes) : EMPTY;
     const present = hold ? data.length : await input.skip(dataBytes);
@@ -217,7 +221,12 @@ function parseNumber(field: Buffer, offset: number): number {
 }
 
 function parseOctal(field: Buffer): number {
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '').split('\0')[0] ?? '';
+  const text =
+    field
+      .toString('latin1')
+      .replace(/[\0 ]+$/, '')
+      .replace(/^[\0 ]+/, '')
+      .split('\0')[0] ?? '';
   if (text === '') return 0;
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : Number.NaN;
 }

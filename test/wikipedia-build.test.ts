@@ -89,8 +89,21 @@ const EXPECTED: [string, number, string, RegExp | null, number][] = [
 
 function buildArgs(input: string, output: string, mirror: WikimediaMirror, extra: string[] = []): string[] {
   return [
-    'build', '--source', 'wikipedia', '--input', input, '--output', output, '--wikimedia-base', mirror.base,
-    '--allow-private-network', '127.0.0.1/32', '--max-line-bytes', String(MAX_LINE), '--quiet', ...extra,
+    'build',
+    '--source',
+    'wikipedia',
+    '--input',
+    input,
+    '--output',
+    output,
+    '--wikimedia-base',
+    mirror.base,
+    '--allow-private-network',
+    '127.0.0.1/32',
+    '--max-line-bytes',
+    String(MAX_LINE),
+    '--quiet',
+    ...extra,
   ];
 }
 
@@ -118,7 +131,12 @@ test('build --source wikipedia from a dump tar.gz: every row packed or recorded 
   const run = await runCli(buildArgs(dump, output, mirror, ['--samples-per-shard', '5']), { timeoutMs: 120_000 });
   assert.equal(run.code, 0, run.err);
 
-  const outcomes = await readParquetRows((await readdir(output)).filter((f) => f.endsWith('.outcomes.parquet')).sort().map((f) => join(output, f)));
+  const outcomes = await readParquetRows(
+    (await readdir(output))
+      .filter((f) => f.endsWith('.outcomes.parquet'))
+      .sort()
+      .map((f) => join(output, f)),
+  );
   assert.equal(outcomes.length, EXPECTED.length);
   EXPECTED.forEach(([member, line, status, error, images], row) => {
     const o = outcomes[row]!;
@@ -144,7 +162,13 @@ test('build --source wikipedia from a dump tar.gz: every row packed or recorded 
   assert.equal(doll.metadata[1].src, 'https://upload.wikimedia.org/wikipedia/commons/thumb/1/1a/Nesting_dolls.jpg/500px-Nesting_dolls.jpg');
   assert.equal(doll.metadata[1].original_url, 'https://upload.wikimedia.org/wikipedia/commons/1/1a/Nesting_dolls.jpg');
   assert.equal(doll.metadata[3].alt_text, 'A painter at work');
-  assert.deepEqual(doll.general_metadata, { url: 'https://en.wikipedia.org/wiki/Nesting_doll', name: 'Nesting doll', identifier: 1, date_modified: '2023-02-01T00:00:00Z', revision: 1_000_001 });
+  assert.deepEqual(doll.general_metadata, {
+    url: 'https://en.wikipedia.org/wiki/Nesting_doll',
+    name: 'Nesting doll',
+    identifier: 1,
+    date_modified: '2023-02-01T00:00:00Z',
+    revision: 1_000_001,
+  });
   // The 500 px rendition (500x333) was downloaded from the mirror and brought to 256 on its shorter side.
   assert.equal(mirror.hits('/wikipedia/commons/thumb/1/1a/Nesting_dolls.jpg/500px-Nesting_dolls.jpg'), 1);
   const first = await sharp(built.get('000000000')!['0.jpg']!).metadata();
@@ -166,7 +190,9 @@ test('build --source wikipedia from a dump tar.gz: every row packed or recorded 
 test('extract writes the OBELICS layout, and building from it gives the same shards as building from the dump', async (t) => {
   const { dir, mirror, dump } = await setup(t);
   const docs = join(dir, 'docs.parquet');
-  const extracted = await runCli(['extract', '--source', 'wikipedia', '--input', dump, '--output', docs, '--max-line-bytes', String(MAX_LINE), '--json'], { timeoutMs: 120_000 });
+  const extracted = await runCli(['extract', '--source', 'wikipedia', '--input', dump, '--output', docs, '--max-line-bytes', String(MAX_LINE), '--json'], {
+    timeoutMs: 120_000,
+  });
   assert.equal(extracted.code, 0, extracted.err);
   const summary = JSON.parse(extracted.out);
   assert.deepEqual([summary.rows, summary.documents, summary.images, summary.skipped], [12, 7, 11, { filtered: 2, malformed: 3 }]);
@@ -175,8 +201,20 @@ test('extract writes the OBELICS layout, and building from it gives the same sha
     rows.map((r) => JSON.parse(r.general_metadata as string).name),
     ['Nesting doll', 'Lindenberg Castle', 'Crimean plateaus', 'Cyclic group', 'Cot side', 'Matryoshka souvenir', 'Deep'],
   );
-  assert.deepEqual(rows[1]!.images, [null, 'https://upload.wikimedia.org/wikipedia/commons/thumb/5/5c/Lindenberg_Castle_2019.jpg/500px-Lindenberg_Castle_2019.jpg', null, 'https://upload.wikimedia.org/wikipedia/commons/thumb/e/e4/Germany_location_map.svg/330px-Germany_location_map.svg.png', null]);
-  assert.deepEqual(rows[1]!.texts, ['Lindenberg Castle', null, 'The castle from the south in 2019', null, 'Lindenberg Castle (Burg Lindenberg) is a castle in Bavaria, Germany.']);
+  assert.deepEqual(rows[1]!.images, [
+    null,
+    'https://upload.wikimedia.org/wikipedia/commons/thumb/5/5c/Lindenberg_Castle_2019.jpg/500px-Lindenberg_Castle_2019.jpg',
+    null,
+    'https://upload.wikimedia.org/wikipedia/commons/thumb/e/e4/Germany_location_map.svg/330px-Germany_location_map.svg.png',
+    null,
+  ]);
+  assert.deepEqual(rows[1]!.texts, [
+    'Lindenberg Castle',
+    null,
+    'The castle from the south in 2019',
+    null,
+    'Lindenberg Castle (Burg Lindenberg) is a castle in Bavaria, Germany.',
+  ]);
   assert.equal(JSON.parse(rows[1]!.metadata as string)[1].caption, 'The castle from the south in 2019');
 
   const again = await runCli(['extract', '--source', 'wikipedia', '--input', dump, '--output', docs], { timeoutMs: 60_000 });
@@ -248,7 +286,10 @@ test('--worker builds and a build killed with SIGKILL then resumed are byte-iden
 
   const expected = await filesOf(clean);
   assert.ok('manifest.json' in expected);
-  for (const [name, other] of [['split', await filesOf(split)], ['resumed', await filesOf(killed)]] as const) {
+  for (const [name, other] of [
+    ['split', await filesOf(split)],
+    ['resumed', await filesOf(killed)],
+  ] as const) {
     assert.deepEqual(Object.keys(other), Object.keys(expected), name);
     for (const file of Object.keys(expected)) assert.ok(other[file]!.equals(expected[file]!), `${name}: ${file} differs`);
   }

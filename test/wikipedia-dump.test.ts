@@ -38,7 +38,8 @@ async function* chunksOf(...parts: (string | Buffer)[]): AsyncGenerator<Buffer> 
 
 test('lines: split across chunks, CRLF and a last line without newline; blank lines skipped but counted', async () => {
   const lines = [];
-  for await (const line of ndjsonLines(chunksOf('{"a":1}\r\n{"b"', ':2}\n\n\r\n{"c":', '3}'), 100)) lines.push([line.bytes?.toString(), line.line, line.length]);
+  for await (const line of ndjsonLines(chunksOf('{"a":1}\r\n{"b"', ':2}\n\n\r\n{"c":', '3}'), 100))
+    lines.push([line.bytes?.toString(), line.line, line.length]);
   assert.deepEqual(lines, [
     ['{"a":1}', 1, 7],
     ['{"b":2}', 2, 7],
@@ -104,8 +105,17 @@ test('NDJSON members as files: plain, gzip, and a folder of them, in name order'
   const files = await resolveInputs([folder]);
   assert.deepEqual(files, [join(folder, 'part_0.ndjson.gz'), join(folder, 'part_1.ndjson')]);
   const { lines, origins } = await collect(readDump(files, { maxLineBytes: 1 << 20 }));
-  assert.deepEqual(lines.map((l) => (JSON.parse(l!) as { name: string }).name), ['One', 'Two']);
-  assert.deepEqual(origins.map((o) => [o.member, o.line]), [[null, 1], [null, 1]]);
+  assert.deepEqual(
+    lines.map((l) => (JSON.parse(l!) as { name: string }).name),
+    ['One', 'Two'],
+  );
+  assert.deepEqual(
+    origins.map((o) => [o.member, o.line]),
+    [
+      [null, 1],
+      [null, 1],
+    ],
+  );
 
   const isRecord = (r: unknown) => typeof r === 'object' && r !== null && 'article_body' in r;
   assert.equal(await sniffDump(files[0]!, isRecord, 1 << 20), 'ndjson');
@@ -126,13 +136,18 @@ test('a dump on S3 (s3rver) streams the same rows as the local file', async (t) 
     await rm(dir, { recursive: true, force: true });
   });
   t.after(applyEnv(s3.env));
-  const archive = await writeDumpTarGz(dir, 'dump.json.tar.gz', [['enwiki_namespace_0_0.ndjson', [record('Alpha', '<p>a</p>'), record('Beta', '<p>b</p>')].join('')]]);
+  const archive = await writeDumpTarGz(dir, 'dump.json.tar.gz', [
+    ['enwiki_namespace_0_0.ndjson', [record('Alpha', '<p>a</p>'), record('Beta', '<p>b</p>')].join('')],
+  ]);
   await new S3Storage(`s3://${s3.bucket}`).write('dumps/dump.json.tar.gz', await readFile(archive));
   const url = `s3://${s3.bucket}/dumps/dump.json.tar.gz`;
   const remote = await collect(readDump([url], { maxLineBytes: 1 << 20 }));
   const local = await collect(readDump([archive], { maxLineBytes: 1 << 20 }));
   assert.deepEqual(remote.lines, local.lines);
-  assert.deepEqual(remote.origins.map((o) => o.file), [url, url]);
+  assert.deepEqual(
+    remote.origins.map((o) => o.file),
+    [url, url],
+  );
 });
 
 test('a truncated gzip is an error naming the dump, the member and the last line read; never a hang', async (t) => {
@@ -148,7 +163,8 @@ test('a truncated gzip is an error naming the dump, the member and the last line
     (async () => {
       for await (const batch of readDump([cut], { maxLineBytes: 1 << 20 })) read += batch.rows.length;
     })(),
-    (err: unknown) => isM4Error(err, 'E_INPUT') && err.message.includes(cut) && /member enwiki_namespace_0_0\.ndjson after line \d+: .*truncated/.test(err.message),
+    (err: unknown) =>
+      isM4Error(err, 'E_INPUT') && err.message.includes(cut) && /member enwiki_namespace_0_0\.ndjson after line \d+: .*truncated/.test(err.message),
   );
   assert.ok(read > 0 && read < 200, `the rows before the cut were read (${read})`);
 });
@@ -158,14 +174,19 @@ test('records: non-JSON, no article_body, over the bound, another namespace, a r
   const notJson = dumpDocument(line('{"name": "X", '), TARGET);
   assert.ok('status' in notJson && notJson.status === 'malformed' && /^line is not JSON \(.*position 14/.test(notJson.error), JSON.stringify(notJson));
   assert.deepEqual(dumpDocument(line('[1,2]'), TARGET), { status: 'malformed', error: 'line is not a JSON object' });
-  assert.deepEqual(dumpDocument(line('{"name":"X","article_body":{"wikitext":""}}'), TARGET), { status: 'malformed', error: 'record has no article_body.html' });
+  assert.deepEqual(dumpDocument(line('{"name":"X","article_body":{"wikitext":""}}'), TARGET), {
+    status: 'malformed',
+    error: 'record has no article_body.html',
+  });
   assert.deepEqual(dumpDocument({ bytes: null, length: 5_000_000, maxLineBytes: 1 << 20 }, TARGET), {
     status: 'malformed',
     error: 'line of 5000000 bytes is over --max-line-bytes 1048576',
   });
   const talk = dumpLine(articleRecord({ name: 'Talk:X', identifier: 1, html: parsoidPage('Talk:X', '<p>t</p>'), namespace: 1 }));
   assert.deepEqual(dumpDocument(line(talk), TARGET), { status: 'filtered', error: 'namespace 1 is not the article namespace' });
-  const redirect = dumpLine(articleRecord({ name: 'Matryoshka', identifier: 2, html: parsoidPage('Matryoshka', '<link rel="mw:PageProp/redirect" href="./Nesting_doll"/>') }));
+  const redirect = dumpLine(
+    articleRecord({ name: 'Matryoshka', identifier: 2, html: parsoidPage('Matryoshka', '<link rel="mw:PageProp/redirect" href="./Nesting_doll"/>') }),
+  );
   assert.deepEqual(dumpDocument(line(redirect), TARGET), { status: 'filtered', error: 'redirect to Nesting doll' });
   const empty = dumpLine(articleRecord({ name: 'Empty', identifier: 3, html: parsoidPage('Empty', '<section><div class="navbox">nav</div></section>') }));
   assert.deepEqual(dumpDocument(line(empty), TARGET), { status: 'filtered', error: 'no text' });
@@ -182,5 +203,12 @@ test('a record becomes the OBELICS layout with the article in general_metadata',
   assert.deepEqual(document.texts, ['Doll\n\nWooden.', null, 'A doll']);
   assert.deepEqual(document.images, [null, 'https://upload.wikimedia.org/wikipedia/commons/thumb/d/dd/D.jpg/330px-D.jpg', null]);
   assert.equal(document.metadata[1]!.caption, 'A doll');
-  assert.deepEqual(document.general_metadata, { url: 'https://en.wikipedia.org/wiki/Doll', name: 'Doll', identifier: 42, date_modified: '2023-01-02T03:04:05Z', revision: 1234, wikidata: 'Q1' });
+  assert.deepEqual(document.general_metadata, {
+    url: 'https://en.wikipedia.org/wiki/Doll',
+    name: 'Doll',
+    identifier: 42,
+    date_modified: '2023-01-02T03:04:05Z',
+    revision: 1234,
+    wikidata: 'Q1',
+  });
 });

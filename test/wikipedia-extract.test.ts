@@ -40,7 +40,20 @@ test('no citation marker, reference list, hatnote, navbox, maintenance box or ic
     const expected = JSON.parse(await readFile(new URL(name.replace(/\.html$/, '.expected.json'), FIXTURES), 'utf8')) as Expected;
     const article = extractArticle(await readFile(new URL(name, FIXTURES), 'utf8'), { title: expected.title, url: expected.url, target: TARGET });
     const text = article.items.flatMap((i) => (i.kind === 'text' ? [i.text] : [])).join('\n');
-    for (const unwanted of ['[1]', '[2]', 'citation needed', 'Smith 2001', 'computing concept', 'Spinning top', 'additional citations', 'stub', 'Coordinates', '47°N', 'Cayley', 'Germany\n']) {
+    for (const unwanted of [
+      '[1]',
+      '[2]',
+      'citation needed',
+      'Smith 2001',
+      'computing concept',
+      'Spinning top',
+      'additional citations',
+      'stub',
+      'Coordinates',
+      '47°N',
+      'Cayley',
+      'Germany\n',
+    ]) {
       assert.ok(!text.includes(unwanted), `${name}: "${unwanted}" in the text`);
     }
     for (const item of article.items) {
@@ -134,25 +147,35 @@ test('renditions: the smallest standard width reaching --image-size, or the orig
     fileUrls('//upload.wikimedia.org/wikipedia/commons/4/4a/Big.png', 4000, 3000, TARGET)!.rendition,
     'https://upload.wikimedia.org/wikipedia/commons/thumb/4/4a/Big.png/500px-Big.png',
   );
-  assert.equal(fileUrls('https://upload.wikimedia.org/wikipedia/commons/7/74/Red_Pencil_Icon.png', 16, 16, TARGET)!.rendition, 'https://upload.wikimedia.org/wikipedia/commons/7/74/Red_Pencil_Icon.png');
+  assert.equal(
+    fileUrls('https://upload.wikimedia.org/wikipedia/commons/7/74/Red_Pencil_Icon.png', 16, 16, TARGET)!.rendition,
+    'https://upload.wikimedia.org/wikipedia/commons/7/74/Red_Pencil_Icon.png',
+  );
   assert.equal(fileUrls('https://wikimedia.org/api/rest_v1/media/math/render/svg/abc', 10, 10, TARGET), undefined);
   assert.equal(fileUrls('//evil.example/wikipedia/commons/thumb/a/ab/X.jpg/220px-X.jpg', 1000, 1000, TARGET), undefined);
 });
 
 test('a bitmap rendition reaches the target side whenever the original does, and is never wider than the original (fast-check)', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 30_000 }), fc.integer({ min: 1, max: 30_000 }), fc.integer({ min: 16, max: 2048 }), fc.boolean(), (w, h, size, longer) => {
-      const target = { size, longer };
-      const urls = fileUrls('//upload.wikimedia.org/wikipedia/commons/thumb/1/1a/P.jpg/220px-P.jpg', w, h, target)!;
-      const side = (width: number) => (longer ? Math.max(width, (width * h) / w) : Math.min(width, (width * h) / w));
-      assert.ok(urls.width <= w);
-      if (urls.rendition === urls.original) {
-        assert.equal(urls.width, w);
-      } else {
-        assert.ok((STANDARD_WIDTHS as readonly number[]).includes(urls.width));
-        if (neededWidth(w, h, target) <= STANDARD_WIDTHS[STANDARD_WIDTHS.length - 1]!) assert.ok(side(urls.width) >= size - 1e-9, `${w}x${h} at ${urls.width}`);
-      }
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 30_000 }),
+      fc.integer({ min: 1, max: 30_000 }),
+      fc.integer({ min: 16, max: 2048 }),
+      fc.boolean(),
+      (w, h, size, longer) => {
+        const target = { size, longer };
+        const urls = fileUrls('//upload.wikimedia.org/wikipedia/commons/thumb/1/1a/P.jpg/220px-P.jpg', w, h, target)!;
+        const side = (width: number) => (longer ? Math.max(width, (width * h) / w) : Math.min(width, (width * h) / w));
+        assert.ok(urls.width <= w);
+        if (urls.rendition === urls.original) {
+          assert.equal(urls.width, w);
+        } else {
+          assert.ok((STANDARD_WIDTHS as readonly number[]).includes(urls.width));
+          if (neededWidth(w, h, target) <= STANDARD_WIDTHS[STANDARD_WIDTHS.length - 1]!)
+            assert.ok(side(urls.width) >= size - 1e-9, `${w}x${h} at ${urls.width}`);
+        }
+      },
+    ),
   );
 });
 

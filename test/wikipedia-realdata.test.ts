@@ -17,7 +17,9 @@ const present = await access(DUMP).then(
   () => false,
 );
 
-test('the 12 real pages: what each becomes, as a reader of the articles would agree', { skip: present ? false : `${DUMP} is absent (../shared is not beside this checkout)` }, async (t) => {
+test('the 12 real pages: what each becomes, as a reader of the articles would agree', {
+  skip: present ? false : `${DUMP} is absent (../shared is not beside this checkout)`,
+}, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'm4-wikireal-'));
   const mirror = await startWikimediaMirror();
   t.after(async () => {
@@ -25,9 +27,25 @@ test('the 12 real pages: what each becomes, as a reader of the articles would ag
     await rm(dir, { recursive: true, force: true });
   });
   const output = join(dir, 'out');
-  const run = await runCli(['build', '--source', 'wikipedia', '--input', DUMP, '--output', output, '--wikimedia-base', mirror.base, '--allow-private-network', '127.0.0.1/32', '--quiet'], {
-    timeoutMs: 120_000,
-  });
+  const run = await runCli(
+    [
+      'build',
+      '--source',
+      'wikipedia',
+      '--input',
+      DUMP,
+      '--output',
+      output,
+      '--wikimedia-base',
+      mirror.base,
+      '--allow-private-network',
+      '127.0.0.1/32',
+      '--quiet',
+    ],
+    {
+      timeoutMs: 120_000,
+    },
+  );
   assert.equal(run.code, 0, run.err);
   const outcomes = await readParquetRows([join(output, 'wikipedia-000000.outcomes.parquet')]);
   assert.deepEqual(
@@ -50,15 +68,35 @@ test('the 12 real pages: what each becomes, as a reader of the articles would ag
     ],
   );
 
-  const docs = new Map<string, { texts: (string | null)[]; images: (string | null)[]; metadata: ({ src: string; caption?: string; rendered_width: number; rendered_height: number } | null)[] }>();
+  const docs = new Map<
+    string,
+    {
+      texts: (string | null)[];
+      images: (string | null)[];
+      metadata: ({ src: string; caption?: string; rendered_width: number; rendered_height: number } | null)[];
+    }
+  >();
   for (const name of (await readdir(output)).filter((f) => f.endsWith('.tar'))) {
     for await (const sample of readShard(join(output, name))) {
       const json = JSON.parse((sample.fields.json as Buffer).toString());
       docs.set(json.general_metadata.name, json);
     }
   }
-  assert.deepEqual([...docs.keys()].sort(), ['Caryophyllales', 'Coset', 'Crimean Mountains', 'Foobar', 'Matryoshka doll', 'Organic acid anhydride', 'Thoor Ballylee', 'Yoshua Bengio']);
-  const text = (name: string) => docs.get(name)!.texts.filter((t): t is string => t !== null).join('\n\n');
+  assert.deepEqual([...docs.keys()].sort(), [
+    'Caryophyllales',
+    'Coset',
+    'Crimean Mountains',
+    'Foobar',
+    'Matryoshka doll',
+    'Organic acid anhydride',
+    'Thoor Ballylee',
+    'Yoshua Bengio',
+  ]);
+  const text = (name: string) =>
+    docs
+      .get(name)!
+      .texts.filter((t): t is string => t !== null)
+      .join('\n\n');
 
   // Foobar: its one content picture, with its caption after it; the portal and sister-project icons are gone.
   const foobar = docs.get('Foobar')!;
@@ -80,6 +118,7 @@ test('the 12 real pages: what each becomes, as a reader of the articles would ag
     assert.ok(!/\[\d+\]/.test(all), `${name}: a citation marker`);
     assert.ok(!/\n(References|External links|See also|Notes)\n/.test(`\n${all}\n`), `${name}: an appendix heading`);
     assert.ok(!all.includes('citation needed') && !all.includes('This article'), `${name}: a maintenance note`);
-    for (const m of doc.metadata) if (m) assert.ok(Math.max(m.rendered_width, m.rendered_height) > 60 && m.src.startsWith('https://upload.wikimedia.org/'), `${name}: ${m.src}`);
+    for (const m of doc.metadata)
+      if (m) assert.ok(Math.max(m.rendered_width, m.rendered_height) > 60 && m.src.startsWith('https://upload.wikimedia.org/'), `${name}: ${m.src}`);
   }
 });

@@ -29,7 +29,11 @@ export function extractCommand(): Command {
     .requiredOption('-o, --output <file>', 'the parquet file to write (local or s3://bucket/key); never overwritten')
     .option('--limit <n>', 'read at most n records (default: all)', integerIn(1))
     .option('--image-size <px>', 'the side the image URLs are chosen for: give the build the same (default: 256)', integerIn(1, 16384))
-    .addOption(new Option('--resize-mode <mode>', 'the resize mode the image URLs are chosen for: give the build the same (default: keep_ratio)').choices([...RESIZE_MODES]))
+    .addOption(
+      new Option('--resize-mode <mode>', 'the resize mode the image URLs are chosen for: give the build the same (default: keep_ratio)').choices([
+        ...RESIZE_MODES,
+      ]),
+    )
     .option('--max-line-bytes <n>', `${maxLineBytes?.description ?? 'longest record line'} (default: ${maxLineBytes?.default})`, integerIn(1))
     .option('-q, --quiet', 'no progress lines')
     .option('--json', 'print the summary as one JSON object on stdout')

@@ -83,7 +83,14 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const { index: worker, count: workers } = options.worker;
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
 
-  const request = { options: options.sourceOptions, columns: options.adapter.columns, limit: options.limit, format: options.inputFormat, network, image: options.image };
+  const request = {
+    options: options.sourceOptions,
+    columns: options.adapter.columns,
+    limit: options.limit,
+    format: options.inputFormat,
+    network,
+    image: options.image,
+  };
   const context = await options.adapter.prepare?.(options.inputs, request);
   const fetcher = new Fetcher(options.fetch);
   observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
@@ -127,7 +134,9 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     // holds up to 30 images, so fewer documents than pairs are needed for that, and fewer fit in memory.
     const perRow = options.adapter.layout === 'document' ? 8 : 1;
     const window = Math.max(Math.ceil((options.concurrency * 2) / perRow), options.imageWork * 2);
-    for await (const result of orderedMap(ownedRows(), { window }, ({ row, index, origin }) => processor.process(row, index).then((r) => withOrigin(r, origin)))) {
+    for await (const result of orderedMap(ownedRows(), { window }, ({ row, index, origin }) =>
+      processor.process(row, index).then((r) => withOrigin(r, origin)),
+    )) {
       const shard = Math.floor(result.row / S);
       if (current && current.index !== shard) {
         await publish(current);
@@ -164,7 +173,10 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   if (rows === 0 && totalRows === 0) {
     throw new M4Error('E_INPUT', 'build', `no input row could be read from ${options.inputs.join(', ')}`, { inputs: options.inputs });
   }
-  await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile));
+  await storage.write(
+    BUILD_FILE,
+    jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile),
+  );
   const manifest = await writeManifestIfComplete(storage, options.prefix, options.adapter.layout, fingerprint).catch((err: unknown) => {
     if (err instanceof M4Error && err.code === 'E_NOT_FOUND') return undefined;
     throw err;
@@ -208,7 +220,8 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
       await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
-      if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
+      if (recordImages)
+        await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {
@@ -322,7 +335,12 @@ function sizeOf(bytes: number | null): string {
  * (a merge reports it; a worker that is not last just leaves the manifest to the one that is). The manifest records the
  * source's layout (pairs or documents), so a mix can tell a dataset given for the wrong source.
  */
-export async function writeManifestIfComplete(storage: Storage, prefix: string, layout: SourceAdapter['layout'], fingerprint?: Record<string, unknown>): Promise<Manifest> {
+export async function writeManifestIfComplete(
+  storage: Storage,
+  prefix: string,
+  layout: SourceAdapter['layout'],
+  fingerprint?: Record<string, unknown>,
+): Promise<Manifest> {
   const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
@@ -331,8 +349,16 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   const missing = [];
   for (let k = 0; k < build.input.shards; k++) if (!done.has(k)) missing.push(k);
   if (missing.length > 0) {
-    const shown = missing.slice(0, 10).map((k) => shardName(prefix, k)).join(', ');
-    throw new M4Error('E_NOT_FOUND', 'build', `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`, { missing });
+    const shown = missing
+      .slice(0, 10)
+      .map((k) => shardName(prefix, k))
+      .join(', ');
+    throw new M4Error(
+      'E_NOT_FOUND',
+      'build',
+      `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`,
+      { missing },
+    );
   }
   const status = emptyCounts();
   for (let k = 0; k < build.input.shards; k++) {
@@ -345,4 +371,3 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   await writeManifest(storage, manifest, prefix);
   return manifest;
 }
-

@@ -65,7 +65,8 @@ export async function runExtract(options: ExtractOptions, progress?: (rows: numb
   const request = { options: options.sourceOptions, columns: adapter.columns, limit: options.limit, image: options.image };
   const context = await adapter.prepare?.(options.inputs, request);
   const rows = adapter.readRows(options.inputs, { ...request, context });
-  if (!rows) throw new M4Error('E_USAGE', 'extract', `${options.inputs.join(', ')}: not a ${adapter.name} dump; extract reads a dump (documents need no extracting)`);
+  if (!rows)
+    throw new M4Error('E_USAGE', 'extract', `${options.inputs.join(', ')}: not a ${adapter.name} dump; extract reads a dump (documents need no extracting)`);
 
   // Parts live beside a local output (same file system: the final rename cannot cross one), else in the temp folder.
   const work = await mkdtemp(join(local ? dirname(resolve(options.output)) : tmpdir(), '.m4data-extract-'));

@@ -57,8 +57,28 @@ export const ICON_MAX_SIDE = 60;
 
 /** Elements whose content is never article text or images. */
 const DROP_ELEMENTS = new Set([
-  'head', 'script', 'style', 'noscript', 'template', 'title', 'audio', 'video', 'iframe', 'object', 'embed', 'svg', 'math',
-  'map', 'button', 'input', 'select', 'textarea', 'canvas', 'picture', 'source', 'track',
+  'head',
+  'script',
+  'style',
+  'noscript',
+  'template',
+  'title',
+  'audio',
+  'video',
+  'iframe',
+  'object',
+  'embed',
+  'svg',
+  'math',
+  'map',
+  'button',
+  'input',
+  'select',
+  'textarea',
+  'canvas',
+  'picture',
+  'source',
+  'track',
 ]);
 
 /**
@@ -67,31 +87,141 @@ const DROP_ELEMENTS = new Set([
  * MediaViewer's own mark), and everything the site hides from print (`noprint`: "[citation needed]", "[edit]", portal bars).
  */
 const DROP_CLASSES = new Set([
-  'hatnote', 'dablink', 'rellink', 'shortdescription', 'navigation-not-searchable', 'searchaux',
-  'navbox', 'navbox-styles', 'vertical-navbox', 'sidebar', 'navbar', 'authority-control', 'catlinks',
-  'metadata', 'ambox', 'tmbox', 'ombox', 'cmbox', 'fmbox', 'imbox', 'dmbox', 'mbox-small', 'mbox-small-left',
-  'sistersitebox', 'side-box', 'portal', 'portalbox', 'portal-bar',
-  'reflist', 'refbegin', 'references', 'mw-references-wrap', 'mw-references', 'reference', 'mw-ref', 'mw-cite-backlink',
-  'geo', 'geo-default', 'geo-nondefault', 'geo-multi-punct',
-  'mw-editsection', 'mw-empty-elt', 'noprint', 'noviewer', 'printfooter', 'toc', 'mw-indicators',
-  'mwe-math-mathml-a11y', 'mw-kartographer-map', 'mw-kartographer-maplink',
+  'hatnote',
+  'dablink',
+  'rellink',
+  'shortdescription',
+  'navigation-not-searchable',
+  'searchaux',
+  'navbox',
+  'navbox-styles',
+  'vertical-navbox',
+  'sidebar',
+  'navbar',
+  'authority-control',
+  'catlinks',
+  'metadata',
+  'ambox',
+  'tmbox',
+  'ombox',
+  'cmbox',
+  'fmbox',
+  'imbox',
+  'dmbox',
+  'mbox-small',
+  'mbox-small-left',
+  'sistersitebox',
+  'side-box',
+  'portal',
+  'portalbox',
+  'portal-bar',
+  'reflist',
+  'refbegin',
+  'references',
+  'mw-references-wrap',
+  'mw-references',
+  'reference',
+  'mw-ref',
+  'mw-cite-backlink',
+  'geo',
+  'geo-default',
+  'geo-nondefault',
+  'geo-multi-punct',
+  'mw-editsection',
+  'mw-empty-elt',
+  'noprint',
+  'noviewer',
+  'printfooter',
+  'toc',
+  'mw-indicators',
+  'mwe-math-mathml-a11y',
+  'mw-kartographer-map',
+  'mw-kartographer-maplink',
 ]);
 
 /** Parsoid `typeof`s whose content is not article text: reference lists and markers, styles, maps, rendering errors. */
-const DROP_TYPEOFS = ['mw:Extension/references', 'mw:Extension/ref', 'mw:Extension/templatestyles', 'mw:Extension/mapframe', 'mw:Extension/maplink', 'mw:Extension/graph', 'mw:Extension/timeline', 'mw:Extension/score', 'mw:Extension/inputbox', 'mw:Error'];
+const DROP_TYPEOFS = [
+  'mw:Extension/references',
+  'mw:Extension/ref',
+  'mw:Extension/templatestyles',
+  'mw:Extension/mapframe',
+  'mw:Extension/maplink',
+  'mw:Extension/graph',
+  'mw:Extension/timeline',
+  'mw:Extension/score',
+  'mw:Extension/inputbox',
+  'mw:Error',
+];
 
 /** Sections that are lists of sources or links, not article text (English Wikipedia's standard appendices, MOS:LAYOUT). */
 const DROP_SECTIONS = new Set([
-  'references', 'notes', 'footnotes', 'citations', 'sources', 'bibliography', 'further reading', 'external links', 'see also',
-  'notes and references', 'references and notes', 'works cited', 'cited sources', 'general references', 'explanatory notes',
-  'general and cited references', 'notes and citations', 'sources and further reading', 'references and further reading',
+  'references',
+  'notes',
+  'footnotes',
+  'citations',
+  'sources',
+  'bibliography',
+  'further reading',
+  'external links',
+  'see also',
+  'notes and references',
+  'references and notes',
+  'works cited',
+  'cited sources',
+  'general references',
+  'explanatory notes',
+  'general and cited references',
+  'notes and citations',
+  'sources and further reading',
+  'references and further reading',
 ]);
 
 /** Elements that end a text block (a paragraph, a list item, a cell) when they open or close. */
 const BLOCK_ELEMENTS = new Set([
-  'address', 'article', 'aside', 'blockquote', 'body', 'caption', 'center', 'dd', 'details', 'div', 'dl', 'dt', 'fieldset',
-  'figcaption', 'figure', 'footer', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'hgroup', 'hr', 'html', 'legend',
-  'li', 'main', 'nav', 'ol', 'p', 'pre', 'section', 'summary', 'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'ul',
+  'address',
+  'article',
+  'aside',
+  'blockquote',
+  'body',
+  'caption',
+  'center',
+  'dd',
+  'details',
+  'div',
+  'dl',
+  'dt',
+  'fieldset',
+  'figcaption',
+  'figure',
+  'footer',
+  'form',
+  'h1',
+  'h2',
+  'h3',
+  'h4',
+  'h5',
+  'h6',
+  'header',
+  'hgroup',
+  'hr',
+  'html',
+  'legend',
+  'li',
+  'main',
+  'nav',
+  'ol',
+  'p',
+  'pre',
+  'section',
+  'summary',
+  'table',
+  'tbody',
+  'td',
+  'tfoot',
+  'th',
+  'thead',
+  'tr',
+  'ul',
 ]);
 
 /** Classes (and `figure`) that hold one or more images with their caption; a caption is kept only if an image of its container was. */
@@ -99,7 +229,23 @@ const MEDIA_CONTAINER_CLASSES = new Set(['gallerybox', 'tsingle', 'tmulti', 'thu
 const CAPTION_CLASSES = new Set(['infobox-caption', 'gallerytext', 'thumbcaption']);
 
 /** Attributes the rules read; no other attribute value is decoded. */
-const WANTED_ATTRIBUTES = new Set(['class', 'typeof', 'style', 'id', 'role', 'rel', 'property', 'href', 'src', 'resource', 'alt', 'width', 'height', 'data-file-width', 'data-file-height']);
+const WANTED_ATTRIBUTES = new Set([
+  'class',
+  'typeof',
+  'style',
+  'id',
+  'role',
+  'rel',
+  'property',
+  'href',
+  'src',
+  'resource',
+  'alt',
+  'width',
+  'height',
+  'data-file-width',
+  'data-file-height',
+]);
 
 type TextKind = 'title' | 'para' | 'item' | 'caption' | 'heading';
 
@@ -128,7 +274,19 @@ interface Frame {
 
 type Block = { kind: TextKind; text: string } | { kind: 'image'; image: ArticleImage };
 
-const ROOT: Frame = { dropped: false, quiet: false, caption: false, infobox: false, pre: false, kind: 'para', heading: 0, section: -1, container: -1, keptImage: false, block: true };
+const ROOT: Frame = {
+  dropped: false,
+  quiet: false,
+  caption: false,
+  infobox: false,
+  pre: false,
+  kind: 'para',
+  heading: 0,
+  section: -1,
+  container: -1,
+  keptImage: false,
+  block: true,
+};
 
 export function extractArticle(html: string, options: ExtractOptions): ExtractedArticle {
   const extractor = new ArticleExtractor(options);
@@ -241,9 +399,9 @@ class ArticleExtractor implements HtmlHandler {
     const frame = closing ?? this.top;
     const text = this.buffer.take();
     if (text === '') return;
-    if (frame.kind === 'heading') return this.heading(frame, text);
-    if (frame.kind === 'caption') return this.caption(frame, text);
-    this.content({ kind: frame.kind, text });
+    if (frame.kind === 'heading') this.heading(frame, text);
+    else if (frame.kind === 'caption') this.caption(frame, text);
+    else this.content({ kind: frame.kind, text });
   }
 
   private heading(frame: Frame, text: string): void {

@@ -17,13 +17,36 @@ export interface HtmlHandler {
   text(text: string): void;
 }
 
-const VOID_ELEMENTS = new Set(['area', 'base', 'basefont', 'br', 'col', 'command', 'embed', 'frame', 'hr', 'img', 'input', 'isindex', 'keygen', 'link', 'meta', 'param', 'source', 'track', 'wbr']);
+const VOID_ELEMENTS = new Set([
+  'area',
+  'base',
+  'basefont',
+  'br',
+  'col',
+  'command',
+  'embed',
+  'frame',
+  'hr',
+  'img',
+  'input',
+  'isindex',
+  'keygen',
+  'link',
+  'meta',
+  'param',
+  'source',
+  'track',
+  'wbr',
+]);
 
 export function walkHtml(html: string, handler: HtmlHandler, wanted: ReadonlySet<string>): void {
   // Attribute names are compared in place, by length first: slicing and lowercasing every name (Parsoid writes a dozen
   // per element) took a sixth of the extraction's time.
   const byLength: string[][] = [];
-  for (const name of wanted) (byLength[name.length] ??= []).push(name);
+  for (const name of wanted) {
+    byLength[name.length] ??= [];
+    byLength[name.length]!.push(name);
+  }
   const stack: string[] = [];
   const open = new Map<string, number>();
   let tag = '';

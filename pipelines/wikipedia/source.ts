@@ -1,5 +1,14 @@
 import { M4Error } from '../../core/errors.ts';
-import { assembleDocument, DOCUMENT_FLAGS, planDocument, repeatedUrls, type DocumentItem, type DocumentPayload, type ImagePrefilter, type RawImage } from '../engine/document-sample.ts';
+import {
+  assembleDocument,
+  DOCUMENT_FLAGS,
+  planDocument,
+  repeatedUrls,
+  type DocumentItem,
+  type DocumentPayload,
+  type ImagePrefilter,
+  type RawImage,
+} from '../engine/document-sample.ts';
 import { DUMP_LINE_FIELD, readDump, sniffDump, type DumpLine } from '../engine/dump/read-dump.ts';
 import { resolveImageOptions, type ImageOptions } from '../engine/image/image-options.ts';
 import { inputFormatOf } from '../engine/metadata/input-format.ts';
@@ -43,7 +52,15 @@ export const WIKIPEDIA_FLAGS: readonly SourceFlag[] = [
 
 /** What `prepare` found: dump files to extract, or metadata rows (with the URL repeat counts) to read as they are. */
 export type WikipediaContext =
-  | { kind: 'dump'; files: string[]; maxLineBytes: number; network: PrepareRequest['network']; base: string; target: RenditionTarget; prefilter: ImagePrefilter }
+  | {
+      kind: 'dump';
+      files: string[];
+      maxLineBytes: number;
+      network: PrepareRequest['network'];
+      base: string;
+      target: RenditionTarget;
+      prefilter: ImagePrefilter;
+    }
   | { kind: 'metadata'; repeated: Map<string, number>; base: string; prefilter: ImagePrefilter };
 
 export const wikipedia: SourceAdapter<DocumentPayload> = {
@@ -95,16 +112,20 @@ export const wikipedia: SourceAdapter<DocumentPayload> = {
 async function prepareWikipedia(inputs: readonly string[], request: PrepareRequest): Promise<WikipediaContext> {
   const { options, format, network } = request;
   const base = checkWikimediaBase(String(options.wikimediaBase));
-  if (base === undefined) throw new M4Error('E_USAGE', 'wikipedia', `--wikimedia-base must be an http(s) URL without query, got ${JSON.stringify(options.wikimediaBase)}`);
+  if (base === undefined)
+    throw new M4Error('E_USAGE', 'wikipedia', `--wikimedia-base must be an http(s) URL without query, got ${JSON.stringify(options.wikimediaBase)}`);
   const maxLineBytes = Number(options.maxLineBytes);
-  if (!(Number.isSafeInteger(maxLineBytes) && maxLineBytes >= 1)) throw new M4Error('E_USAGE', 'wikipedia', `--max-line-bytes must be a whole number of at least 1, got ${options.maxLineBytes}`);
+  if (!(Number.isSafeInteger(maxLineBytes) && maxLineBytes >= 1))
+    throw new M4Error('E_USAGE', 'wikipedia', `--max-line-bytes must be a whole number of at least 1, got ${options.maxLineBytes}`);
   const image = request.image ?? resolveImageOptions({ ...wikipedia.imageDefaults });
   // Loaded when a build runs: DuckDB and sharp are not needed to list the sources (`m4data build --help`).
   const { resolveInputs } = await import('../engine/metadata/read-metadata.ts');
   const prefilter = originalSizeFilter((await import('../engine/image/process-image.ts')).filterReason, image);
   const files = await resolveInputs(inputs);
   // --input-format says the inputs are metadata; so do the extensions of the formats a dump never has.
-  const kinds = await Promise.all(files.map((file) => (format !== undefined || isMetadataName(file) ? 'other' : sniffDump(file, isDumpRecord, maxLineBytes, network))));
+  const kinds = await Promise.all(
+    files.map((file) => (format !== undefined || isMetadataName(file) ? 'other' : sniffDump(file, isDumpRecord, maxLineBytes, network))),
+  );
   const dumps = files.filter((_, i) => kinds[i] !== 'other');
   if (dumps.length === 0) return { kind: 'metadata', repeated: await repeatedUrls('images')(inputs, request), base, prefilter };
   if (dumps.length < files.length) {
@@ -116,7 +137,10 @@ async function prepareWikipedia(inputs: readonly string[], request: PrepareReque
 
 /** Parquet, csv, tsv and txt are metadata; json and jsonl may be either, and a name without a known extension (a `.tar.gz`) is looked at. */
 function isMetadataName(file: string): boolean {
-  const name = file.replace(/[?#].*$/, '').toLowerCase().replace(/\.(gz|zst)$/, '');
+  const name = file
+    .replace(/[?#].*$/, '')
+    .toLowerCase()
+    .replace(/\.(gz|zst)$/, '');
   const format = inputFormatOf(file);
   return format !== 'parquet' ? format === 'csv' || format === 'tsv' || format === 'txt' : name.endsWith('.parquet');
 }

@@ -92,7 +92,11 @@ export async function* readDump(files: readonly string[], options: ReadDumpOptio
 }
 
 /** The NDJSON streams of one dump file: each member of a tar, or the file itself. */
-async function* dumpMembers(file: string, maxLineBytes: number, network?: OpenOptions): AsyncGenerator<{ member: string | null; lines: AsyncIterable<NdjsonLine> }> {
+async function* dumpMembers(
+  file: string,
+  maxLineBytes: number,
+  network?: OpenOptions,
+): AsyncGenerator<{ member: string | null; lines: AsyncIterable<NdjsonLine> }> {
   const { storage, key } = openObject(file, network);
   const { head, stream } = await peekBytes(gunzipIfCompressed(storage.read(key), storage.urlOf(key))[Symbol.asyncIterator](), TAR_HEADER);
   if (!isTarHeader(head)) {
