@@ -29,6 +29,7 @@ export interface TarParseOptions {
   holdData?: (name: string, size: number) => boolean;
 }
 
+
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const EMPTY = Buffer.alloc(0);
 
@@ -90,12 +91,7 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     const skipBytes = type === 'file' ? 0 : padded;
     const hold = dataBytes > 0 && holdData(name, dataBytes);
     if (hold && dataBytes > maxEntryBytes) {
-      throw new M4Error(
-        'E_TAR_CORRUPT',
-        'shards',
-        `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`,
-        { offset: headerOffset, name },
-      );
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
     }
     const data = hold ? await input.take(dataBytes) : EMPTY;
     const present = hold ? data.length : await input.skip(dataBytes);
@@ -176,10 +172,8 @@ async function* headers(input: ChunkReader): AsyncGenerator<Header> {
 
 /** The tar ended inside an entry's data. */
 function cutShort(input: ChunkReader, header: Header, present: number, size: number): M4Error {
-  const error = truncated(
-    `tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} (header at byte ${header.headerOffset}, ${present} of ${size} bytes present)`,
-    header.entryStart,
-  );
+  const where = `(header at byte ${header.headerOffset}, ${present} of ${size} bytes present)`;
+  const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} ${where}`, header.entryStart);
   error.context.name = header.name;
   return error;
 }
@@ -221,12 +215,7 @@ function parseNumber(field: Buffer, offset: number): number {
 }
 
 function parseOctal(field: Buffer): number {
-  const text =
-    field
-      .toString('latin1')
-      .replace(/[\0 ]+$/, '')
-      .replace(/^[\0 ]+/, '')
-      .split('\0')[0] ?? '';
+  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '').split('\0')[0] ?? '';
   if (text === '') return 0;
   return /^[0-7]+$/.test(text) ? parseInt(text, 8) : Number.NaN;
 }

@@ -134,9 +134,9 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     // holds up to 30 images, so fewer documents than pairs are needed for that, and fewer fit in memory.
     const perRow = options.adapter.layout === 'document' ? 8 : 1;
     const window = Math.max(Math.ceil((options.concurrency * 2) / perRow), options.imageWork * 2);
-    for await (const result of orderedMap(ownedRows(), { window }, ({ row, index, origin }) =>
-      processor.process(row, index).then((r) => withOrigin(r, origin)),
-    )) {
+    const processRow = ({ row, index, origin }: { row: Row; index: number; origin: RowOrigin | undefined }) =>
+      processor.process(row, index).then((r) => withOrigin(r, origin));
+    for await (const result of orderedMap(ownedRows(), { window }, processRow)) {
       const shard = Math.floor(result.row / S);
       if (current && current.index !== shard) {
         await publish(current);
@@ -173,10 +173,7 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   if (rows === 0 && totalRows === 0) {
     throw new M4Error('E_INPUT', 'build', `no input row could be read from ${options.inputs.join(', ')}`, { inputs: options.inputs });
   }
-  await storage.write(
-    BUILD_FILE,
-    jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile),
-  );
+  await storage.write(BUILD_FILE, jsonBytes({ format: 'm4data-build', version: 1, fingerprint, input: { rows: totalRows, shards: totalShards } } satisfies BuildFile));
   const manifest = await writeManifestIfComplete(storage, options.prefix, options.adapter.layout, fingerprint).catch((err: unknown) => {
     if (err instanceof M4Error && err.code === 'E_NOT_FOUND') return undefined;
     throw err;
@@ -220,8 +217,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
       await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
-      if (recordImages)
-        await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
+      if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {
@@ -335,12 +331,7 @@ function sizeOf(bytes: number | null): string {
  * (a merge reports it; a worker that is not last just leaves the manifest to the one that is). The manifest records the
  * source's layout (pairs or documents), so a mix can tell a dataset given for the wrong source.
  */
-export async function writeManifestIfComplete(
-  storage: Storage,
-  prefix: string,
-  layout: SourceAdapter['layout'],
-  fingerprint?: Record<string, unknown>,
-): Promise<Manifest> {
+export async function writeManifestIfComplete(storage: Storage, prefix: string, layout: SourceAdapter['layout'], fingerprint?: Record<string, unknown>): Promise<Manifest> {
   const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
@@ -349,16 +340,8 @@ export async function writeManifestIfComplete(
   const missing = [];
   for (let k = 0; k < build.input.shards; k++) if (!done.has(k)) missing.push(k);
   if (missing.length > 0) {
-    const shown = missing
-      .slice(0, 10)
-      .map((k) => shardName(prefix, k))
-      .join(', ');
-    throw new M4Error(
-      'E_NOT_FOUND',
-      'build',
-      `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`,
-      { missing },
-    );
+    const shown = missing.slice(0, 10).map((k) => shardName(prefix, k)).join(', ');
+    throw new M4Error('E_NOT_FOUND', 'build', `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`, { missing });
   }
   const status = emptyCounts();
   for (let k = 0; k < build.input.shards; k++) {
@@ -371,3 +354,4 @@ export async function writeManifestIfComplete(
   await writeManifest(storage, manifest, prefix);
   return manifest;
 }
+
