@@ -73,7 +73,7 @@ function workerSpec(value: string): { index: number; count: number } {
 
 export function buildCommand(): Command {
   const command = new Command('build')
-    .description("read a source's metadata (parquet, csv, tsv, json, jsonl, txt) or the Wikipedia dump, download and process its images, write WebDataset shards")
+    .description("read a source's metadata (parquet, csv, tsv, json, jsonl, txt) or the Wikipedia dump, download and process its images, write WebDataset tars")
     .addOption(new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
     .option('-i, --input <files...>', 'metadata files, globs or folders: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
     .addOption(new Option('--input-format <format>', 'format of the inputs (default: from each extension, parquet when none)').choices([...INPUT_FORMATS]))
