@@ -123,9 +123,9 @@ async function prepareWikipedia(inputs: readonly string[], request: PrepareReque
   const prefilter = originalSizeFilter((await import('../engine/image/process-image.ts')).filterReason, image);
   const files = await resolveInputs(inputs);
   // --input-format says the inputs are metadata; so do the extensions of the formats a dump never has.
-  const kinds = await Promise.all(
-    files.map((file) => (format !== undefined || isMetadataName(file) ? 'other' : sniffDump(file, isDumpRecord, maxLineBytes, network))),
-  );
+  // One file at a time: a folder of dump members on S3 is not opened all at once.
+  const kinds: string[] = [];
+  for (const file of files) kinds.push(format !== undefined || isMetadataName(file) ? 'other' : await sniffDump(file, isDumpRecord, maxLineBytes, network));
   const dumps = files.filter((_, i) => kinds[i] !== 'other');
   if (dumps.length === 0) return { kind: 'metadata', repeated: await repeatedUrls('images')(inputs, request), base, prefilter };
   if (dumps.length < files.length) {
