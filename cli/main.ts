@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { asM4Error } from '../core/errors.ts';
 import { ExitCode } from '../core/exit-codes.ts';
 import { buildCommand } from './commands/build.ts';
+import { extractCommand } from './commands/extract.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { demoCommand } from './commands/demo.ts';
 import { exportCommand } from './commands/export.ts';
@@ -12,13 +13,14 @@ export function buildProgram(): Command {
   const program = new Command('m4data')
     .description(
       'Builds the training data of a Flamingo-style vision-language model: WebDataset shards from OBELICS, PMD, LAION\n' +
-        'and Wikipedia (build), mixed by the model card (mix), packed into training sequences (train).\n' +
+        'and Wikipedia (build; extract for the Wikipedia dump), mixed by the model card (mix), packed into training sequences (train).\n' +
         'Every location may be a local path, file://, s3://bucket/prefix, or (read-only) http(s)://.',
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.addCommand(buildCommand());
+  program.addCommand(extractCommand());
   program.addCommand(mixCommand());
   program.addCommand(trainCommand());
   program.addCommand(exportCommand());

@@ -1,6 +1,7 @@
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { M4Error } from '../core/errors.ts';
+import { peekBytes } from './peek.ts';
 
 /** `.tgz` and `.tar.gz` name gzip-compressed tars, as in webdataset's own test data. */
 export const GZIP_TAR_NAME = /\.(tgz|tar\.gz)$/i;
@@ -26,32 +27,15 @@ export async function* gunzipIfCompressed(source: AsyncIterable<Uint8Array>, url
 }
 
 async function* gunzipped(input: AsyncIterator<Uint8Array>, url: string, onGzip?: () => void): AsyncGenerator<Uint8Array> {
-  const head: Uint8Array[] = [];
-  let headBytes = 0;
-  let ended = false;
-  while (headBytes < 2) {
-    const next = await input.next();
-    if (next.done) {
-      ended = true;
-      break;
-    }
-    head.push(next.value);
-    headBytes += next.value.byteLength;
-  }
-  const rest = async function* (): AsyncGenerator<Uint8Array> {
-    yield* head;
-    if (ended) return;
-    for (let next = await input.next(); !next.done; next = await input.next()) yield next.value;
-  };
-  const start = head.length === 1 ? head[0]! : Buffer.concat(head);
-  if (!isGzip(start)) {
-    yield* rest();
+  const { head, stream } = await peekBytes(input, 2);
+  if (!isGzip(head)) {
+    yield* stream;
     return;
   }
   onGzip?.();
   const gunzip = createGunzip();
   // pipeline, not pipe: a read that fails mid-stream (a dropped connection) must end the loop below, not stall it.
-  pipeline(Readable.from(rest(), { objectMode: false }), gunzip, () => {});
+  pipeline(Readable.from(stream, { objectMode: false }), gunzip, () => {});
   try {
     for await (const chunk of gunzip) yield chunk as Buffer;
   } catch (err) {

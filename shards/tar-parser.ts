@@ -48,7 +48,82 @@ export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarP
   }
 }
 
+/** A tar member whose bytes are streamed rather than held: `body` must be read (or left) before the next member. */
+export interface TarMember {
+  name: string;
+  type: TarEntry['type'];
+  headerOffset: number;
+  /** Bytes of data (0 for anything but a file). */
+  size: number;
+  /** The data in the chunks it arrives in; throws E_TAR_TRUNCATED when the tar ends inside it. */
+  body: AsyncIterable<Buffer>;
+}
+
+/**
+ * The members of a tar of any size, each streamed: memory stays at one input chunk whatever a member's size (the
+ * Wikimedia dumps hold NDJSON members of many gigabytes). What a consumer leaves of a body is skipped unread.
+ */
+export async function* streamTar(source: AsyncIterable<Uint8Array>): AsyncGenerator<TarMember> {
+  const input = new ChunkReader(source[Symbol.asyncIterator](), 0);
+  try {
+    for await (const header of headers(input)) {
+      const size = header.type === 'file' ? header.size : 0;
+      yield { name: header.name, type: header.type, headerOffset: header.entryStart, size, body: memberBody(input, header, input.position, size) };
+    }
+  } finally {
+    await input.close();
+  }
+}
+
+async function* memberBody(input: ChunkReader, header: Header, dataStart: number, size: number): AsyncGenerator<Buffer> {
+  // Reading starts only if it has not moved on: a body read after its member was left gives nothing.
+  if (input.position !== dataStart) return;
+  let left = size;
+  while (left > 0) {
+    const chunk = await input.takeSome(left);
+    if (chunk.length === 0) throw cutShort(input, header, size - left, size);
+    left -= chunk.length;
+    yield chunk;
+  }
+}
+
 async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean, range: boolean): AsyncGenerator<TarEntry> {
+  for await (const header of headers(input, range)) {
+    const { name, type, size, padded, headerOffset } = header;
+    // Links and special files carry no data even when their size field says otherwise.
+    const dataBytes = type === 'file' ? size : 0;
+    const skipBytes = type === 'file' ? 0 : padded;
+    const hold = dataBytes > 0 && holdData(name, dataBytes);
+    if (hold && dataBytes > maxEntryBytes) {
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
+    }
+    const data = hold ? await input.take(dataBytes) : EMPTY;
+    const present = hold ? data.length : await input.skip(dataBytes);
+    if (present < dataBytes) throw cutShort(input, header, present, dataBytes);
+    const rest = type === 'file' ? padded - size : skipBytes;
+    if (rest > 0) await input.skip(rest);
+    yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data, size: dataBytes };
+  }
+}
+
+interface Header {
+  name: string;
+  type: TarEntry['type'];
+  /** The entry's first header block, extension headers included. */
+  entryStart: number;
+  /** Its own (last) header block. */
+  headerOffset: number;
+  size: number;
+  /** The size rounded up to whole blocks: where the next header starts, counted from the data's start. */
+  padded: number;
+}
+
+/**
+ * The tar's headers in order, extension headers (PAX, GNU long names) applied. Each is yielded with the input at its
+ * data; whatever of the data and its padding the consumer has not read is skipped before the next header. A `range` of
+ * whole entries ends where its bytes end, with no end-of-archive marker.
+ */
+async function* headers(input: ChunkReader, range = false): AsyncGenerator<Header> {
   let longName: string | undefined;
   let paxLocal: Record<string, string> = {};
   let paxGlobal: Record<string, string> = {};
@@ -92,29 +167,21 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     }
 
     const name = paxLocal.path ?? longName ?? ustarName(header);
-    const type = entryType(typeflag);
     longName = undefined;
     paxLocal = {};
     pendingExtension = false;
-
-    // Links and special files carry no data even when their size field says otherwise.
-    const dataBytes = type === 'file' ? size : 0;
-    const skipBytes = type === 'file' ? 0 : padded;
-    const hold = dataBytes > 0 && holdData(name, dataBytes);
-    if (hold && dataBytes > maxEntryBytes) {
-      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
-    }
-    const data = hold ? await input.take(dataBytes) : EMPTY;
-    const present = hold ? data.length : await input.skip(dataBytes);
-    if (present < dataBytes) {
-      const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(name)} (header at byte ${headerOffset}, ${present} of ${dataBytes} bytes present)`, entryStart);
-      error.context.name = name;
-      throw error;
-    }
-    const rest = type === 'file' ? padded - size : skipBytes;
-    if (rest > 0) await input.skip(rest);
-    yield { name, type, headerOffset: entryStart, endOffset: input.position, data, size: dataBytes };
+    const dataEnd = input.position + padded;
+    yield { name, type: entryType(typeflag), entryStart, headerOffset, size, padded };
+    if (input.position < dataEnd) await input.skip(dataEnd - input.position);
   }
+}
+
+/** The tar ended inside an entry's data. */
+function cutShort(input: ChunkReader, header: Header, present: number, size: number): M4Error {
+  const where = `(header at byte ${header.headerOffset}, ${present} of ${size} bytes present)`;
+  const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} ${where}`, header.entryStart);
+  error.context.name = header.name;
+  return error;
 }
 
 function truncated(message: string, offset: number): M4Error {
@@ -254,6 +321,16 @@ class ChunkReader {
         this.consume(part);
       }
     }
+    return out;
+  }
+
+  /** Up to `max` bytes, without copying: what the first buffered chunk holds; empty only at the end of the stream. */
+  async takeSome(max: number): Promise<Buffer> {
+    if (this.buffered === 0) await this.fill(1);
+    if (this.buffered === 0 || max <= 0) return EMPTY;
+    const first = this.chunks[0]!;
+    const out = first.subarray(this.head, this.head + Math.min(max, first.length - this.head));
+    this.consume(out.length);
     return out;
   }
 

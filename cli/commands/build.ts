@@ -73,9 +73,9 @@ function workerSpec(value: string): { index: number; count: number } {
 
 export function buildCommand(): Command {
   const command = new Command('build')
-    .description("read a source's metadata (parquet, csv, tsv, json, jsonl or txt), download and process its images, write WebDataset shards")
+    .description("read a source's metadata (parquet, csv, tsv, json, jsonl, txt) or the Wikipedia dump, download and process its images, write WebDataset tars")
     .addOption(new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
-    .option('-i, --input <files...>', 'metadata files or globs: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
+    .option('-i, --input <files...>', 'metadata files, globs or folders: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
     .addOption(new Option('--input-format <format>', 'format of the inputs (default: from each extension, parquet when none)').choices([...INPUT_FORMATS]))
     .option('-o, --output <location>', 'output folder or s3://bucket/prefix (required)')
     .option('--prefix <name>', 'shard names are {prefix}-000000.tar (default: the source name)')
@@ -114,7 +114,7 @@ export function buildCommand(): Command {
       if (seen.has(flag.key)) continue;
       seen.add(flag.key);
       const description = `${flag.description}${flag.default !== undefined && flag.type !== 'boolean' && !flag.description.includes('default') ? ` (default: ${flag.default})` : ''}`;
-      if (flag.type === 'boolean') command.option(flag.flag, description);
+      if (flag.type === 'boolean' || flag.type === 'string') command.option(flag.flag, description);
       else command.option(flag.flag, description, flag.type === 'integer' ? integerIn(0) : numberIn(-Infinity));
     }
   }
@@ -133,7 +133,8 @@ Examples:
   m4data build --source laion --input 'laion/*.parquet' --output s3://bucket/laion
   m4data build --source pmd --input pmd.parquet --output out/pmd --worker 0/8     # one of 8 machines
   m4data build --source pmd --input pmd.parquet --output out/pmd --merge          # after all workers
-  m4data build --source obelics --input 'obelics/*.parquet' --output out/obelics --strict-docs`,
+  m4data build --source obelics --input 'obelics/*.parquet' --output out/obelics --strict-docs
+  m4data build --source wikipedia --input enwiki-NS0-20230220-ENTERPRISE-HTML.json.tar.gz --output out/wikipedia`,
     )
     .action(async (flags: BuildFlags) => {
       if (!flags.output) throw new M4Error('E_USAGE', 'cli', 'build needs --output');
@@ -145,7 +146,7 @@ Examples:
       for (const flag of SOURCES.flatMap((s) => s.flags)) {
         if (flags[flag.key] === undefined) continue;
         if (!adapter.flags.some((f) => f.key === flag.key)) throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
-        sourceOptions[flag.key] = flags[flag.key] as number | boolean;
+        sourceOptions[flag.key] = flags[flag.key] as number | boolean | string;
       }
       const options = resolveBuildOptions({
         adapter,

@@ -12,11 +12,12 @@ import type { Storage } from '../../shards/storage/storage.ts';
 import { buildFingerprint, type BuildOptions } from './build-options.ts';
 import { Fetcher } from './fetch/fetcher.ts';
 import { readMetadata } from './metadata/read-metadata.ts';
+import type { RowBatch, RowOrigin } from './dump/read-dump.ts';
 import { countRows } from './metadata/count-rows.ts';
 import { describeInputs, type InputFile } from './metadata/input-files.ts';
 import { writeParquet } from './metadata/write-parquet.ts';
 import { orderedMap } from './ordered-map.ts';
-import { IMAGE_OUTCOME_SCHEMA, OUTCOME_SCHEMA, addCounts, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
+import { IMAGE_OUTCOME_SCHEMA, addCounts, outcomeSchema, emptyCounts, type RowOutcome, type ShardStats, type StatusCounts } from './outcomes.ts';
 import { RowProcessor, type RowResult } from './row-processor.ts';
 import type { ImageRecord, Row } from './source-adapter.ts';
 
@@ -82,7 +83,15 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   const { index: worker, count: workers } = options.worker;
   const owned = (shard: number) => shard % workers === worker && !done.has(shard);
 
-  const context = await options.adapter.prepare?.(options.inputs, { options: options.sourceOptions, columns: options.adapter.columns, limit: options.limit, format: options.inputFormat, network });
+  const request = {
+    options: options.sourceOptions,
+    columns: options.adapter.columns,
+    limit: options.limit,
+    format: options.inputFormat,
+    network,
+    image: options.image,
+  };
+  const context = await options.adapter.prepare?.(options.inputs, request);
   const fetcher = new Fetcher(options.fetch);
   observer.started?.({ shardsDone: done.size, rowsToProcess: inputRows === undefined ? undefined : rowsOfShards(inputRows, S, owned) });
   const processor = new RowProcessor({
@@ -103,13 +112,17 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
   let shardsBuilt = 0;
   const skipped = new Set<number>();
 
-  async function* ownedRows(): AsyncGenerator<{ row: Row; index: number }> {
-    for await (const batch of readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat, network })) {
+  async function* ownedRows(): AsyncGenerator<{ row: Row; index: number; origin: RowOrigin | undefined }> {
+    // A source may read its inputs itself (the Wikipedia dump); rows are then numbered the same way, in input order.
+    const batches: AsyncIterable<RowBatch> =
+      options.adapter.readRows?.(options.inputs, { ...request, context }) ??
+      readMetadata(options.inputs, { columns: [...options.adapter.columns], limit: options.limit, format: options.inputFormat, network });
+    for await (const batch of batches) {
       for (let i = 0; i < batch.rows.length; i++) {
         const index = batch.firstIndex + i;
         totalRows = index + 1;
         const shard = Math.floor(index / S);
-        if (owned(shard)) yield { row: batch.rows[i]!, index };
+        if (owned(shard)) yield { row: batch.rows[i]!, index, origin: batch.origins?.[i] };
         else if (shard % workers === worker) skipped.add(shard);
       }
     }
@@ -121,7 +134,9 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
     // holds up to 30 images, so fewer documents than pairs are needed for that, and fewer fit in memory.
     const perRow = options.adapter.layout === 'document' ? 8 : 1;
     const window = Math.max(Math.ceil((options.concurrency * 2) / perRow), options.imageWork * 2);
-    for await (const result of orderedMap(ownedRows(), { window }, ({ row, index }) => processor.process(row, index))) {
+    const processRow = ({ row, index, origin }: { row: Row; index: number; origin: RowOrigin | undefined }) =>
+      processor.process(row, index).then((r) => withOrigin(r, origin));
+    for await (const result of orderedMap(ownedRows(), { window }, processRow)) {
       const shard = Math.floor(result.row / S);
       if (current && current.index !== shard) {
         await publish(current);
@@ -201,7 +216,7 @@ function openShard(storage: Storage, prefix: string, index: number, samplesPerSh
     },
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
-      await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], OUTCOME_SCHEMA));
+      await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
       if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
@@ -247,6 +262,11 @@ async function discardIncomplete(storage: Storage, key: string): Promise<void> {
   } catch (err) {
     process.emitWarning(`could not discard incomplete writes of ${storage.urlOf(key)}: ${(err as Error).message}`);
   }
+}
+
+function withOrigin(result: RowResult, origin: RowOrigin | undefined): RowResult {
+  if (!origin) return result;
+  return { ...result, outcome: { ...result.outcome, input_file: origin.file, input_member: origin.member, input_line: origin.line } };
 }
 
 function rowsOfShards(totalRows: number, samplesPerShard: number, owned: (shard: number) => boolean): number {

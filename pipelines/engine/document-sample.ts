@@ -62,9 +62,13 @@ export function repeatedUrls(column: string) {
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */
 export type RawImage = ImageSource | null;
 
+/** Why a source drops an image before downloading it (its metadata says it fails a filter), or undefined. */
+export type ImagePrefilter = (source: ImageSource, metadata: unknown) => string | undefined;
+
 /**
  * Checks a document's lists and plans its downloads. Malformed (lists of different lengths, a position with both or
- * neither) is recorded with the position, never guessed at.
+ * neither) is recorded with the position, never guessed at. Images whose URL is repeated across documents, or that
+ * `prefilter` drops, are recorded as filtered and not downloaded.
  */
 export function planDocument(
   images: RawImage[] | null,
@@ -74,6 +78,7 @@ export function planDocument(
   generalMetadata: unknown,
   options: SourceOptions,
   repeated: Map<string, number>,
+  prefilter?: ImagePrefilter,
 ): PlannedRow<DocumentPayload> | RejectedRow {
   const opts = documentOptions(options);
   const imageList = images ?? [];
@@ -108,15 +113,17 @@ export function planDocument(
 
   const removed: ImageRecord[] = [];
   const kept = items.filter((item) => {
-    if (item.kind !== 'image' || !item.source.url) return true;
-    const documents = repeated.get(item.source.url);
-    if (documents === undefined) return true;
-    removed.push(record(item.position, item.source, 'filtered', `url in ${documents} documents > ${opts.maxUrlRepeats}`));
+    if (item.kind !== 'image') return true;
+    const documents = item.source.url ? repeated.get(item.source.url) : undefined;
+    const reason = documents !== undefined ? `url in ${documents} documents > ${opts.maxUrlRepeats}` : prefilter?.(item.source, item.metadata);
+    if (reason === undefined) return true;
+    removed.push(record(item.position, item.source, 'filtered', reason));
     return false;
   });
   const planned = kept.filter((i): i is Extract<DocumentItem, { kind: 'image' }> => i.kind === 'image');
   if (planned.length < opts.minImages) {
-    const reason = imageCount === 0 ? 'document has no image' : `document has ${planned.length} images left < ${opts.minImages} after removing repeated URLs`;
+    const removedWhat = prefilter ? 'repeated URLs and filtered images' : 'repeated URLs';
+    const reason = imageCount === 0 ? 'document has no image' : `document has ${planned.length} images left < ${opts.minImages} after removing ${removedWhat}`;
     return { ...reject('filtered', reason), imageRecords: [...removed, ...planned.map((i) => record(i.position, i.source, 'filtered', `document filtered: ${reason}`))] };
   }
   const unparsedMetadata = typeof metadata === 'string' ? metadata : undefined;

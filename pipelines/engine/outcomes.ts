@@ -22,6 +22,10 @@ export interface RowOutcome {
   /** Bytes of the sample in the tar (0 when not packed). */
   bytes: number;
   tokens: number;
+  /** Rows read from a dump: the input file, the tar member (null for an NDJSON file) and the 1-based line. */
+  input_file?: string;
+  input_member?: string | null;
+  input_line?: number;
 }
 
 export const OUTCOME_SCHEMA: ParquetColumn[] = [
@@ -39,6 +43,12 @@ export const OUTCOME_SCHEMA: ParquetColumn[] = [
   { name: 'bytes', type: 'BIGINT' },
   { name: 'tokens', type: 'BIGINT' },
 ];
+
+/** The outcome columns of a shard: with the dump position of each row when its rows came from a dump. */
+export function outcomeSchema(outcomes: readonly RowOutcome[]): ParquetColumn[] {
+  if (!outcomes.some((o) => o.input_line !== undefined)) return OUTCOME_SCHEMA;
+  return [...OUTCOME_SCHEMA, { name: 'input_file', type: 'VARCHAR' }, { name: 'input_member', type: 'VARCHAR' }, { name: 'input_line', type: 'BIGINT' }];
+}
 
 /** One row of `{shard}.images.parquet` (document sources): every image position of every input document. */
 export const IMAGE_OUTCOME_SCHEMA: ParquetColumn[] = [

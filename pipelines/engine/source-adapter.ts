@@ -1,4 +1,5 @@
 import type { ColumnSpec } from './metadata/columns.ts';
+import type { RowBatch } from './dump/read-dump.ts';
 import type { ImageOptions, OutputFormat } from './image/image-options.ts';
 import type { Status } from './outcomes.ts';
 import type { InputFormat } from './metadata/input-format.ts';
@@ -77,6 +78,8 @@ export interface PrepareRequest {
   format?: InputFormat;
   /** How remote inputs are reached (the private-network rule). */
   network?: OpenOptions;
+  /** The build's image settings (the Wikipedia dump chooses its image renditions by them). */
+  image?: ImageOptions;
 }
 
 /** A source-specific flag of `m4data build`. */
@@ -86,11 +89,16 @@ export interface SourceFlag {
   /** Key in the source options object, e.g. `maxPunsafe`. */
   key: string;
   description: string;
-  type: 'number' | 'integer' | 'boolean';
-  default?: number | boolean;
+  type: 'number' | 'integer' | 'boolean' | 'string';
+  default?: number | boolean | string;
 }
 
-export type SourceOptions = Record<string, number | boolean | undefined>;
+export type SourceOptions = Record<string, number | boolean | string | undefined>;
+
+/** A row as a document in the OBELICS layout (`m4data extract`), or the reason it is none. */
+export type ExtractedRow =
+  | { kind: 'document'; texts: (string | null)[]; images: (string | null)[]; metadata: unknown[]; general_metadata: unknown }
+  | { kind: 'none'; status: 'filtered' | 'malformed'; error: string };
 
 export interface SourceAdapter<P = unknown> {
   name: string;
@@ -104,6 +112,14 @@ export interface SourceAdapter<P = unknown> {
   flags: readonly SourceFlag[];
   /** Work over the whole input before any row is planned (e.g. counting repeated URLs); its result reaches `plan`. */
   prepare?(inputs: readonly string[], request: PrepareRequest): Promise<unknown>;
+  /**
+   * Rows the source reads itself rather than as metadata tables (the Wikipedia dump), in their order, each batch with
+   * the origin of its rows; undefined when the inputs are metadata after all, for readMetadata. `context` is what
+   * `prepare` returned.
+   */
+  readRows?(inputs: readonly string[], request: PrepareRequest & { context: unknown }): AsyncIterable<RowBatch> | undefined;
+  /** `m4data extract`: a row as a document, without downloading anything. */
+  extract?(row: Row, options: SourceOptions, context: unknown): ExtractedRow;
   plan(row: Row, options: SourceOptions, context: unknown): PlannedRow<P> | RejectedRow;
   assemble(key: string, payload: P, images: ImageOutcome[], options: SourceOptions): AssembledSample | DroppedRow;
 }

@@ -78,7 +78,7 @@ export async function processImage(bytes: Uint8Array, options: ImageOptions): Pr
 }
 
 /** Why an image of this oriented size is dropped, or undefined when it is kept. */
-function filterReason(width: number, height: number, options: ImageOptions): string | undefined {
+export function filterReason(width: number, height: number, options: ImageOptions): string | undefined {
   const short = Math.min(width, height);
   const long = Math.max(width, height);
   if (short < options.minSide) return `too small: ${width}x${height} < ${options.minSide}`;

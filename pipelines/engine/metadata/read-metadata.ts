@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -102,7 +102,8 @@ export function checkCount(name: string, value: number, min: number): void {
 
 /**
  * The files behind the inputs, in reading order: URLs (file://, s3://, http(s)://) as given, local paths
- * checked to exist, local globs expanded and sorted. Throws M4Error E_NOT_FOUND for a missing file or an empty glob.
+ * checked to exist, local globs expanded and sorted, a local folder as the files in it (sorted, hidden ones left out).
+ * Throws M4Error E_NOT_FOUND for a missing file, an empty glob or an empty folder.
  */
 export async function resolveInputs(inputs: readonly string[]): Promise<string[]> {
   const files: string[] = [];
@@ -118,6 +119,12 @@ export async function resolveInputs(inputs: readonly string[]): Promise<string[]
       files.push(...matches.sort());
     } else {
       const info = await stat(input).catch(() => undefined);
+      if (info?.isDirectory()) {
+        const entries = (await readdir(input, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.startsWith('.'));
+        if (entries.length === 0) throw new M4Error('E_NOT_FOUND', 'metadata', `no file in folder ${input}`, { input });
+        files.push(...entries.map((e) => join(input, e.name)).sort());
+        continue;
+      }
       if (!info?.isFile()) throw new M4Error('E_NOT_FOUND', 'metadata', `no such file: ${input}`, { input });
       files.push(input);
     }

@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DuckDBAppender } from '@duckdb/node-api';
+import { LIST, VARCHAR, type DuckDBAppender } from '@duckdb/node-api';
 import { M4Error } from '../../../core/errors.ts';
 import { withConnection } from './duckdb.ts';
 import { sqlName, sqlString } from './sql-text.ts';
 
-export type ParquetColumnType = 'VARCHAR' | 'BIGINT' | 'INTEGER' | 'DOUBLE' | 'BOOLEAN';
+export type ParquetColumnType = 'VARCHAR' | 'BIGINT' | 'INTEGER' | 'DOUBLE' | 'BOOLEAN' | 'VARCHAR[]';
+
+const VARCHAR_LIST = LIST(VARCHAR);
 
 export interface ParquetColumn {
   name: string;
@@ -16,7 +18,8 @@ export interface ParquetColumn {
 
 /**
  * The bytes of a zstd parquet file holding `rows` in order, one column per schema entry; a null or undefined
- * field is NULL. Identical input gives identical bytes. Meant for small tables (per-shard outcome records).
+ * field is NULL. Identical input gives identical bytes. Meant for tables that fit in memory (per-shard outcome records,
+ * one part of an extraction).
  */
 export async function writeParquet(rows: Record<string, unknown>[], schema: ParquetColumn[]): Promise<Buffer> {
   if (schema.length === 0) throw new M4Error('E_USAGE', 'metadata', 'writeParquet needs at least one column');
@@ -61,6 +64,9 @@ function append(appender: DuckDBAppender, value: unknown, column: ParquetColumn,
       break;
     case 'BOOLEAN':
       if (typeof value === 'boolean') return appender.appendBoolean(value);
+      break;
+    case 'VARCHAR[]':
+      if (Array.isArray(value) && value.every((v) => v === null || typeof v === 'string')) return appender.appendList(value as (string | null)[], VARCHAR_LIST);
       break;
   }
   throw new M4Error('E_USAGE', 'metadata', `writeParquet: row ${row}, column "${column.name}": ${String(value)} is not a ${column.type}`, {
