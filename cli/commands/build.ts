@@ -199,7 +199,7 @@ async function merge(flags: BuildFlags): Promise<void> {
   // Loaded when the command runs: the build engine, DuckDB and the storage clients are not needed for --help.
   const { openStorage } = await import('../../shards/storage/open.ts');
   const { readJson } = await import('../../shards/storage/json.ts');
-  const { BUILD_FILE, writeManifestIfComplete } = await import('../../pipelines/engine/build.ts');
+  const { BUILD_FILE, writeManifestIfComplete } = await import('../../pipelines/engine/build-record.ts');
   const storage = openStorage(flags.output!);
   if (!(await storage.stat(BUILD_FILE))) throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} not found: nothing was built there`);
   const build = (await readJson(storage, BUILD_FILE)) as { fingerprint: { prefix: string; source: string } };

@@ -91,3 +91,11 @@ export interface ShardStats {
   /** Most frequent error messages with their counts, for a quick look without opening the parquet. */
   topErrors: { error: string; count: number }[];
 }
+
+/** The most frequent messages with their counts, most frequent first (ties by message), for stats and summaries. */
+export function topErrors(errors: Map<string, number>, n = 10): { error: string; count: number }[] {
+  return [...errors.entries()]
+    .map(([error, count]) => ({ error, count }))
+    .sort((a, b) => b.count - a.count || (a.error < b.error ? -1 : 1))
+    .slice(0, n);
+}
