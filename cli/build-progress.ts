@@ -1,10 +1,8 @@
-import { duration, formatBytes, formatCount } from '../core/format.ts';
+import { duration, formatBytes, formatCount, plural } from '../core/format.ts';
 import type { BuildObserver } from '../pipelines/engine/build.ts';
+import type { ProgressLine } from './progress-line.ts';
 
-/**
- * Progress of a build on stderr: a live line redrawn a few times a second on a terminal, a plain line every
- * `intervalMs` otherwise (logs of a batch job), nothing with --quiet.
- */
+/** Progress of a build on its progress line, redrawn by a timer: rows, images/s, success rate, bytes, shards, ETA. */
 export class BuildProgress implements BuildObserver {
   private rows = 0;
   private successes = 0;
@@ -15,17 +13,13 @@ export class BuildProgress implements BuildObserver {
   private readonly start = Date.now();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly mode: 'tty' | 'lines' | 'quiet',
-    private readonly stream: NodeJS.WritableStream = process.stderr,
-    private readonly intervalMs = mode === 'tty' ? 250 : 10_000,
-  ) {}
+  constructor(private readonly progress: ProgressLine) {}
 
   started(info: { shardsDone: number; rowsToProcess: number | undefined }): void {
     this.totalRows = info.rowsToProcess;
-    if (this.mode === 'quiet') return;
-    if (info.shardsDone > 0) this.stream.write(`resuming: ${info.shardsDone} shard${info.shardsDone === 1 ? '' : 's'} already built\n`);
-    this.timer = setInterval(() => this.draw(), this.intervalMs);
+    if (this.progress.mode === 'quiet') return;
+    if (info.shardsDone > 0) this.progress.note(`resuming: ${plural(info.shardsDone, 'shard')} already built`);
+    this.timer = setInterval(() => this.progress.update(() => this.line(), true), this.progress.mode === 'tty' ? 250 : 10_000);
     this.timer.unref();
   }
 
@@ -42,7 +36,7 @@ export class BuildProgress implements BuildObserver {
 
   stop(): void {
     clearInterval(this.timer);
-    if (this.mode === 'tty') this.stream.write('\r\x1b[K');
+    this.progress.clear();
   }
 
   line(): string {
@@ -53,13 +47,9 @@ export class BuildProgress implements BuildObserver {
       `${(this.images / seconds).toFixed(1)} images/s`,
       `${this.rows ? ((100 * this.successes) / this.rows).toFixed(1) : '0.0'}% ok`,
       formatBytes(this.bytes),
-      `${this.shards} shard${this.shards === 1 ? '' : 's'}`,
+      plural(this.shards, 'shard'),
     ];
     if (this.totalRows && rate > 0 && this.rows <= this.totalRows) parts.push(`ETA ${duration((this.totalRows - this.rows) / rate)}`);
     return parts.join(' | ');
-  }
-
-  private draw(): void {
-    this.stream.write(this.mode === 'tty' ? `\r\x1b[K${this.line()}` : `${new Date().toISOString()} ${this.line()}\n`);
   }
 }

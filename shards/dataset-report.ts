@@ -1,4 +1,4 @@
-import { formatBytes, formatCount, table } from '../core/format.ts';
+import { formatBytes, formatCount, plural, table } from '../core/format.ts';
 import type { DatasetSummary } from './dataset-summary.ts';
 
 /** What `m4data inspect` prints: where the totals come from, the totals, the first samples, notes and problems. */
@@ -14,7 +14,7 @@ export function formatDatasetSummary(s: DatasetSummary): string {
     ]),
   ];
   if (s.first.length > 0) {
-    lines.push(`first ${s.first.length} sample${s.first.length === 1 ? '' : 's'}:`);
+    lines.push(`first ${plural(s.first.length, 'sample')}:`);
     for (const sample of s.first) {
       const fields = Object.entries(sample.fields).map(([name, size]) => `${name} ${formatBytes(size)}`);
       lines.push(`  ${sample.key}  ${fields.join(', ')}  (${sample.shard})`);
@@ -23,7 +23,7 @@ export function formatDatasetSummary(s: DatasetSummary): string {
   for (const note of s.notes) lines.push(`note: ${note}`);
   for (const error of s.manifestErrors) lines.push(`problem: ${error}`);
   if (s.badShards > 0 || s.skippedSamples > 0) {
-    lines.push(`problems: ${s.badShards} bad shard${s.badShards === 1 ? '' : 's'}, ${s.skippedSamples} sample${s.skippedSamples === 1 ? '' : 's'} skipped`);
+    lines.push(`problems: ${plural(s.badShards, 'bad shard')}, ${plural(s.skippedSamples, 'sample')} skipped`);
     for (const error of s.errors.slice(0, 20)) lines.push(`  ${error}`);
     if (s.errors.length > 20) lines.push(`  ... and ${s.errors.length - 20} more`);
   }

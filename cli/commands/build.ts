@@ -9,6 +9,7 @@ import { RESIZE_MODES, type ResizeMode } from '../../pipelines/engine/image/imag
 import { INPUT_FORMATS, type InputFormat } from '../../pipelines/engine/metadata/input-format.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
 import { BuildProgress } from '../build-progress.ts';
+import { ProgressLine } from '../progress-line.ts';
 import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
 
 interface BuildFlags {
@@ -183,7 +184,7 @@ Examples:
           maxPixels: flags.maxPixels,
         },
       });
-      const progress = new BuildProgress(flags.quiet || flags.json ? 'quiet' : process.stderr.isTTY ? 'tty' : 'lines');
+      const progress = new BuildProgress(new ProgressLine(ProgressLine.modeFor(Boolean(flags.quiet || flags.json))));
       const start = Date.now();
       let summary: BuildSummary;
       try {

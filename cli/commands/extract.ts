@@ -1,10 +1,11 @@
 import { Command, Option } from 'commander';
-import { formatCount, plural } from '../../core/format.ts';
+import { duration, formatCount, plural } from '../../core/format.ts';
 import type { ExtractSummary } from '../../pipelines/engine/extract.ts';
 import { RESIZE_MODES, resolveImageOptions, type ResizeMode } from '../../pipelines/engine/image/image-options.ts';
 import type { SourceOptions } from '../../pipelines/engine/source-adapter.ts';
 import { findSource, SOURCES } from '../../pipelines/registry.ts';
 import { integerIn } from '../parse.ts';
+import { ProgressLine } from '../progress-line.ts';
 
 interface ExtractFlags {
   source: string;
@@ -55,13 +56,12 @@ Exit status: 0 done, 1 the dump could not be read (cut short, corrupt, unreachab
       if (flags.maxLineBytes !== undefined) sourceOptions.maxLineBytes = flags.maxLineBytes;
       const image = resolveImageOptions({ ...adapter.imageDefaults, imageSize: flags.imageSize, resizeMode: flags.resizeMode });
       const start = Date.now();
-      let last = start;
+      const progress = new ProgressLine(ProgressLine.modeFor(Boolean(flags.quiet || flags.json)));
       const { runExtract } = await import('../../pipelines/engine/extract.ts');
       const summary = await runExtract({ adapter, inputs: flags.input, output: flags.output, limit: flags.limit, sourceOptions, image }, (rows, documents) => {
-        if (flags.quiet || flags.json || Date.now() - last < 10_000) return;
-        last = Date.now();
-        process.stderr.write(`extract: ${formatCount(rows)} records, ${formatCount(documents)} documents, ${Math.round((Date.now() - start) / 1000)} s\n`);
+        progress.update(() => `extract: ${plural(rows, 'record')}, ${plural(documents, 'document')}, ${duration((Date.now() - start) / 1000)}`);
       });
+      progress.clear();
       process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : formatExtractSummary(summary));
     });
 }

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ExitCode } from '../../core/exit-codes.ts';
 import { formatDatasetSummary } from '../../shards/dataset-report.ts';
 import { allowedPrivateNetwork, integerIn, privateNetworkOption } from '../parse.ts';
+import { ProgressLine } from '../progress-line.ts';
 
 export function inspectCommand(): Command {
   return new Command('inspect')
@@ -21,9 +22,8 @@ export function inspectCommand(): Command {
         'Examples:\n  m4data inspect out/laion\n  m4data inspect s3://bucket/datasets/laion --json\n  m4data inspect out/laion/laion-000003.tar -n 20',
     )
     .action(async (target: string, options: { first: number; json?: boolean; verify?: boolean; allowPrivateNetwork?: boolean | string }) => {
-      const tty = process.stderr.isTTY;
       // A verification reads every byte, so its progress is shown wherever stderr goes: a line per shard off a terminal.
-      const progress = options.verify || (!options.json && tty);
+      const progress = new ProgressLine(ProgressLine.modeFor(!(options.verify || (!options.json && process.stderr.isTTY))), process.stderr, 0);
       const verb = options.verify ? 'verifying' : 'reading';
       // Loaded when the command runs, as every command's work is: `m4data --help` loads none of it.
       const { summarizeDataset } = await import('../../shards/dataset-summary.ts');
@@ -31,11 +31,9 @@ export function inspectCommand(): Command {
         first: options.first,
         verify: options.verify,
         network: { allowPrivateNetwork: allowedPrivateNetwork(options.allowPrivateNetwork) },
-        onShard: progress
-          ? (done, total, shard) => process.stderr.write(tty ? `\r${verb} shards ${done}/${total}` : `${verb} shards ${done}/${total}: ${shard}\n`)
-          : undefined,
+        onShard: (done, total, shard) => progress.update(() => `${verb} shards ${done}/${total}${progress.mode === 'lines' ? `: ${shard}` : ''}`),
       });
-      if (progress && tty) process.stderr.write('\r\x1b[K');
+      progress.clear();
       process.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : formatDatasetSummary(summary));
       if (summary.badShards > 0 || summary.skippedSamples > 0 || summary.manifestErrors.length > 0) process.exitCode = ExitCode.BAD_DATA;
     });

@@ -4,6 +4,8 @@ import { ExitCode } from '../../core/exit-codes.ts';
 import { planMixture, type MixMode, type SourceSupply } from '../../mixer/plan.ts';
 import { formatPlan, formatRealised } from '../../mixer/plan-report.ts';
 import { listProfiles, loadProfile } from '../../mixer/profile.ts';
+import { plural } from '../../core/format.ts';
+import { ProgressLine } from '../progress-line.ts';
 import { allowedPrivateNetwork, integerIn, parseCount, parseMode, privateNetworkOption } from '../parse.ts';
 
 interface MixFlags {
@@ -121,21 +123,14 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
         else process.stdout.write(`plan written to ${(await import('../../shards/storage/open.ts')).openStorage(flags.output).urlOf('plan.json')}\n`);
         return;
       }
-      const progress = !flags.quiet && !flags.json;
-      let last = 0;
+      const progress = new ProgressLine(ProgressLine.modeFor(Boolean(flags.quiet || flags.json)), process.stderr, 1000);
       const { materialize } = await import('../../mixer/materialize.ts');
       const result = await materialize(await openMixture(flags.output, network), {
         samplesPerShard: flags.samplesPerShard,
         maxBadShards: flags.maxBadShards,
-        onSample: progress
-          ? (n) => {
-              if (Date.now() - last < 1000) return;
-              last = Date.now();
-              process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}materialising: ${n} samples${process.stderr.isTTY ? '' : '\n'}`);
-            }
-          : undefined,
+        onSample: (n) => progress.update(() => `materialising: ${plural(n, 'sample')}`),
       });
-      if (progress && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+      progress.clear();
       if (flags.json) process.stdout.write(`${JSON.stringify({ plan, realised: result.realised, manifest: result.manifest.totals })}\n`);
       else process.stdout.write(`\nrealised (${result.manifest.totals.shards} shards in ${flags.output}):\n${formatRealised(result.realised)}`);
       if (result.realised.badShards.length > 0) process.exitCode = ExitCode.BAD_DATA;
