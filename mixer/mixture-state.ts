@@ -1,7 +1,7 @@
 import { M4Error } from '../core/errors.ts';
 import { wholeNumber } from '../core/whole-number.ts';
 import { RankSequence, type Progression } from './rank-sequence.ts';
-import type { SchedulePoint } from './schedule.ts';
+import type { SchedulePoint, SourceCursor } from './schedule.ts';
 
 /**
  * A rank's resume point, and how the states of every rank of one world become the start of another world. A state
@@ -9,16 +9,6 @@ import type { SchedulePoint } from './schedule.ts';
  * later than anything the rank has still to read (a resume replays the schedule from there, which is cheap: indexes
  * only). Every field is checked before a stream trusts it, and a state is bound to its plan's fingerprint.
  */
-
-/** Where one source's order stands. */
-export interface SourceCursor {
-  name: string;
-  /** Epoch being read (0-based) and how many samples of it were taken. */
-  epoch: number;
-  taken: number;
-  /** Tokens the source has contributed to the stream so far. */
-  tokens: number;
-}
 
 export interface MixtureState {
   format: 'm4data-mixture-state';

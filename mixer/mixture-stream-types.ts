@@ -25,7 +25,7 @@ export interface MixedSample {
   fields: Record<string, Buffer>;
 }
 
-export type { MixtureState, SourceCursor } from './mixture-state.ts';
+export type { MixtureState } from './mixture-state.ts';
 
 export interface MixtureStreamOptions {
   /** This rank and the world size (default 0 of 1; torchrun's RANK / WORLD_SIZE are read by the CLI, not here). */

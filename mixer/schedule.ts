@@ -1,6 +1,5 @@
 import pLimit from 'p-limit';
 import type { IndexEntry } from '../shards/shard-index.ts';
-import type { SourceCursor } from './mixture-stream-types.ts';
 import type { SourceDataset } from './source-dataset.ts';
 import { readLayout, SourceOrder, WINDOW_SAMPLES, type OrderedSample, type ReadLayout } from './source-order.ts';
 import { pickSource, type BalancerSource } from './token-balancer.ts';
@@ -45,6 +44,16 @@ export interface ScheduledSample {
   size: number;
   /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
   after: readonly SourceCursor[];
+}
+
+/** Where one source's order stands. */
+export interface SourceCursor {
+  name: string;
+  /** Epoch being read (0-based) and how many samples of it were taken. */
+  epoch: number;
+  taken: number;
+  /** Tokens the source has contributed to the stream so far. */
+  tokens: number;
 }
 
 /** The schedule at a position: every source's cursor just before it. */
