@@ -22,7 +22,7 @@
  * Each reports images/s, CPU share (CPU seconds / wall; children included for the peer) and peak RSS (sampled
  * process.memoryUsage.rss(), and the kernel's peak where it can be reset). Ends with one JSON line {"bench":"build", ...}.
  */
-import { execFile, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -422,7 +422,7 @@ async function main(): Promise<void> {
     );
 
     const listFile = path.join(tmp, 'files.txt');
-    await writeFile(listFile, chosen.map((c) => c.file).join('\n') + '\n');
+    await writeFile(listFile, `${chosen.map((c) => c.file).join('\n')}\n`);
     server = await startImageServer(listFile);
     const origin = server.origin;
     const urls = chosen.map((c) => `${origin}/f/${path.basename(c.file)}`);

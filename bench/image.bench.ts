@@ -117,7 +117,7 @@ async function runM4data(files: string[], inFlight: number): Promise<ImageRunFig
 /** The OpenCV peer over the same files, or the reason it could not run. */
 async function runPeer(files: string[], listDir: string): Promise<PeerRun | string> {
   const list = path.join(listDir, 'peer-files.txt');
-  await writeFile(list, files.join('\n') + '\n');
+  await writeFile(list, `${files.join('\n')}\n`);
   return runOpenCvPeer(list);
 }
 

@@ -26,14 +26,14 @@ export function planSvg(plan: MixPlan, realised?: RealisedReport): string {
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${escape(`${plan.profile.name}: share of tokens per source (mode ${plan.mode})`)}</text>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">${escapeXml(`${plan.profile.name}: share of tokens per source (mode ${plan.mode})`)}</text>`,
   ];
   series.forEach((s, i) => {
     out.push(`<rect x="${10 + i * 120}" y="32" width="12" height="12" fill="${BAR_COLORS[s]}"/>`, `<text x="${26 + i * 120}" y="43">${s}</text>`);
   });
   plan.sources.forEach((p, g) => {
     const y0 = top + g * groupHeight;
-    out.push(`<text x="10" y="${y0 + (series.length * barHeight) / 2 + 4}">${escape(p.name)}</text>`);
+    out.push(`<text x="10" y="${y0 + (series.length * barHeight) / 2 + 4}">${escapeXml(p.name)}</text>`);
     series.forEach((s, i) => {
       const v = value(p.name, s);
       const w = (v / max) * plotWidth;
@@ -48,6 +48,6 @@ export function planSvg(plan: MixPlan, realised?: RealisedReport): string {
   return `${out.join('\n')}\n`;
 }
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -54,7 +54,8 @@ export class SourceDataset {
   }
 
   shardUrl(shard: number): string {
-    return (this.urls[shard] ??= this.storage.urlOf(this.shardKey(shard)));
+    this.urls[shard] ??= this.storage.urlOf(this.shardKey(shard));
+    return this.urls[shard];
   }
 
   /** Every shard's print (reads every index once): what a plan records of this dataset. */

@@ -1,11 +1,12 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 
-/** A value for a parquet fixture: null, text, number, bytes, a list, or a struct (a plain object). */
-export type FixtureValue = null | string | number | Buffer | FixtureValue[] | { [key: string]: FixtureValue };
+/** A value for a parquet fixture: null, text, number (bigint for int64s past 2^53), bytes, a list, or a struct (a plain object). */
+export type FixtureValue = null | string | number | bigint | Buffer | FixtureValue[] | { [key: string]: FixtureValue };
 
 function literal(value: FixtureValue): string {
   if (value === null) return 'NULL';
   if (typeof value === 'number') return Number.isInteger(value) ? String(value) : `${value}::DOUBLE`;
+  if (typeof value === 'bigint') return String(value);
   if (typeof value === 'string') return `'${value.replaceAll("'", "''")}'`;
   if (Buffer.isBuffer(value)) return `from_hex('${value.toString('hex')}')`;
   if (Array.isArray(value)) return `[${value.map(literal).join(', ')}]`;

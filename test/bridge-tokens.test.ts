@@ -14,7 +14,7 @@ test('LLaMA ids: "Hello world" is 15043 3186; BOS 1, EOS 2, the two added image 
 });
 
 test('a long text tokenized paragraph by paragraph gives the ids of the whole string', () => {
-  const text = Array.from({ length: 30 }, (_, i) => `Paragraph ${i}: the river's light, über alles — ${'word '.repeat(i % 7)}end.\n\n`).join('') + 'Last line';
+  const text = `${Array.from({ length: 30 }, (_, i) => `Paragraph ${i}: the river's light, über alles — ${'word '.repeat(i % 7)}end.\n\n`).join('')}Last line`;
   assert.deepEqual(encodeText(text), llamaTokenizer.encode(text, false));
 });
 

@@ -52,8 +52,8 @@ test('demo --out empties a folder an earlier demo made (its marker is there), an
   await stat(join(out, 'laion', 'manifest.json'));
   // npm start's closing table: every source built, mixed and trained on, and the loss of the first and last step.
   for (const source of ['pmd', 'laion', 'obelisc', 'wikipedia']) assert.match(r.out, new RegExp(`^${source} +\\d+ +\\d+ +\\d+ +[\\d.]+% +[\\d.]+% +[\\d.]+% +[\\d.]+%$`, 'm'));
-  const first = Number(/^first step \(1\)  loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
-  const last = Number(/^last step \(\d+\)  loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
+  const first = Number(/^first step \(1\) {2}loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
+  const last = Number(/^last step \(\d+\) {2}loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
   assert.ok(last < first - 1, `the loss fell from ${first} to ${last}`);
   await stat(join(out, 'run', 'loss.svg'));
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
 import { loadProfile } from '../mixer/profile.ts';
 import { SyntheticBatches } from '../sandbox/synthetic-batches.ts';

@@ -75,7 +75,9 @@ test('a local stream reads each run once, with one request, and every sample\'s 
   // never more than the whole stream, and at most a request per sample.
   for (const rank of [0, 1]) {
     let mine = 0;
-    const served = await counting(LocalStorage, async () => void (mine = (await collect(mixture.stream({ rank, worldSize: 2 }))).length));
+    const served = await counting(LocalStorage, async () => {
+      mine = (await collect(mixture.stream({ rank, worldSize: 2 }))).length;
+    });
     assert.ok(served.bytes < want.bytes && served.reads <= mine, `rank ${rank}: ${served.reads} reads of ${served.bytes} bytes for ${mine} samples`);
   }
 });

@@ -142,7 +142,7 @@ function header(name: string, size: number, typeflag = '0'): Buffer {
   h.write('0000644\0', 100);
   h.write('0000000\0', 108);
   h.write('0000000\0', 116);
-  h.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
   h.write('00000000000\0', 136);
   h.write(typeflag, 156);
   h.write('ustar\0', 257);
@@ -150,7 +150,7 @@ function header(name: string, size: number, typeflag = '0'): Buffer {
   h.fill(' ', 148, 156);
   let sum = 0;
   for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
   return h;
 }
 
@@ -208,7 +208,7 @@ test('a PAX size overrides the header size, and base-256 sizes parse', async () 
   big.fill(' ', 148, 156);
   let sum = 0;
   for (const b of big) sum += b;
-  big.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  big.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
   const path = join(dir, 'numbers.tar');
   await writeFile(path, Buffer.concat([big, data, Buffer.alloc(502), pax({ size: '3' }), header('c.bin', 0), Buffer.from('abc'), Buffer.alloc(509), END]));
   const { samples } = await readAll(path);

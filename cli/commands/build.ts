@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { M4Error } from '../../core/errors.ts';
-import { formatBytes, formatCount, plural } from '../../core/format.ts';
+import { formatBytes, plural } from '../../core/format.ts';
 import { resolveBuildOptions } from '../../pipelines/engine/build-options.ts';
 import type { BuildSummary } from '../../pipelines/engine/build.ts';
 import { formatBuildSummary } from '../../pipelines/engine/build-report.ts';

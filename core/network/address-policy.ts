@@ -125,7 +125,7 @@ function ipv6Groups(address: string): number[] {
   let text = address;
   if (quad) {
     const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number];
-    text = address.slice(0, quad.index) + `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+    text = `${address.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
   const [head = '', tail] = text.split('::');
   const front = head === '' ? [] : head.split(':');

@@ -68,7 +68,7 @@ export async function writeLaionParquet(path: string, server: HostileServer, row
     0.31,
     r.punsafe ?? 0.01,
     0.1,
-    1234567890123456789 - i,
+    1234567890123456789n - BigInt(i), // a LAION hash: an int64 past 2^53, kept exact
   ]);
   await writeParquetFixture(
     path,

@@ -47,26 +47,50 @@ export async function writeParquet(rows: Record<string, unknown>[], schema: Parq
 }
 
 function append(appender: DuckDBAppender, value: unknown, column: ParquetColumn, row: number): void {
-  if (value === null || value === undefined) return appender.appendNull();
+  if (value === null || value === undefined) {
+    appender.appendNull();
+    return;
+  }
   switch (column.type) {
     case 'VARCHAR':
-      if (typeof value === 'string') return appender.appendVarchar(value);
+      if (typeof value === 'string') {
+        appender.appendVarchar(value);
+        return;
+      }
       break;
     case 'BIGINT':
-      if (typeof value === 'bigint') return appender.appendBigInt(value);
-      if (Number.isSafeInteger(value)) return appender.appendBigInt(BigInt(value as number));
+      if (typeof value === 'bigint') {
+        appender.appendBigInt(value);
+        return;
+      }
+      if (Number.isSafeInteger(value)) {
+        appender.appendBigInt(BigInt(value as number));
+        return;
+      }
       break;
     case 'INTEGER':
-      if (Number.isInteger(value) && (value as number) >= -(2 ** 31) && (value as number) < 2 ** 31) return appender.appendInteger(value as number);
+      if (Number.isInteger(value) && (value as number) >= -(2 ** 31) && (value as number) < 2 ** 31) {
+        appender.appendInteger(value as number);
+        return;
+      }
       break;
     case 'DOUBLE':
-      if (typeof value === 'number') return appender.appendDouble(value);
+      if (typeof value === 'number') {
+        appender.appendDouble(value);
+        return;
+      }
       break;
     case 'BOOLEAN':
-      if (typeof value === 'boolean') return appender.appendBoolean(value);
+      if (typeof value === 'boolean') {
+        appender.appendBoolean(value);
+        return;
+      }
       break;
     case 'VARCHAR[]':
-      if (Array.isArray(value) && value.every((v) => v === null || typeof v === 'string')) return appender.appendList(value as (string | null)[], VARCHAR_LIST);
+      if (Array.isArray(value) && value.every((v) => v === null || typeof v === 'string')) {
+        appender.appendList(value as (string | null)[], VARCHAR_LIST);
+        return;
+      }
       break;
   }
   throw new M4Error('E_USAGE', 'metadata', `writeParquet: row ${row}, column "${column.name}": ${String(value)} is not a ${column.type}`, {
