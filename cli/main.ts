@@ -1,31 +1,35 @@
 import { Command, CommanderError } from 'commander';
 import { asM4Error } from '../core/errors.ts';
 import { ExitCode } from '../core/exit-codes.ts';
-import { buildCommand } from './commands/build.ts';
-import { extractCommand } from './commands/extract.ts';
-import { inspectCommand } from './commands/inspect.ts';
-import { demoCommand } from './commands/demo.ts';
-import { exportCommand } from './commands/export.ts';
-import { mixCommand } from './commands/mix.ts';
-import { trainCommand } from './commands/train.ts';
 
-export function buildProgram(): Command {
+/**
+ * Every command, in the order --help lists them, each loaded only when needed: a command's definition (its flags and
+ * help) is all that `m4data CMD` loads besides the command's own work, and `m4data --help` loads the definitions alone.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  build: async () => (await import('./commands/build.ts')).buildCommand(),
+  extract: async () => (await import('./commands/extract.ts')).extractCommand(),
+  mix: async () => (await import('./commands/mix.ts')).mixCommand(),
+  train: async () => (await import('./commands/train.ts')).trainCommand(),
+  export: async () => (await import('./commands/export.ts')).exportCommand(),
+  inspect: async () => (await import('./commands/inspect.ts')).inspectCommand(),
+  demo: async () => (await import('./commands/demo.ts')).demoCommand(),
+};
+
+/** The program with every command, or with only `command` when it names one (what `m4data command ...` runs). */
+export async function buildProgram(command?: string): Promise<Command> {
   const program = new Command('m4data')
     .description(
-      'Builds the training data of a Flamingo-style vision-language model: WebDataset shards from OBELICS, PMD, LAION\n' +
-        'and Wikipedia (build; extract for the Wikipedia dump), mixed by the model card (mix), packed into training sequences (train).\n' +
+      'Builds the training data of a Flamingo-style vision-language model: WebDataset shards from OBELICS, PMD, LAION ' +
+        'and Wikipedia (build; extract for the Wikipedia dump), mixed by the model card (mix), packed into training ' +
+        'sequences (train), trained (train, export).\n' +
         'Every location may be a local path, file://, s3://bucket/prefix, or (read-only) http(s)://.',
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  program.addCommand(buildCommand());
-  program.addCommand(extractCommand());
-  program.addCommand(mixCommand());
-  program.addCommand(trainCommand());
-  program.addCommand(exportCommand());
-  program.addCommand(inspectCommand());
-  program.addCommand(demoCommand());
+  const names = command !== undefined && Object.hasOwn(COMMANDS, command) ? [command] : Object.keys(COMMANDS);
+  for (const name of names) program.addCommand(await COMMANDS[name]!());
   program.configureOutput({ outputError: usageLine });
   for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput({ outputError: usageLine });
   return program;
@@ -33,7 +37,7 @@ export function buildProgram(): Command {
 
 /** Runs the CLI and returns the exit code; never throws. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;

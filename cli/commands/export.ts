@@ -1,7 +1,5 @@
 import { Command } from 'commander';
 import { formatBytes } from '../../core/format.ts';
-import { selectBackend } from '../../trainer/backend.ts';
-import { exportRun } from '../../trainer/hf/export.ts';
 
 /** `m4data export`: a training run's model as a Hugging Face IDEFICS checkpoint. */
 export function exportCommand(): Command {
@@ -17,7 +15,9 @@ export function exportCommand(): Command {
         'Example:\n  m4data export --run-dir out/run --output out/run-hf',
     )
     .action(async (options: { runDir: string; output: string }) => {
-      // Nothing is computed: the CPU backend holds the weights on their way to disk.
+      // Loaded when the command runs (TensorFlow.js). Nothing is computed: the CPU backend holds the weights on their way to disk.
+      const { selectBackend } = await import('../../trainer/backend.ts');
+      const { exportRun } = await import('../../trainer/hf/export.ts');
       await selectBackend('cpu');
       const result = await exportRun(options.runDir, options.output);
       process.stdout.write(`exported step ${result.step} of ${options.runDir}: ${result.tensors} tensors, ${formatBytes(result.bytes)} in ${result.files.map((f) => `${result.dir}/${f}`).join(', ')}\n`);
