@@ -22,7 +22,7 @@ export async function buildProgram(command?: string): Promise<Command> {
     .description(
       'Builds the training data of a Flamingo-style vision-language model: WebDataset shards from OBELICS, PMD, LAION ' +
         'and Wikipedia (build; extract for the Wikipedia dump), mixed by the model card (mix), packed into training ' +
-        'sequences (train), trained (train, export).\n' +
+        'sequences and trained on (train), the model exported as a Hugging Face checkpoint (export).\n' +
         'Every location may be a local path, file://, s3://bucket/prefix, or (read-only) http(s)://.',
     )
     .version('0.1.0')
