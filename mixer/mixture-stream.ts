@@ -24,6 +24,11 @@ const PREFETCH = 2048;
 /** Ranged reads in flight: a few locally; many remotely, where each waits a first-byte latency. */
 const LOCAL_FETCHES = 6;
 const REMOTE_FETCHES = 32;
+/**
+ * Runs of one shard that lie end to end in one group are read with one request, up to this many bytes: a group that
+ * holds several runs of a shard (a small source, or few shards) costs a request per stretch, not per run.
+ */
+const MERGED_READ_BYTES = 8 << 20;
 
 /** One run of one source's epoch, as this rank reads it. */
 interface RunSlot {
@@ -268,6 +273,8 @@ export class MixtureSampleStream implements MixtureStream {
 class RunReader {
   /** Per source, the runs wanted, by epoch, shard and run (see `keyOf`). */
   private readonly slots: Map<number, RunSlot>[];
+  /** Per source, the runs wanted by where they start and end in their shard (see `edgeKey`): a run's neighbours. */
+  private readonly edges: Map<string, RunSlot>[];
   /** Slots in the order their first sample was wanted; those not yet fetched are read in this order. */
   private readonly queue: RunSlot[] = [];
   private queueHead = 0;
@@ -287,6 +294,7 @@ class RunReader {
   ) {
     this.placedUpTo = sources.map(() => ({ epoch: 0, taken: 0 }));
     this.slots = sources.map(() => new Map());
+    this.edges = sources.map(() => new Map());
   }
 
   placed(item: ScheduledSample): void {
@@ -313,6 +321,8 @@ class RunReader {
       const url = this.sources[item.source]!.dataset.shardUrl(item.shard);
       slot = { key, first: item.position, source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false, url };
       slots.set(key, slot);
+      this.edges[item.source]!.set(edgeKey('start', slot.epoch, slot.shard, slot.runOffset), slot);
+      this.edges[item.source]!.set(edgeKey('end', slot.epoch, slot.shard, slot.runEnd), slot);
       this.queue.push(slot);
     }
     slot.wanted.set(item.offset, item);
@@ -359,15 +369,16 @@ class RunReader {
 
   private start(slot: RunSlot): void {
     const placed = this.groupPlaced(slot);
-    const ranges = placed ? coalesce([...slot.wanted.values()].sort((a, b) => a.offset - b.offset)) : [{ start: slot.runOffset, end: slot.runEnd }];
-    slot.whole = !placed;
-    slot.bytes = ranges.reduce((acc, r) => acc + r.end - r.start, 0);
-    this.heldBytes += slot.bytes;
+    const batch = this.neighbours(slot);
+    const wanted = batch.flatMap((s) => [...s.wanted.values()]).sort((a, b) => a.offset - b.offset);
+    const ranges = placed ? coalesce(wanted) : [{ start: batch[0]!.runOffset, end: batch.at(-1)!.runEnd }];
+    const total = ranges.reduce((acc, r) => acc + r.end - r.start, 0);
+    this.heldBytes += total;
     this.inFlight++;
     const dataset = this.sources[slot.source]!.dataset;
-    slot.fetch = fetchRanges(dataset, slot.shard, ranges).then(
+    const fetch = fetchRanges(dataset, slot.shard, ranges).then(
       (fetched) => {
-        slot.fetched = fetched;
+        for (const s of batch) s.fetched = fetched;
         this.inFlight--;
         this.pump();
         return fetched;
@@ -378,8 +389,39 @@ class RunReader {
       },
     );
     // Awaited by take(); a read abandoned by a consumer that stopped early must not surface as unhandled.
-    slot.fetch.catch(() => {});
-    if (slot.whole) this.lingering.add(slot);
+    fetch.catch(() => {});
+    // The batch shares one read and one map of samples; each run is released on its own, with its part of the bytes.
+    let counted = 0;
+    for (const s of batch) {
+      s.fetch = fetch;
+      s.whole = !placed;
+      s.bytes = placed ? coalesce([...s.wanted.values()].sort((a, b) => a.offset - b.offset)).reduce((acc, r) => acc + r.end - r.start, 0) : s.runEnd - s.runOffset;
+      counted += s.bytes;
+      if (s.whole) this.lingering.add(s);
+    }
+    slot.bytes += total - counted;
+  }
+
+  /**
+   * The slot with the runs not yet read that lie end to end with it in its shard and its group (so placed alike), in
+   * shard order, up to MERGED_READ_BYTES.
+   */
+  private neighbours(slot: RunSlot): RunSlot[] {
+    const edges = this.edges[slot.source]!;
+    const joins = (s: RunSlot | undefined): s is RunSlot => s !== undefined && !s.fetch && s.groupEnd === slot.groupEnd;
+    const batch = [slot];
+    let bytes = slot.runEnd - slot.runOffset;
+    for (let s = edges.get(edgeKey('end', slot.epoch, slot.shard, slot.runOffset)); joins(s) && bytes + s.runEnd - s.runOffset <= MERGED_READ_BYTES; ) {
+      batch.unshift(s);
+      bytes += s.runEnd - s.runOffset;
+      s = edges.get(edgeKey('end', s.epoch, s.shard, s.runOffset));
+    }
+    for (let s = edges.get(edgeKey('start', slot.epoch, slot.shard, slot.runEnd)); joins(s) && bytes + s.runEnd - s.runOffset <= MERGED_READ_BYTES; ) {
+      batch.push(s);
+      bytes += s.runEnd - s.runOffset;
+      s = edges.get(edgeKey('start', s.epoch, s.shard, s.runEnd));
+    }
+    return batch;
   }
 
   /** Whether every sample of the slot's group has been placed: no sample of its run can be wanted any more. */
@@ -398,6 +440,10 @@ class RunReader {
     const slots = this.slots[slot.source]!;
     if (slots.get(slot.key) !== slot) return;
     slots.delete(slot.key);
+    const edges = this.edges[slot.source]!;
+    for (const key of [edgeKey('start', slot.epoch, slot.shard, slot.runOffset), edgeKey('end', slot.epoch, slot.shard, slot.runEnd)]) {
+      if (edges.get(key) === slot) edges.delete(key);
+    }
     this.heldBytes -= slot.bytes;
   }
 
@@ -406,6 +452,11 @@ class RunReader {
     const shards = this.sources[item.source]!.dataset.shards.length;
     return (item.epoch * shards + item.shard) * 2 ** 24 + item.runStart;
   }
+}
+
+/** Where a run starts or ends in its shard's bytes, in one epoch. */
+function edgeKey(side: 'start' | 'end', epoch: number, shard: number, offset: number): string {
+  return `${side}:${epoch}:${shard}:${offset}`;
 }
 
 /** A wanted sample as its run gave it, or why it could not. */

@@ -195,13 +195,12 @@ function corrupt(message: string, offset: number): M4Error {
 function checkChecksum(header: Buffer, offset: number): void {
   const stored = parseOctal(header.subarray(148, 156));
   if (Number.isNaN(stored)) throw corrupt(`bad tar header checksum at byte ${offset} (the checksum field holds no number): not a tar, or corrupt`, offset);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : header[i]!;
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
+  // The checksum field counts as eight spaces. One tight sum; the signed sum is only worked out when it is needed.
+  let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148; i++) unsigned += header[i]!;
+  for (let i = 156; i < BLOCK; i++) unsigned += header[i]!;
+  let signed = unsigned;
+  if (stored !== unsigned) for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && header[i]! > 127) signed -= 256;
   // Some old writers summed signed bytes; accept both, as GNU tar and Python's tarfile do.
   if (stored !== unsigned && stored !== signed) {
     throw corrupt(`bad tar header checksum at byte ${offset} (stored ${stored}, computed ${unsigned}): not a tar, or corrupt`, offset);
@@ -220,10 +219,24 @@ function parseNumber(field: Buffer, offset: number): number {
   return value;
 }
 
+/**
+ * An octal field as tar writers fill it: NULs or spaces around the digits. After the digits, a NUL ends the field
+ * (what follows is ignored) and spaces may run to its end; anything else is no number. An empty field is 0.
+ */
 function parseOctal(field: Buffer): number {
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^[\0 ]+/, '').split('\0')[0] ?? '';
-  if (text === '') return 0;
-  return /^[0-7]+$/.test(text) ? parseInt(text, 8) : Number.NaN;
+  const n = field.length;
+  let i = 0;
+  while (i < n && (field[i] === 0 || field[i] === 0x20)) i++;
+  let value = 0;
+  for (; i < n; i++) {
+    const c = field[i]!;
+    if (c < 0x30 || c > 0x37) break;
+    value = value * 8 + (c - 0x30);
+  }
+  if (i === n || field[i] === 0) return value;
+  if (field[i] !== 0x20) return Number.NaN;
+  for (; i < n; i++) if (field[i] !== 0x20 && field[i] !== 0) return Number.NaN;
+  return value;
 }
 
 function cString(bytes: Buffer): string {
