@@ -34,7 +34,6 @@ export interface TarParseOptions {
   rangeStart?: number;
 }
 
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const EMPTY = Buffer.alloc(0);
 
 export async function* parseTar(source: AsyncIterable<Uint8Array>, options: TarParseOptions = {}): AsyncGenerator<TarEntry> {
@@ -81,7 +80,7 @@ async function* memberBody(input: ChunkReader, header: Header, dataStart: number
   let left = size;
   while (left > 0) {
     const chunk = await input.takeSome(left);
-    if (chunk.length === 0) throw cutShort(input, header, size - left, size);
+    if (chunk.length === 0) throw cutShort(input.position, header, size - left, size);
     left -= chunk.length;
     yield chunk;
   }
@@ -99,7 +98,7 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     }
     const data = hold ? await input.take(dataBytes) : EMPTY;
     const present = hold ? data.length : await input.skip(dataBytes);
-    if (present < dataBytes) throw cutShort(input, header, present, dataBytes);
+    if (present < dataBytes) throw cutShort(input.position, header, present, dataBytes);
     const rest = type === 'file' ? padded - size : skipBytes;
     if (rest > 0) await input.skip(rest);
     yield { name, type, headerOffset: header.entryStart, endOffset: input.position, data, size: dataBytes };
@@ -116,6 +115,8 @@ interface Header {
   size: number;
   /** The size rounded up to whole blocks: where the next header starts, counted from the data's start. */
   padded: number;
+  /** The typeflag of an extension header (PAX `x`, `g`; GNU `L`, `K`), whose body applies to what follows. */
+  extension?: string;
 }
 
 /**
@@ -124,62 +125,128 @@ interface Header {
  * whole entries ends where its bytes end, with no end-of-archive marker.
  */
 async function* headers(input: ChunkReader, range = false): AsyncGenerator<Header> {
-  let longName: string | undefined;
-  let paxLocal: Record<string, string> = {};
-  let paxGlobal: Record<string, string> = {};
-  let entryStart = 0; // first header of the entry being assembled (extension headers come first)
-  let pendingExtension = false;
-
+  const decoder = new HeaderDecoder();
   for (;;) {
     const headerOffset = input.position;
-    if (!pendingExtension) entryStart = headerOffset;
-    const header = await input.take(BLOCK);
-    if (header.length === 0 && !pendingExtension && range) return;
-    if (header.length === 0 && !pendingExtension) {
-      throw truncated(`tar ends at byte ${headerOffset} without its end-of-archive marker`, headerOffset);
+    const block = await input.take(BLOCK);
+    if (block.length < BLOCK) {
+      decoder.endsBefore(headerOffset, block.length, range);
+      return;
     }
-    if (header.length < BLOCK) {
-      throw truncated(`tar ends at byte ${input.position} inside a header that starts at byte ${headerOffset}`, headerOffset);
-    }
-    if (header.equals(ZERO_BLOCK)) {
-      if (pendingExtension) throw corrupt(`end-of-archive marker at byte ${headerOffset} right after an extension header`, headerOffset);
-      return; // end of archive; a second zero block and any trailing padding are not read
-    }
-    checkChecksum(header, headerOffset);
-
-    const typeflag = String.fromCharCode(header[156]!);
-    const paxSize = paxLocal.size ?? paxGlobal.size;
-    const size = paxSize !== undefined ? Number(paxSize) : parseNumber(header.subarray(124, 136), headerOffset);
-    if (!Number.isSafeInteger(size) || size < 0) throw corrupt(`bad entry size in header at byte ${headerOffset}`, headerOffset);
-    const padded = Math.ceil(size / BLOCK) * BLOCK;
-
-    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-      if (size > 1 << 20) throw corrupt(`extension header of ${size} bytes at byte ${headerOffset}`, headerOffset);
-      const body = await input.take(padded);
-      if (body.length < padded) throw truncated(`tar ends at byte ${input.position} inside an extension header at byte ${headerOffset}`, headerOffset);
-      const content = body.subarray(0, size);
-      if (typeflag === 'x') paxLocal = { ...paxLocal, ...parsePax(content, headerOffset) };
-      else if (typeflag === 'g') paxGlobal = { ...paxGlobal, ...parsePax(content, headerOffset) };
-      else if (typeflag === 'L') longName = cString(content);
-      // 'K' (GNU long link name) is read past: links carry no sample data.
-      pendingExtension = typeflag !== 'g';
+    const header = decoder.decode(block, 0, headerOffset);
+    if (!header) return; // end of archive; a second zero block and any trailing padding are not read
+    if (header.extension) {
+      const body = await input.take(header.padded);
+      if (body.length < header.padded) throw truncated(`tar ends at byte ${input.position} inside an extension header at byte ${headerOffset}`, headerOffset);
+      decoder.extend(header, body);
       continue;
     }
-
-    const name = paxLocal.path ?? longName ?? ustarName(header);
-    longName = undefined;
-    paxLocal = {};
-    pendingExtension = false;
-    const dataEnd = input.position + padded;
-    yield { name, type: entryType(typeflag), entryStart, headerOffset, size, padded };
+    const dataEnd = input.position + header.padded;
+    yield header;
     if (input.position < dataEnd) await input.skip(dataEnd - input.position);
   }
 }
 
-/** The tar ended inside an entry's data. */
-function cutShort(input: ChunkReader, header: Header, present: number, size: number): M4Error {
+/**
+ * The whole entries of a byte range held in memory (`bytes` lie at `offset` of the tar: runs of samples read by their
+ * index), decoded as the streaming parser decodes them, without an await: each entry's data is a view of `bytes`. The
+ * range ends where its bytes end; one that ends inside an entry is E_TAR_TRUNCATED.
+ */
+export function* entriesIn(bytes: Buffer, offset: number): Generator<TarEntry> {
+  const decoder = new HeaderDecoder();
+  let at = 0;
+  for (;;) {
+    if (bytes.length - at < BLOCK) {
+      decoder.endsBefore(offset + at, bytes.length - at, true);
+      return;
+    }
+    const header = decoder.decode(bytes, at, offset + at);
+    if (!header) return;
+    at += BLOCK;
+    if (header.extension) {
+      if (bytes.length - at < header.padded) throw truncated(`tar ends at byte ${offset + bytes.length} inside an extension header at byte ${header.headerOffset}`, header.headerOffset);
+      decoder.extend(header, bytes.subarray(at, at + header.padded));
+      at += header.padded;
+      continue;
+    }
+    // Links and special files carry no data even when their size field says otherwise.
+    const size = header.type === 'file' ? header.size : 0;
+    if (bytes.length - at < size) throw cutShort(offset + bytes.length, header, bytes.length - at, size);
+    const data = bytes.subarray(at, at + size);
+    at = Math.min(bytes.length, at + header.padded);
+    yield { name: header.name, type: header.type, headerOffset: header.entryStart, endOffset: offset + at, data, size };
+  }
+}
+
+/**
+ * Decodes header blocks in order: checks each, and applies PAX (`x`, `g`) and GNU long-name (`L`, `K`) extension
+ * headers to the entry they precede. Shared by the streaming parser and `entriesIn`, so both read a tar alike.
+ */
+class HeaderDecoder {
+  private longName: string | undefined;
+  private paxLocal: Record<string, string> = {};
+  private paxGlobal: Record<string, string> = {};
+  /** First header of the entry being assembled (extension headers come first). */
+  private entryStart = 0;
+  /** An extension header was read: the entry it belongs to must follow. */
+  private pending = false;
+
+  /**
+   * The header in the block at `bytes[at]`, byte `headerOffset` of the tar, or undefined at the end-of-archive
+   * marker. A header with `extension` set needs its body (`padded` bytes) handed to `extend` before the next block.
+   * Fields are read in place (a view per field cost more than the rest of the header's decoding).
+   */
+  decode(bytes: Buffer, at: number, headerOffset: number): Header | undefined {
+    if (!this.pending) this.entryStart = headerOffset;
+    if (!checkHeader(bytes, at, headerOffset)) {
+      if (this.pending) throw corrupt(`end-of-archive marker at byte ${headerOffset} right after an extension header`, headerOffset);
+      return undefined;
+    }
+    const typeflag = String.fromCharCode(bytes[at + 156]!);
+    const paxSize = this.paxLocal.size ?? this.paxGlobal.size;
+    const size = paxSize !== undefined ? Number(paxSize) : parseNumber(bytes, at + 124, at + 136, headerOffset);
+    if (!Number.isSafeInteger(size) || size < 0) throw corrupt(`bad entry size in header at byte ${headerOffset}`, headerOffset);
+    const padded = Math.ceil(size / BLOCK) * BLOCK;
+    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+      if (size > 1 << 20) throw corrupt(`extension header of ${size} bytes at byte ${headerOffset}`, headerOffset);
+      return { name: '', type: 'other', entryStart: this.entryStart, headerOffset, size, padded, extension: typeflag };
+    }
+    const name = this.paxLocal.path ?? this.longName ?? ustarName(bytes, at);
+    if (this.pending) {
+      this.longName = undefined;
+      this.paxLocal = {};
+      this.pending = false;
+    }
+    return { name, type: entryType(typeflag), entryStart: this.entryStart, headerOffset, size, padded };
+  }
+
+  /** Applies an extension header's body (its `padded` bytes) to what follows. */
+  extend(header: Header, body: Buffer): void {
+    const content = body.subarray(0, header.size);
+    if (header.extension === 'x') this.paxLocal = { ...this.paxLocal, ...parsePax(content, header.headerOffset) };
+    else if (header.extension === 'g') this.paxGlobal = { ...this.paxGlobal, ...parsePax(content, header.headerOffset) };
+    else if (header.extension === 'L') this.longName = cString(content, 0, content.length);
+    // 'K' (GNU long link name) is read past: links carry no sample data.
+    this.pending = header.extension !== 'g';
+  }
+
+  /**
+   * The input ends at `headerOffset` with `partial` bytes of a header block: fine between the entries of a range,
+   * otherwise E_TAR_TRUNCATED (a tar ends with its end-of-archive marker).
+   */
+  endsBefore(headerOffset: number, partial: number, range: boolean): void {
+    if (partial === 0 && !this.pending) {
+      if (range) return;
+      throw truncated(`tar ends at byte ${headerOffset} without its end-of-archive marker`, headerOffset);
+    }
+    throw truncated(`tar ends at byte ${headerOffset + partial} inside a header that starts at byte ${headerOffset}`, headerOffset);
+  }
+}
+
+/** The tar ended at byte `end`, inside an entry's data. */
+function cutShort(end: number, header: Header, present: number, size: number): M4Error {
   const where = `(header at byte ${header.headerOffset}, ${present} of ${size} bytes present)`;
-  const error = truncated(`tar ends at byte ${input.position} inside entry ${JSON.stringify(header.name)} ${where}`, header.entryStart);
+  const error = truncated(`tar ends at byte ${end} inside entry ${JSON.stringify(header.name)} ${where}`, header.entryStart);
   error.context.name = header.name;
   return error;
 }
@@ -192,63 +259,86 @@ function corrupt(message: string, offset: number): M4Error {
   return new M4Error('E_TAR_CORRUPT', 'shards', message, { offset });
 }
 
-function checkChecksum(header: Buffer, offset: number): void {
-  const stored = parseOctal(header.subarray(148, 156));
+/**
+ * Checks the checksum of the header block at `bytes[at]`; false for a block of zeros (an end-of-archive marker). One
+ * tight sum over the block serves both; the signed sum is only worked out when it is needed.
+ */
+function checkHeader(bytes: Buffer, at: number, offset: number): boolean {
+  // Four sums side by side: twice as fast as one here.
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  for (let i = at; i < at + BLOCK; i += 4) {
+    s0 += bytes[i]!;
+    s1 += bytes[i + 1]!;
+    s2 += bytes[i + 2]!;
+    s3 += bytes[i + 3]!;
+  }
+  const all = s0 + s1 + s2 + s3;
+  if (all === 0) return false;
+  const stored = parseOctal(bytes, at + 148, at + 156);
   if (Number.isNaN(stored)) throw corrupt(`bad tar header checksum at byte ${offset} (the checksum field holds no number): not a tar, or corrupt`, offset);
-  // The checksum field counts as eight spaces. One tight sum; the signed sum is only worked out when it is needed.
-  let unsigned = 8 * 0x20;
-  for (let i = 0; i < 148; i++) unsigned += header[i]!;
-  for (let i = 156; i < BLOCK; i++) unsigned += header[i]!;
+  // The checksum field counts as eight spaces.
+  let unsigned = all + 8 * 0x20;
+  for (let i = at + 148; i < at + 156; i++) unsigned -= bytes[i]!;
   let signed = unsigned;
-  if (stored !== unsigned) for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && header[i]! > 127) signed -= 256;
+  if (stored !== unsigned) for (let i = 0; i < BLOCK; i++) if ((i < 148 || i >= 156) && bytes[at + i]! > 127) signed -= 256;
   // Some old writers summed signed bytes; accept both, as GNU tar and Python's tarfile do.
   if (stored !== unsigned && stored !== signed) {
     throw corrupt(`bad tar header checksum at byte ${offset} (stored ${stored}, computed ${unsigned}): not a tar, or corrupt`, offset);
   }
+  return true;
 }
 
-function parseNumber(field: Buffer, offset: number): number {
-  if (field[0]! & 0x80) {
+/** The number field `bytes[start, end)`: octal, or GNU base-256. */
+function parseNumber(bytes: Buffer, start: number, end: number, offset: number): number {
+  if (bytes[start]! & 0x80) {
     // GNU base-256: big-endian, the top bit of the first byte flags the encoding.
-    let value = field[0]! & 0x7f;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
+    let value = bytes[start]! & 0x7f;
+    for (let i = start + 1; i < end; i++) value = value * 256 + bytes[i]!;
     return value;
   }
-  const value = parseOctal(field);
+  const value = parseOctal(bytes, start, end);
   if (Number.isNaN(value)) throw corrupt(`unreadable number in tar header at byte ${offset}`, offset);
   return value;
 }
 
 /**
- * An octal field as tar writers fill it: NULs or spaces around the digits. After the digits, a NUL ends the field
- * (what follows is ignored) and spaces may run to its end; anything else is no number. An empty field is 0.
+ * The octal field `bytes[start, end)` as tar writers fill it: NULs or spaces around the digits. After the digits, a NUL
+ * ends the field (what follows is ignored) and spaces may run to its end; anything else is no number. An empty field is 0.
  */
-function parseOctal(field: Buffer): number {
-  const n = field.length;
-  let i = 0;
-  while (i < n && (field[i] === 0 || field[i] === 0x20)) i++;
+function parseOctal(bytes: Buffer, start: number, end: number): number {
+  let i = start;
+  while (i < end && (bytes[i] === 0 || bytes[i] === 0x20)) i++;
   let value = 0;
-  for (; i < n; i++) {
-    const c = field[i]!;
+  for (; i < end; i++) {
+    const c = bytes[i]!;
     if (c < 0x30 || c > 0x37) break;
     value = value * 8 + (c - 0x30);
   }
-  if (i === n || field[i] === 0) return value;
-  if (field[i] !== 0x20) return Number.NaN;
-  for (; i < n; i++) if (field[i] !== 0x20 && field[i] !== 0) return Number.NaN;
+  if (i === end || bytes[i] === 0) return value;
+  if (bytes[i] !== 0x20) return Number.NaN;
+  for (; i < end; i++) if (bytes[i] !== 0x20 && bytes[i] !== 0) return Number.NaN;
   return value;
 }
 
-function cString(bytes: Buffer): string {
-  const nul = bytes.indexOf(0);
-  return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('utf8');
+/** The NUL-terminated text field `bytes[start, end)` (or one filling its bytes). */
+function cString(bytes: Buffer, start: number, end: number): string {
+  let stop = start;
+  let ascii = true;
+  for (; stop < end && bytes[stop] !== 0; stop++) if (bytes[stop]! > 0x7f) ascii = false;
+  // ASCII, what tars almost always hold, decodes fastest as latin1, to the same text.
+  return bytes.toString(ascii ? 'latin1' : 'utf8', start, stop);
 }
 
-function ustarName(header: Buffer): string {
-  const name = cString(header.subarray(0, 100));
-  // Only POSIX ustar ("ustar\0") has a prefix field; GNU ("ustar  ") keeps other data there.
-  if (header.toString('latin1', 257, 263) !== 'ustar\0') return name;
-  const prefix = cString(header.subarray(345, 500));
+/** Only POSIX ustar ("ustar\0" at byte 257) has a prefix field; GNU ("ustar  ") keeps other data there. */
+const USTAR_MAGIC = Buffer.from('ustar\0', 'latin1');
+
+function ustarName(bytes: Buffer, at: number): string {
+  const name = cString(bytes, at, at + 100);
+  for (let i = 0; i < USTAR_MAGIC.length; i++) if (bytes[at + 257 + i] !== USTAR_MAGIC[i]) return name;
+  const prefix = cString(bytes, at + 345, at + 500);
   return prefix ? `${prefix}/${name}` : name;
 }
 

@@ -2,7 +2,7 @@ import { M4Error, isM4Error } from '../core/errors.ts';
 import { openObject } from './storage/open.ts';
 import type { ByteRange, Storage } from './storage/storage.ts';
 import { checkEntryName, isMetaEntry, splitEntryName } from './entry-name.ts';
-import { parseTar } from './tar-parser.ts';
+import { entriesIn, parseTar } from './tar-parser.ts';
 import { GZIP_TAR_NAME, gunzipIfCompressed } from './gunzip.ts';
 import type { ReadSample } from './sample.ts';
 
@@ -94,9 +94,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
         if (done) yield done;
         current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
       }
-      if (!problem && parts.field in current.fields) {
-        problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, { shard: url, offset: entry.headerOffset });
-      }
+      if (!problem && parts.field in current.fields) problem = duplicateField(url, parts, entry.headerOffset);
       if (problem) {
         if (!skip) throw problem;
         currentBad ??= problem;
@@ -127,9 +125,43 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
   }
 }
 
+/**
+ * The one sample whose entries are `bytes`, which lie at byte `offset` of the shard at `url`: a sample's bytes as its
+ * index gives them, read with others by one ranged request. Decoded as readShard decodes a shard, without an await;
+ * its fields are views of `bytes`. What readShard would skip (an unsafe name, a duplicate field, a truncated or corrupt
+ * entry) is thrown, naming the shard; so are bytes that hold no sample, or entries of two.
+ */
+export function readSampleAt(bytes: Buffer, offset: number, url: string): ReadSample {
+  let sample: ReadSample | undefined;
+  try {
+    for (const entry of entriesIn(bytes, offset)) {
+      if (entry.type !== 'file' || isMetaEntry(entry.name)) continue;
+      const parts = splitEntryName(entry.name);
+      if (!parts) continue; // webdataset ignores names without an extension
+      checkEntryName(entry.name, { shard: url, offset: entry.headerOffset });
+      sample ??= { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
+      if (parts.key !== sample.key) {
+        throw new M4Error('E_SAMPLE', 'shards', `bytes ${offset}-${offset + bytes.length} hold samples ${sample.key} and ${parts.key}, not one`, { offset });
+      }
+      if (parts.field in sample.fields) throw duplicateField(url, parts, entry.headerOffset);
+      sample.fields[parts.field] = entry.data;
+      sample.fieldSizes[parts.field] = entry.size;
+      sample.size = entry.endOffset - sample.offset;
+    }
+  } catch (err) {
+    throw isM4Error(err) ? withShard(err, url) : err;
+  }
+  if (!sample) throw new M4Error('E_SAMPLE', 'shards', `${url}: bytes ${offset}-${offset + bytes.length} hold no sample`, { shard: url, offset });
+  return sample;
+}
+
 /** Streams the samples of several shards in order. */
 export async function* readShards(locations: Iterable<ShardLocation>, options: ReadShardOptions = {}): AsyncGenerator<ReadSample> {
   for (const location of locations) yield* readShard(location, options);
+}
+
+function duplicateField(url: string, parts: { key: string; field: string }, offset: number): M4Error {
+  return new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${offset}`, { shard: url, offset });
 }
 
 function withShard(err: M4Error, url: string): M4Error {
