@@ -4,7 +4,7 @@ import { QualityMeter } from './mix-quality.ts';
 import { checkState, freshState, mergeStates, type MixtureState, type StateContext } from './mixture-state.ts';
 import type { MixedSample, MixtureStream, MixtureStreamOptions, RealisedReport, RealisedSource } from './mixture-stream-types.ts';
 import type { MixPlan } from './plan.ts';
-import { coalesce, fetchRanges, type FetchedRanges } from './range-fetch.ts';
+import { coalesce, fetchRanges, sampleIn, type FetchedRanges } from './range-fetch.ts';
 import { RankSequence } from './rank-sequence.ts';
 import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './schedule.ts';
 
@@ -355,16 +355,11 @@ class RunReader {
 
   /** The sample of a wanted item from its run, read; a problem when the shard did not hold it as the index says. */
   takeFrom(slot: RunSlot, item: ScheduledSample): Taken {
-    const fetched = slot.fetched!;
-    const sample = fetched.samples.get(item.offset);
-    fetched.samples.delete(item.offset);
+    const taken = { url: slot.url, ...sampleIn(slot.fetched!, slot.url, item) };
     slot.wanted.delete(item.offset);
     this.releaseIfDone(slot);
     if (this.inFlight < this.concurrency) this.pump();
-    const url = slot.url;
-    if (sample && sample.key === item.key && sample.size === item.size) return { sample, url };
-    const problem = fetched.problem ?? (sample ? `${url}: the sample at byte ${item.offset} is ${sample.key} (${sample.size} bytes), the index says ${item.key} (${item.size} bytes)` : `${url}: sample ${item.key} (byte ${item.offset}) is listed in the index but not in the shard`);
-    return { url, problem };
+    return taken;
   }
 
   private start(slot: RunSlot): void {
