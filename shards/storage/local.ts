@@ -8,6 +8,12 @@ import { compareKeys, type Body, type ByteRange, type ObjectInfo, type Storage }
 const WRITE_BATCH = 1 << 20;
 /** Read chunk: 1 MiB reads a shard of large samples 1.7x faster than 256 KiB (bench shards). */
 const READ_CHUNK = 1 << 20;
+/**
+ * A bounded range (runs of samples read by their index) is read in pieces of up to this many bytes by positioned reads
+ * of a file kept open: the mixer reads stretches of runs of up to 8 MiB, each then one read into one buffer, which its
+ * samples are decoded from in place (a read stream for those cost an open, a close and 1 MiB chunks to stitch).
+ */
+const RANGE_CHUNK = 8 << 20;
 
 /** A folder on a local disk. Writes go to `name.tmp-<random>` and are renamed into place once complete. */
 export class LocalStorage implements Storage {
@@ -71,14 +77,16 @@ export class LocalStorage implements Storage {
 
   async *read(key: string, range?: ByteRange): AsyncIterable<Uint8Array> {
     const path = this.pathOf(key);
-    if (range?.end !== undefined && range.end - range.start <= READ_CHUNK) {
-      // A short range (a run of samples read by its index): one positioned read of a file kept open.
-      if (range.end <= range.start) return;
-      const buffer = Buffer.allocUnsafe(range.end - range.start);
-      const bytesRead = await openFiles.read(path, buffer, range.start).catch((err: NodeJS.ErrnoException) => {
-        throw err.code === 'ENOENT' ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
-      });
-      if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+    if (range?.end !== undefined) {
+      for (let at = range.start; at < range.end; ) {
+        const buffer = Buffer.allocUnsafe(Math.min(RANGE_CHUNK, range.end - at));
+        const bytesRead = await openFiles.read(path, buffer, at).catch((err: NodeJS.ErrnoException) => {
+          throw err.code === 'ENOENT' ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
+        });
+        if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+        if (bytesRead < buffer.length) return;
+        at += bytesRead;
+      }
       return;
     }
     const options: { start?: number; end?: number; highWaterMark: number } = { highWaterMark: READ_CHUNK };
