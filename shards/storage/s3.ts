@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { M4Error } from '../../core/errors.ts';
 import { resumingRead, type Segment } from './resuming-read.ts';
+import { errorOf, headerOf, signedGet, targetOf, type GetTarget, type SentRequest, type SignedGetOptions } from './s3-signed-get.ts';
 import type { Body, ByteRange, ObjectInfo, Storage } from './storage.ts';
 
 export interface S3StorageOptions {
@@ -96,32 +97,80 @@ export class S3Storage implements Storage {
     const end = range?.end;
     let etag: string | undefined;
     const open = async (offset: number): Promise<Segment | undefined> => {
-      let out;
-      try {
-        const { sdk, client } = await this.sdk();
-        out = await client.send(
-          new sdk.GetObjectCommand({
-            Bucket: this.bucket,
-            Key: this.keyPrefix + key,
-            // S3 ranges are inclusive; with no range, a read from 0 is a plain GET.
-            Range: offset === 0 && end === undefined ? undefined : `bytes=${offset}-${end === undefined ? '' : end - 1}`,
-            // A resumed read must continue the same object, not splice in a newer one.
-            IfMatch: etag,
-          }),
-        );
-      } catch (err) {
-        if (statusOf(err) === 416) return undefined; // the range starts at or past the end: nothing to read
-        throw this.failure('read', key, err);
-      }
+      // S3 ranges are inclusive; with no range, a read from 0 is a plain GET.
+      const bytes = offset === 0 && end === undefined ? undefined : `bytes=${offset}-${end === undefined ? '' : end - 1}`;
+      // A resumed read must continue the same object, not splice in a newer one.
+      const got = await this.get(key, bytes, offset, etag);
+      if (!got) return undefined; // the range starts at or past the end: nothing to read
       // Some S3-compatible stores ignore If-Match: compare the ETag too.
-      if (etag !== undefined && out.ETag !== etag) {
-        (out.Body as Readable | undefined)?.destroy();
-        throw this.changed(key, etag, out.ETag);
+      if (etag !== undefined && got.etag !== etag) {
+        (got.body as Readable).destroy();
+        throw this.changed(key, etag, got.etag);
       }
-      etag ??= out.ETag;
-      return { body: out.Body as AsyncIterable<Uint8Array>, length: out.ContentLength };
+      etag ??= got.etag;
+      return { body: got.body, length: got.length };
     };
     return resumingRead(open, start, end, this.maxResumes, this.urlOf(key));
+  }
+
+  /**
+   * One GET, from `offset` when `range` is set: signed here once the SDK has shown where this bucket is reached (see
+   * s3-signed-get.ts), else through the SDK, which then shows it. Undefined when the range starts past the end.
+   */
+  private async get(key: string, range: string | undefined, offset: number, ifMatch: string | undefined): Promise<Got | undefined> {
+    const { sdk, client } = await this.sdk();
+    const direct = await directGets(client, this.settings, this.bucket);
+    if (direct.target) return this.signedGet(direct.target, direct.options, key, range, offset, ifMatch);
+    const command = new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key, Range: range, IfMatch: ifMatch });
+    // The request as the SDK sends it, signed: where and how this bucket is reached, once it has answered.
+    let sent: SentRequest | undefined;
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        sent = args.request as SentRequest;
+        return next(args);
+      },
+      { step: 'deserialize', name: 'm4dataSentRequest' },
+    );
+    let out;
+    try {
+      out = await client.send(command);
+    } catch (err) {
+      if (statusOf(err) === 416) return undefined;
+      throw this.failure('read', key, err);
+    }
+    if (sent) direct.target ??= targetOf(sent, this.keyPrefix + key) ?? null;
+    return { body: out.Body as AsyncIterable<Uint8Array>, length: out.ContentLength, etag: out.ETag };
+  }
+
+  private async signedGet(target: GetTarget, options: SignedGetOptions, key: string, range: string | undefined, offset: number, ifMatch: string | undefined): Promise<Got | undefined> {
+    const headers: Record<string, string> = {};
+    if (range) headers.range = range;
+    if (ifMatch) headers['if-match'] = ifMatch;
+    let sent;
+    try {
+      sent = await signedGet(target, this.keyPrefix + key, headers, options);
+    } catch (err) {
+      throw this.failure('read', key, Object.assign(err as Error, { $metadata: { attempts: (err as { attempts?: number }).attempts } }));
+    }
+    const { response: res, attempts } = sent;
+    const status = res.statusCode;
+    if (status === 416) {
+      await res.body.dump();
+      return undefined;
+    }
+    if (status !== 200 && status !== 206) {
+      // Dressed as the SDK's errors are, so that one mapping (missing, changed, failed after retries) serves both.
+      const { code, message } = await errorOf(res);
+      const failed = Object.assign(new Error(message ?? `status ${status}`), { name: code ?? `HTTP ${status}`, $metadata: { httpStatusCode: status, attempts } });
+      throw this.failure('read', key, failed);
+    }
+    const first = status === 206 ? Number(/^bytes (\d+)-/.exec(headerOf(res, 'content-range') ?? '')?.[1]) : 0;
+    if (first !== offset) {
+      res.body.destroy();
+      throw this.failure('read', key, new Error(`asked for bytes from ${offset}, got ${headerOf(res, 'content-range') ?? 'the whole object'}`));
+    }
+    const length = headerOf(res, 'content-length');
+    return { body: res.body, length: length === undefined ? undefined : Number(length), etag: headerOf(res, 'etag') };
   }
 
   async write(key: string, body: Body): Promise<ObjectInfo> {
@@ -309,4 +358,47 @@ function sharedClient(sdk: Sdk, settings: ClientSettings): S3Client {
     clients.set(id, client);
   }
   return client;
+}
+
+/** What one GET gave: its body, how many bytes it holds, and which version of the object. */
+interface Got {
+  body: AsyncIterable<Uint8Array>;
+  length: number | undefined;
+  etag: string | undefined;
+}
+
+/** How a bucket's GETs are sent: `target` undefined until the SDK has sent one, null when they stay with the SDK. */
+interface DirectGets {
+  target?: GetTarget | null;
+  options: SignedGetOptions;
+}
+
+const direct = new Map<string, DirectGets>();
+const dispatchers = new Map<string, import('undici').Dispatcher>();
+
+/** The direct GETs of a bucket through a client (one record per client and bucket in the process). */
+async function directGets(client: S3Client, settings: ClientSettings, bucket: string): Promise<DirectGets> {
+  const id = JSON.stringify([settings.endpoint, settings.region, settings.maxAttempts, settings.retryMode, settings.timeouts, bucket]);
+  let record = direct.get(id);
+  if (!record) {
+    const { Agent, request } = await import('undici');
+    const { connectMs, requestMs, idleMs } = settings.timeouts;
+    const agentId = JSON.stringify(settings.timeouts);
+    let dispatcher = dispatchers.get(agentId);
+    if (!dispatcher) {
+      dispatcher = new Agent({ connect: { timeout: connectMs }, headersTimeout: requestMs, bodyTimeout: idleMs });
+      dispatchers.set(agentId, dispatcher);
+    }
+    record = direct.get(id) ?? {
+      options: {
+        credentials: () => client.config.credentials(),
+        clockOffset: () => client.config.systemClockOffset ?? 0,
+        maxAttempts: settings.maxAttempts,
+        dispatcher,
+        request,
+      },
+    };
+    direct.set(id, record);
+  }
+  return record;
 }
