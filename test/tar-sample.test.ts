@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { isM4Error } from '../core/errors.ts';
+import { isM4Error, type ErrorCode } from '../core/errors.ts';
 import type { ReadSample, Sample } from '../shards/sample.ts';
 import { ShardWriter } from '../shards/shard-writer.ts';
 import { LocalStorage } from '../shards/storage/local.ts';
@@ -78,7 +78,7 @@ test('bytes that are not one whole, sound sample are refused, naming the shard a
   const bytes = await readFile(join(storage.root, record!.shard));
   const url = 'file:///bad-000000.tar';
   const [a, b] = (await bothWays(join(storage.root, record!.shard))).streamed;
-  const refused = (slice: Buffer, offset: number, code: string, pattern: RegExp) =>
+  const refused = (slice: Buffer, offset: number, code: ErrorCode, pattern: RegExp) =>
     assert.throws(() => readSampleAt(slice, offset, url), (err: unknown) => isM4Error(err, code) && err.message.startsWith(url) && pattern.test(err.message), pattern.source);
 
   // A flipped byte in b's first header.
