@@ -264,18 +264,7 @@ function corrupt(message: string, offset: number): M4Error {
  * tight sum over the block serves both; the signed sum is only worked out when it is needed.
  */
 function checkHeader(bytes: Buffer, at: number, offset: number): boolean {
-  // Four sums side by side: twice as fast as one here.
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  for (let i = at; i < at + BLOCK; i += 4) {
-    s0 += bytes[i]!;
-    s1 += bytes[i + 1]!;
-    s2 += bytes[i + 2]!;
-    s3 += bytes[i + 3]!;
-  }
-  const all = s0 + s1 + s2 + s3;
+  const all = byteSum(bytes, at);
   if (all === 0) return false;
   const stored = parseOctal(bytes, at + 148, at + 156);
   if (Number.isNaN(stored)) throw corrupt(`bad tar header checksum at byte ${offset} (the checksum field holds no number): not a tar, or corrupt`, offset);
@@ -289,6 +278,30 @@ function checkHeader(bytes: Buffer, at: number, offset: number): boolean {
     throw corrupt(`bad tar header checksum at byte ${offset} (stored ${stored}, computed ${unsigned}): not a tar, or corrupt`, offset);
   }
   return true;
+}
+
+/**
+ * The sum of the block's 512 bytes. Read as 32-bit words where the block is aligned: the four bytes of a word are
+ * added in two 16-bit lanes at once, and 64 words fit one 31-bit sum; as bytes otherwise.
+ */
+function byteSum(bytes: Buffer, at: number): number {
+  const start = bytes.byteOffset + at;
+  if ((start & 3) === 0) {
+    const words = new Uint32Array(bytes.buffer, start, BLOCK >> 2);
+    let sum = 0;
+    for (let half = 0; half < BLOCK >> 2; half += 64) {
+      let lanes = 0;
+      for (let i = half; i < half + 64; i++) {
+        const w = words[i]!;
+        lanes += (w & 0x00ff00ff) + ((w >>> 8) & 0x00ff00ff);
+      }
+      sum += (lanes & 0xffff) + (lanes >>> 16);
+    }
+    return sum;
+  }
+  let sum = 0;
+  for (let i = at; i < at + BLOCK; i++) sum += bytes[i]!;
+  return sum;
 }
 
 /** The number field `bytes[start, end)`: octal, or GNU base-256. */

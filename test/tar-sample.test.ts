@@ -70,6 +70,27 @@ test('PAX and GNU long names, meta entries and names without an extension: read 
   }
 });
 
+test('a header is checked alike wherever its bytes lie in memory (summed by words when aligned, else by bytes)', async () => {
+  const root = join(dir, 'unicode');
+  await mkdir(join(root, 'a'), { recursive: true });
+  // Names of bytes over 127 (UTF-8) in the ustar name field, and in a header's checksum.
+  await writeFile(join(root, 'a', 'ünïcödé_ß.txt'), 'text');
+  await writeFile(join(root, 'a', 'ünïcödé_ß.jpg'), Buffer.alloc(1000, 0xff));
+  const tar = join(dir, 'unicode.tar');
+  execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--format=ustar', '-cf', tar, '-C', root, 'a']);
+  const { streamed } = await bothWays(tar);
+  assert.equal(streamed.length, 1);
+  const [sample] = streamed;
+  const bytes = (await readFile(tar)).subarray(sample!.offset, sample!.offset + sample!.size);
+  for (const shift of [0, 1, 2, 3, 4]) {
+    const moved = Buffer.alloc(bytes.length + 8).subarray(shift, shift + bytes.length);
+    bytes.copy(moved);
+    assert.deepEqual(readSampleAt(moved, sample!.offset, sample!.url), sample, `shifted by ${shift}`);
+    moved[100]! ^= 0x80; // the mode field: a byte the checksum counts
+    assert.throws(() => readSampleAt(moved, sample!.offset, sample!.url), /bad tar header checksum/, `shifted by ${shift}`);
+  }
+});
+
 test('bytes that are not one whole, sound sample are refused, naming the shard and the byte', async () => {
   const storage = new LocalStorage(join(dir, 'bad'));
   const writer = new ShardWriter({ storage, prefix: 'bad', maxSamples: 100 });
