@@ -53,17 +53,22 @@ export async function fetchRanges(dataset: SourceDataset, shard: number, ranges:
   const key = dataset.shardKey(shard);
   for (const range of ranges) {
     bytes += range.end - range.start;
+    // A range that arrives in chunks (64 kB from a socket) is gathered into one buffer as it comes: one copy of its
+    // bytes, where decoding from the chunks copied each sample that spans two (a quarter of them, in as many buffers).
+    let whole: Buffer | undefined;
+    let filled = 0;
     try {
-      let at = range.start;
       for await (const chunk of dataset.storage.read(key, range)) {
         const piece = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        pieces.push({ start: at, bytes: piece });
-        at += piece.length;
+        if (!whole && piece.length >= range.end - range.start) whole = piece;
+        else piece.copy((whole ??= Buffer.allocUnsafe(range.end - range.start)), filled);
+        filled += piece.length;
       }
     } catch (err) {
       if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
       problem ??= (err as Error).message;
     }
+    if (whole) pieces.push({ start: range.start, bytes: whole.subarray(0, filled) });
   }
   return { pieces, bytes, ...(problem !== undefined ? { problem } : {}) };
 }
