@@ -440,6 +440,9 @@ class RunReader {
       if (edges.get(key) === slot) edges.delete(key);
     }
     this.heldBytes -= slot.bytes;
+    // Its bytes go with it (a started slot stays in the queue a while, and its read resolved to them).
+    slot.fetched = undefined;
+    slot.fetch = RELEASED;
   }
 
   /** A run's key within its source: its epoch, shard and place in the shard, as one number (exact below 2^53). */
@@ -448,6 +451,9 @@ class RunReader {
     return (item.epoch * shards + item.shard) * 2 ** 24 + item.runStart;
   }
 }
+
+/** What a released slot's read stands for: nothing left to take. */
+const RELEASED: Promise<FetchedRanges> = Promise.resolve({ pieces: [], bytes: 0 });
 
 /** Where a run starts or ends in its shard's bytes, in one epoch. */
 function edgeKey(side: 'start' | 'end', epoch: number, shard: number, offset: number): string {
