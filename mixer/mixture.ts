@@ -1,4 +1,4 @@
-import { M4Error } from '../core/errors.ts';
+import { isM4Error, M4Error } from '../core/errors.ts';
 import { jsonBytes, readJson } from '../shards/storage/json.ts';
 import { openStorage, type OpenOptions } from '../shards/storage/open.ts';
 import type { Mixture, MixtureStream, MixtureStreamOptions } from './mixture-stream-types.ts';
@@ -40,10 +40,10 @@ export async function writePlan(location: string, plan: MixPlan): Promise<void> 
  */
 export async function openMixture(location: string, network: OpenOptions = {}): Promise<Mixture> {
   const storage = openStorage(location, network);
-  if (!(await storage.stat(PLAN_NAME))) {
+  const plan = (await readJson(storage, PLAN_NAME).catch((err: unknown) => {
+    if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
     throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
-  }
-  const plan = (await readJson(storage, PLAN_NAME)) as MixPlan;
+  })) as MixPlan;
   if (plan?.format !== 'm4data-mix-plan' || !Array.isArray(plan.sources)) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
   if (plan.version !== 2) {
     throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which fingerprints its sources): plan the mixture again with m4data mix`);

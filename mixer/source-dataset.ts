@@ -1,4 +1,4 @@
-import { M4Error } from '../core/errors.ts';
+import { isM4Error, M4Error } from '../core/errors.ts';
 import { MANIFEST_NAME, readManifest, totalsProblem, type Manifest, type ShardRecord } from '../shards/manifest.ts';
 import { indexKeyOf, readCheckedIndex, type IndexEntry, type ShardIndex } from '../shards/shard-index.ts';
 import { openObject, openStorage, type OpenOptions } from '../shards/storage/open.ts';
@@ -33,10 +33,11 @@ export class SourceDataset {
     const network = options.network ?? {};
     const isManifest = /\.json$/i.test(location);
     const { storage, key } = isManifest ? openObject(location, network) : { storage: openStorage(location, network), key: MANIFEST_NAME };
-    if (!(await storage.stat(key))) {
+    // Read at once, not asked for first (on S3 a HEAD, one more request per source and pass).
+    const manifest = await readManifest(storage, key).catch((err: unknown) => {
+      if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
       throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`, { location });
-    }
-    const manifest = await readManifest(storage, key);
+    });
     const problem = totalsProblem(manifest);
     if (problem) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(key)}: ${problem}; the dataset cannot be mixed as it is`, { location });
     if (options.print) checkAgainstPrint(manifest.shards, options.print, location);

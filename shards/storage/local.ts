@@ -39,9 +39,7 @@ export class LocalStorage implements Storage {
       const s = await stat(this.pathOf(key));
       return s.isFile() ? { key, size: s.size } : undefined;
     } catch (err) {
-      // A path through a file (`/etc/passwd/manifest.json`) names nothing, as a missing one does.
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (notFound(err as NodeJS.ErrnoException)) return undefined;
       throw err;
     }
   }
@@ -80,7 +78,7 @@ export class LocalStorage implements Storage {
       for (let at = range.start; at < range.end; ) {
         const buffer = Buffer.allocUnsafe(Math.min(RANGE_CHUNK, range.end - at));
         const bytesRead = await openFiles.read(path, buffer, at).catch((err: NodeJS.ErrnoException) => {
-          throw err.code === 'ENOENT' ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
+          throw notFound(err) ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
         });
         if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
         if (bytesRead < buffer.length) return;
@@ -92,13 +90,17 @@ export class LocalStorage implements Storage {
     // chunks of READ_CHUNK, read ahead. A stream of a small file allocates READ_CHUNK per read all the same: for the
     // mixer's index per shard (about 36 kB) that cost a collection of the old generation per pass.
     const handle = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'ENOENT' ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
+      throw notFound(err) ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
     });
     const start = range?.start ?? 0;
     const stat = await handle.stat().catch(async (err: unknown) => {
       await handle.close();
       throw err;
     });
+    if (stat.isDirectory()) {
+      await handle.close();
+      throw new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path} is a folder`, { key });
+    }
     // (A file of size 0 may still hold bytes: procfs; it is streamed.)
     if (stat.isFile() && stat.size > 0 && stat.size - start <= READ_CHUNK) {
       try {
@@ -171,6 +173,11 @@ export class LocalStorage implements Storage {
       if (entry.startsWith(start) && isTemporary(entry)) await rm(resolve(folder, entry), { recursive: true, force: true });
     }
   }
+}
+
+/** An errno that means no file is there: none by that name, or a path through a file (`/etc/passwd/manifest.json`). */
+function notFound(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ENOENT' || err.code === 'ENOTDIR';
 }
 
 /**
