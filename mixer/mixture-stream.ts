@@ -16,9 +16,11 @@ const LOOKAHEAD = 16_384;
 const SINGLE_RANK_LOOKAHEAD = 2048;
 /**
  * Bytes of runs read ahead and held: the prefetch stops there, never the consumer. A source's group is held while it
- * is read (about 64 MiB, see SourceOrder), so this lets the next runs of two or three sources be read ahead.
+ * is read (about 64 MiB, see SourceOrder), so four sources of many shards hold about this much anyway; a mixture of
+ * smaller groups reads its next ones ahead within it, instead of waiting for each at its first sample (at 128 MiB the
+ * bench mixture, whose groups in use hold 150 MB, waited about 100 ms on s3rver for its second PMD group).
  */
-const FETCH_BYTES = 128 << 20;
+const FETCH_BYTES = 256 << 20;
 /** A run is read whole, before its group is placed, once the consumer is this close to it. */
 const PREFETCH = 2048;
 /** Ranged reads in flight: a few locally; many remotely, where each waits a first-byte latency. */
