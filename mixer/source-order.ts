@@ -69,10 +69,13 @@ export class SourceOrder {
   /** The order from a cursor on, without end (epochs follow each other). */
   *from(epoch: number, taken: number): Generator<OrderedSample> {
     const cursor = this.cursor(epoch, taken);
-    for (let sample = cursor.next(); sample; sample = cursor.next()) yield sample;
+    for (let sample = cursor.next(); sample; sample = cursor.next()) yield { ...sample };
   }
 
-  /** The order from a cursor on, a sample per `next()` (what a schedule reads: no generator per sample). */
+  /**
+   * The order from a cursor on, a sample per `next()` (what a schedule reads: no generator, and no object, per
+   * sample: the record `next()` returns is the cursor's own, valid until its next call).
+   */
   cursor(epoch: number, taken: number): OrderCursor {
     return new OrderCursor(this, epoch, taken);
   }
@@ -114,8 +117,9 @@ export class OrderCursor {
   private windowStart = 0;
   private window: WindowOrder | undefined;
   private g = 0;
-  private group: OrderedSample[] = [];
+  private group: GroupOrder = EMPTY_GROUP;
   private i = 0;
+  private readonly sample: OrderedSample = { epoch: 0, taken: 0, shard: 0, entry: 0, runStart: 0, groupEnd: 0 };
 
   constructor(
     private readonly order: SourceOrder,
@@ -132,11 +136,20 @@ export class OrderCursor {
   }
 
   next(): OrderedSample | undefined {
-    while (this.i >= this.group.length) {
+    while (this.i >= this.group.order.length) {
       if (this.order.epochSamples === 0) return undefined;
       this.advance();
     }
-    return this.group[this.i++];
+    const group = this.group;
+    const k = group.order[this.i]!;
+    const sample = this.sample;
+    sample.epoch = group.epoch;
+    sample.taken = group.start + this.i++;
+    sample.shard = group.shard[k]!;
+    sample.entry = group.entry[k]!;
+    sample.runStart = group.runStart[k]!;
+    sample.groupEnd = group.start + group.order.length;
+    return sample;
   }
 
   private openEpoch(): void {
@@ -170,7 +183,7 @@ export class OrderCursor {
         this.g = this.window.groupOf(Math.max(0, this.skip - this.windowStart));
       }
       this.group = this.window.group(this.g, this.epoch, this.windowStart);
-      this.i = Math.max(0, this.skip - this.group[0]!.taken);
+      this.i = Math.max(0, this.skip - this.group.start);
       this.skip = 0;
       return;
     }
@@ -229,26 +242,45 @@ class WindowOrder {
   }
 
   /** The k-th of a run's n samples (in a seeded order) is placed at (k + u) / n of the group's span (u seeded), then sorted. */
-  group(g: number, epoch: number, windowStart: number): OrderedSample[] {
+  group(g: number, epoch: number, windowStart: number): GroupOrder {
     const first = g * this.layout.groupRuns;
     const last = Math.min(this.permutation.n, first + this.layout.groupRuns);
     const next = generator(...this.words, g);
-    const placed: { at: number; shard: number; entry: number; runStart: number }[] = [];
+    const runs = [];
+    let samples = 0;
     for (let p = first; p < last; p++) {
-      const { shard, start: runStart, length } = this.runAt(this.permutation.at(p));
+      const run = this.runAt(this.permutation.at(p));
+      runs.push(run);
+      samples += run.length;
+    }
+    // Typed arrays, not an object per sample: a group lives as long as it is read, long enough for the collector to
+    // copy each object it holds a few times over.
+    const shard = new Int32Array(samples);
+    const entry = new Int32Array(samples);
+    const runStart = new Int32Array(samples);
+    const at = new Float64Array(samples);
+    const slots = new Int32Array(this.layout.run);
+    let n = 0;
+    for (const run of runs) {
       // A run is read with one request, so its own order is free: shuffled too (a shard smaller than a run still
       // comes in another order under another seed).
-      const slots = Array.from({ length }, (_, i) => i);
-      for (let i = length - 1; i > 0; i--) {
+      for (let i = 0; i < run.length; i++) slots[i] = i;
+      for (let i = run.length - 1; i > 0; i--) {
         const j = Math.floor(next() * (i + 1));
         [slots[i], slots[j]] = [slots[j]!, slots[i]!];
       }
-      for (let i = 0; i < length; i++) placed.push({ at: (slots[i]! + next()) / length, shard, entry: runStart + i, runStart });
+      for (let i = 0; i < run.length; i++, n++) {
+        at[n] = (slots[i]! + next()) / run.length;
+        shard[n] = run.shard;
+        entry[n] = run.start + i;
+        runStart[n] = run.start;
+      }
     }
-    placed.sort((a, b) => a.at - b.at);
-    const start = windowStart + this.groupStart(g);
-    const groupEnd = start + placed.length;
-    return placed.map(({ shard, entry, runStart }, i) => ({ epoch, taken: start + i, shard, entry, runStart, groupEnd }));
+    // By place, ties in the order placed (as a stable sort of the samples would leave them).
+    const order = new Uint32Array(samples);
+    for (let i = 0; i < samples; i++) order[i] = i;
+    order.sort((a, b) => at[a]! - at[b]! || a - b);
+    return { epoch, start: windowStart + this.groupStart(g), order, shard, entry, runStart };
   }
 
   /** Dataset shard, first entry and length of the window's run q. */
@@ -259,6 +291,18 @@ class WindowOrder {
     return { shard, start, length: Math.min(this.layout.run, samples - start) };
   }
 }
+
+/** One group's samples: the i-th of the group is sample `order[i]` of the arrays, `taken` start + i of its epoch. */
+interface GroupOrder {
+  epoch: number;
+  start: number;
+  order: Uint32Array;
+  shard: Int32Array;
+  entry: Int32Array;
+  runStart: Int32Array;
+}
+
+const EMPTY_GROUP: GroupOrder = { epoch: 0, start: 0, order: new Uint32Array(0), shard: new Int32Array(0), entry: new Int32Array(0), runStart: new Int32Array(0) };
 
 /** The first index of a sorted array whose value is >= x. */
 function lowerBound(sorted: readonly number[], x: number): number {
