@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStorage } from '../shards/storage/local.ts';
@@ -51,4 +52,36 @@ test('local storage: atomic writes, ranged reads, listing in key order', async (
   await s.delete('r');
   await s.delete('r');
   assert.equal(await s.stat('r'), undefined);
+});
+
+test('local reads: small files in one read of their size, large ones and ranges in pieces, what is not a file as missing', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'm4-local-read-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const s = new LocalStorage(dir);
+  const small = randomBytes(36_000);
+  const large = randomBytes(3 * 1024 * 1024 + 17);
+  await s.write('small.json', small);
+  await s.write('large.tar', large);
+  const chunks = async (it: AsyncIterable<Uint8Array>) => {
+    const sizes: number[] = [];
+    for await (const c of it) sizes.push(c.byteLength);
+    return sizes;
+  };
+  // A small file: one buffer of its own size (a stream would have allocated 1 MiB for it).
+  assert.deepEqual(await chunks(s.read('small.json')), [36_000]);
+  assert.deepEqual(await collect(s.read('small.json', { start: 35_000 })), small.subarray(35_000));
+  assert.deepEqual(await collect(s.read('large.tar')), large);
+  assert.deepEqual(await collect(s.read('large.tar', { start: 5, end: large.length - 5 })), large.subarray(5, -5));
+  assert.deepEqual(await chunks(s.read('large.tar', { start: 0, end: 3 * 1024 * 1024 })), [3 * 1024 * 1024]);
+  assert.equal((await collect(s.read('small.json', { start: 40_000 }))).length, 0);
+  // A path through a file, and a folder, name no object, as stat says.
+  await mkdir(join(dir, 'folder'));
+  for (const key of ['small.json/x', 'folder', 'missing']) {
+    assert.equal(await s.stat(key), undefined, key);
+    await assert.rejects(collect(s.read(key)), { code: 'E_NOT_FOUND' }, key);
+    await assert.rejects(collect(s.read(key, { start: 0, end: 10 })), { code: 'E_NOT_FOUND' }, key);
+  }
+  // A file whose size says 0 may hold bytes (procfs): it is read to its end.
+  const proc = new LocalStorage('/proc/self');
+  assert.match((await collect(proc.read('status'))).toString(), /^Name:/);
 });

@@ -99,7 +99,7 @@ export class LocalStorage implements Storage {
     });
     if (stat.isDirectory()) {
       await handle.close();
-      throw new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path} is a folder`, { key });
+      throw new M4Error('E_NOT_FOUND', 'storage', `${path} is a folder, not a file`, { key });
     }
     // (A file of size 0 may still hold bytes: procfs; it is streamed.)
     if (stat.isFile() && stat.size > 0 && stat.size - start <= READ_CHUNK) {
@@ -175,9 +175,12 @@ export class LocalStorage implements Storage {
   }
 }
 
-/** An errno that means no file is there: none by that name, or a path through a file (`/etc/passwd/manifest.json`). */
+/**
+ * An errno that means no file is there: none by that name, a path through a file (`/etc/passwd/manifest.json`), or a
+ * folder (when read).
+ */
 function notFound(err: NodeJS.ErrnoException): boolean {
-  return err.code === 'ENOENT' || err.code === 'ENOTDIR';
+  return err.code === 'ENOENT' || err.code === 'ENOTDIR' || err.code === 'EISDIR';
 }
 
 /**
