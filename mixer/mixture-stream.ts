@@ -6,7 +6,8 @@ import type { MixedSample, MixtureStream, MixtureStreamOptions, RealisedReport, 
 import type { MixPlan } from './plan.ts';
 import { coalesce, fetchRanges, sampleIn, type FetchedRanges } from './range-fetch.ts';
 import { RankSequence } from './rank-sequence.ts';
-import { scheduleChunks, type ScheduledSample, type ScheduleSource } from './schedule.ts';
+import { layoutOf, scheduleChunks, type ScheduledSample, type ScheduleSource } from './schedule.ts';
+import { runId } from './source-order.ts';
 
 /**
  * Positions the schedule runs ahead of the consumer (indexes only, no tar read). A run is read once its group is
@@ -35,12 +36,16 @@ const MERGED_READ_BYTES = 8 << 20;
 /** One run of one source's epoch, as this rank reads it. */
 interface RunSlot {
   key: number;
-  /** Position of its first sample this rank wants. */
+  /** Position of its first sample this rank wants (Infinity for a run read early, before any is placed). */
   first: number;
   source: number;
   epoch: number;
   shard: number;
+  /** First entry of the run in its shard. */
+  runStart: number;
   groupEnd: number;
+  /** The runs of its group, with their bytes (see ScheduledSample); none for one read before it was asked for. */
+  groupRuns: ScheduledSample['groupRuns'] | undefined;
   runOffset: number;
   runEnd: number;
   /** This rank's samples of the run not yet taken, by tar offset. */
@@ -48,7 +53,8 @@ interface RunSlot {
   fetch?: Promise<FetchedRanges>;
   /** The read, once it has completed. */
   fetched?: FetchedRanges;
-  bytes: number;
+  /** The read it shares with the other runs of its batch: its bytes are held until every one of them is released. */
+  read?: { bytes: number; holders: number };
   /** Its shard's URL, for messages and samples. */
   url: string;
   /** Read before its group was placed: the whole run, what turns out to be another rank's dropped later. */
@@ -168,7 +174,7 @@ export class MixtureSampleStream implements MixtureStream {
   private async *run(): AsyncGenerator<MixedSample> {
     const { rank, worldSize, sequence } = this;
     const remote = this.sources.some((s) => isRemote(s.dataset.storage.root));
-    const reader = new RunReader(this.sources, remote ? REMOTE_FETCHES : LOCAL_FETCHES);
+    const reader = new RunReader(this.sources, remote ? REMOTE_FETCHES : LOCAL_FETCHES, worldSize === 1);
     const chunks = scheduleChunks(this.sources, { seed: this.plan.seed, endless: this.options.endless, start: this.origin.replay })[Symbol.asyncIterator]();
     let generated = this.origin.replay.position;
     let ended = false;
@@ -290,10 +296,16 @@ class RunReader {
   /** The position of the consumer's next sample. */
   consumer = 0;
 
+  /** Samples per run, by source. */
+  private readonly runLength: number[];
+
   constructor(
     private readonly sources: readonly ScheduleSource[],
     private readonly concurrency: number,
+    /** This rank reads every sample (a world of one): whole runs, and runs of a next group with their neighbours. */
+    private readonly single: boolean,
   ) {
+    this.runLength = sources.map((s) => layoutOf(s).run);
     this.placedUpTo = sources.map(() => ({ epoch: 0, taken: 0 }));
     this.slots = sources.map(() => new Map());
     this.edges = sources.map(() => new Map());
@@ -316,18 +328,26 @@ class RunReader {
   }
 
   want(item: ScheduledSample): RunSlot {
-    const key = this.keyOf(item);
-    const slots = this.slots[item.source]!;
-    let slot = slots.get(key);
+    let slot = this.slots[item.source]!.get(this.keyOf(item.source, item.epoch, item.shard, item.runStart));
     if (!slot) {
-      const url = this.sources[item.source]!.dataset.shardUrl(item.shard);
-      slot = { key, first: item.position, source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false, url };
-      slots.set(key, slot);
-      this.edges[item.source]!.set(edgeKey('start', slot.epoch, slot.shard, slot.runOffset), slot);
-      this.edges[item.source]!.set(edgeKey('end', slot.epoch, slot.shard, slot.runEnd), slot);
+      slot = this.slotFor(item.source, item.epoch, item.shard, item.runStart, item);
+      slot.groupRuns = item.groupRuns;
+      slot.first = item.position;
       this.queue.push(slot);
     }
     slot.wanted.set(item.offset, item);
+    return slot;
+  }
+
+  /** A new slot for a run, known by its neighbour from the schedule. */
+  private slotFor(source: number, epoch: number, shard: number, runStart: number, run: Pick<RunSlot, 'groupEnd' | 'runOffset' | 'runEnd'>): RunSlot {
+    const key = this.keyOf(source, epoch, shard, runStart);
+    const url = this.sources[source]!.dataset.shardUrl(shard);
+    const { groupEnd, runOffset, runEnd } = run;
+    const slot: RunSlot = { key, first: Infinity, source, epoch, shard, runStart, groupEnd, groupRuns: undefined, runOffset, runEnd, wanted: new Map(), whole: false, url };
+    this.slots[source]!.set(key, slot);
+    this.edges[source]!.set(edgeKey('start', epoch, shard, runOffset), slot);
+    this.edges[source]!.set(edgeKey('end', epoch, shard, runEnd), slot);
     return slot;
   }
 
@@ -365,7 +385,8 @@ class RunReader {
   }
 
   private start(slot: RunSlot): void {
-    const placed = this.groupPlaced(slot);
+    // Of several ranks, one reads only its own samples of a placed group; a single rank reads whole runs.
+    const placed = this.groupPlaced(slot) && !this.single;
     const batch = this.neighbours(slot);
     const wanted = batch.flatMap((s) => [...s.wanted.values()]).sort((a, b) => a.offset - b.offset);
     const ranges = placed ? coalesce(wanted) : [{ start: batch[0]!.runOffset, end: batch.at(-1)!.runEnd }];
@@ -387,38 +408,49 @@ class RunReader {
     );
     // Awaited by take(); a read abandoned by a consumer that stopped early must not surface as unhandled.
     fetch.catch(() => {});
-    // The batch shares one read and one map of samples; each run is released on its own, with its part of the bytes.
-    let counted = 0;
+    // The batch shares one read, whose buffers its runs' samples are views of: its bytes count until all are released.
+    const read = { bytes: total, holders: batch.length };
     for (const s of batch) {
       s.fetch = fetch;
-      s.whole = !placed;
-      s.bytes = placed ? coalesce([...s.wanted.values()].sort((a, b) => a.offset - b.offset)).reduce((acc, r) => acc + r.end - r.start, 0) : s.runEnd - s.runOffset;
-      counted += s.bytes;
+      s.read = read;
+      s.whole = !placed && !this.groupPlaced(s);
       if (s.whole) this.lingering.add(s);
     }
-    slot.bytes += total - counted;
   }
 
   /**
-   * The slot with the runs not yet read that lie end to end with it in its shard and its group (so placed alike), in
-   * shard order, up to MERGED_READ_BYTES.
+   * The slot with the runs not yet read that lie end to end with it in its shard, in shard order, up to
+   * MERGED_READ_BYTES: those of its group (placed alike) asked for; for a single rank, which reads whole runs, those of
+   * any group asked for, and the runs of its group not yet asked for, which it reads now (its group is held whole while
+   * it is read all the same). So a source whose runs of a shard fall in one group (a small source, few shards) reads
+   * the shard with one request, however the schedule has got to its runs.
    */
   private neighbours(slot: RunSlot): RunSlot[] {
-    const edges = this.edges[slot.source]!;
-    const joins = (s: RunSlot | undefined): s is RunSlot => s !== undefined && !s.fetch && s.groupEnd === slot.groupEnd;
     const batch = [slot];
     let bytes = slot.runEnd - slot.runOffset;
-    for (let s = edges.get(edgeKey('end', slot.epoch, slot.shard, slot.runOffset)); joins(s) && bytes + s.runEnd - s.runOffset <= MERGED_READ_BYTES; ) {
-      batch.unshift(s);
-      bytes += s.runEnd - s.runOffset;
-      s = edges.get(edgeKey('end', s.epoch, s.shard, s.runOffset));
-    }
-    for (let s = edges.get(edgeKey('start', slot.epoch, slot.shard, slot.runEnd)); joins(s) && bytes + s.runEnd - s.runOffset <= MERGED_READ_BYTES; ) {
-      batch.push(s);
-      bytes += s.runEnd - s.runOffset;
-      s = edges.get(edgeKey('start', s.epoch, s.shard, s.runEnd));
+    for (const step of [-1, 1] as const) {
+      for (let s = this.beside(slot, slot, step, bytes); s; s = this.beside(slot, s, step, bytes)) {
+        if (step < 0) batch.unshift(s);
+        else batch.push(s);
+        bytes += s.runEnd - s.runOffset;
+      }
     }
     return batch;
+  }
+
+  /**
+   * The run before (step -1) or after (step 1) `run` in its shard that may join `origin`'s batch of `batchBytes`, if
+   * any: one asked for and not read yet, or (a single rank) one of `origin`'s group, which is then asked for here.
+   */
+  private beside(origin: RunSlot, run: RunSlot, step: -1 | 1, batchBytes: number): RunSlot | undefined {
+    const fits = (r: { runOffset: number; runEnd: number }) => batchBytes + r.runEnd - r.runOffset <= MERGED_READ_BYTES;
+    const s = this.edges[run.source]!.get(step < 0 ? edgeKey('end', run.epoch, run.shard, run.runOffset) : edgeKey('start', run.epoch, run.shard, run.runEnd));
+    if (s) return !s.fetch && (s.groupEnd === origin.groupEnd || this.single) && fits(s) ? s : undefined;
+    if (!this.single || !origin.groupRuns) return undefined;
+    const runStart = run.runStart + step * this.runLength[run.source]!;
+    const early = origin.groupRuns.get(runId(run.shard, runStart));
+    if (!early || !fits(early)) return undefined;
+    return this.slotFor(run.source, run.epoch, run.shard, runStart, { groupEnd: origin.groupEnd, ...early });
   }
 
   /** Whether every sample of the slot's group has been placed: no sample of its run can be wanted any more. */
@@ -441,16 +473,15 @@ class RunReader {
     for (const key of [edgeKey('start', slot.epoch, slot.shard, slot.runOffset), edgeKey('end', slot.epoch, slot.shard, slot.runEnd)]) {
       if (edges.get(key) === slot) edges.delete(key);
     }
-    this.heldBytes -= slot.bytes;
+    if (--slot.read!.holders === 0) this.heldBytes -= slot.read!.bytes;
     // Its bytes go with it (a started slot stays in the queue a while, and its read resolved to them).
     slot.fetched = undefined;
     slot.fetch = RELEASED;
   }
 
   /** A run's key within its source: its epoch, shard and place in the shard, as one number (exact below 2^53). */
-  private keyOf(item: ScheduledSample): number {
-    const shards = this.sources[item.source]!.dataset.shards.length;
-    return (item.epoch * shards + item.shard) * 2 ** 24 + item.runStart;
+  private keyOf(source: number, epoch: number, shard: number, runStart: number): number {
+    return epoch * this.sources[source]!.dataset.shards.length * 2 ** 24 + runId(shard, runStart);
   }
 }
 

@@ -44,6 +44,11 @@ export interface ScheduledSample {
   size: number;
   /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
   after: readonly SourceCursor[];
+  /**
+   * The runs of the sample's group, by `runId`, with their bytes (one map per group): what a reader may read with a
+   * neighbour before any of their samples is placed.
+   */
+  groupRuns: ReadonlyMap<number, { runOffset: number; runEnd: number }>;
 }
 
 /** Where one source's order stands. */
@@ -113,6 +118,23 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     }),
   );
 
+  // Each source's group's runs, with their bytes from their indexes (those of its window, already loaded).
+  const groups: { runs: ReadonlyMap<number, number>; bytes: Map<number, { runOffset: number; runEnd: number }> }[] = sources.map(() => ({ runs: new Map(), bytes: new Map() }));
+  const runBytes = (c: number, runs: ReadonlyMap<number, number>): ReadonlyMap<number, { runOffset: number; runEnd: number }> => {
+    const known = groups[c]!;
+    if (runs !== known.runs) {
+      known.runs = runs;
+      known.bytes = new Map();
+      for (const [id, length] of runs) {
+        const shardEntries = indexes.get(c, Math.floor(id / 2 ** 24));
+        if (!shardEntries) continue;
+        const runStart = id % 2 ** 24;
+        const last = shardEntries[runStart + length - 1]!;
+        known.bytes.set(id, { runOffset: shardEntries[runStart]!.offset, runEnd: last.offset + last.size });
+      }
+    }
+    return known.bytes;
+  };
   const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0 }));
   const active: number[] = [];
   let chunk: ScheduledSample[] = [];
@@ -153,6 +175,7 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
       size,
       // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
       after: cursors.slice(),
+      groupRuns: runBytes(c, head.groupRuns),
     });
     if (chunk.length === CHUNK) {
       yield chunk;

@@ -32,6 +32,13 @@ export interface OrderedSample {
   runStart: number;
   /** `taken` just past the sample's group: once a schedule has placed that many samples of the epoch, the group is placed. */
   groupEnd: number;
+  /** The runs of the sample's group, their lengths by `runId` (one map per group). */
+  groupRuns: ReadonlyMap<number, number>;
+}
+
+/** A run's identity within a source's epoch: its shard and first entry, as one number (exact below 2^53). */
+export function runId(shard: number, runStart: number): number {
+  return shard * 2 ** 24 + runStart;
 }
 
 /** A run gathers about this many bytes (by the manifest's mean sample size): one request each. */
@@ -119,7 +126,7 @@ export class OrderCursor {
   private g = 0;
   private group: GroupOrder = EMPTY_GROUP;
   private i = 0;
-  private readonly sample: OrderedSample = { epoch: 0, taken: 0, shard: 0, entry: 0, runStart: 0, groupEnd: 0 };
+  private readonly sample: OrderedSample = { epoch: 0, taken: 0, shard: 0, entry: 0, runStart: 0, groupEnd: 0, groupRuns: new Map() };
 
   constructor(
     private readonly order: SourceOrder,
@@ -149,6 +156,7 @@ export class OrderCursor {
     sample.entry = group.entry[k]!;
     sample.runStart = group.runStart[k]!;
     sample.groupEnd = group.start + group.order.length;
+    sample.groupRuns = group.runs;
     return sample;
   }
 
@@ -247,10 +255,12 @@ class WindowOrder {
     const last = Math.min(this.permutation.n, first + this.layout.groupRuns);
     const next = generator(...this.words, g);
     const runs = [];
+    const lengths = new Map<number, number>();
     let samples = 0;
     for (let p = first; p < last; p++) {
       const run = this.runAt(this.permutation.at(p));
       runs.push(run);
+      lengths.set(runId(run.shard, run.start), run.length);
       samples += run.length;
     }
     // Typed arrays, not an object per sample: a group lives as long as it is read, long enough for the collector to
@@ -280,7 +290,7 @@ class WindowOrder {
     const order = new Uint32Array(samples);
     for (let i = 0; i < samples; i++) order[i] = i;
     order.sort((a, b) => at[a]! - at[b]! || a - b);
-    return { epoch, start: windowStart + this.groupStart(g), order, shard, entry, runStart };
+    return { epoch, start: windowStart + this.groupStart(g), order, shard, entry, runStart, runs: lengths };
   }
 
   /** Dataset shard, first entry and length of the window's run q. */
@@ -300,9 +310,19 @@ interface GroupOrder {
   shard: Int32Array;
   entry: Int32Array;
   runStart: Int32Array;
+  /** Its runs' lengths, by `runId`. */
+  runs: ReadonlyMap<number, number>;
 }
 
-const EMPTY_GROUP: GroupOrder = { epoch: 0, start: 0, order: new Uint32Array(0), shard: new Int32Array(0), entry: new Int32Array(0), runStart: new Int32Array(0) };
+const EMPTY_GROUP: GroupOrder = {
+  epoch: 0,
+  start: 0,
+  order: new Uint32Array(0),
+  shard: new Int32Array(0),
+  entry: new Int32Array(0),
+  runStart: new Int32Array(0),
+  runs: new Map(),
+};
 
 /** The first index of a sorted array whose value is >= x. */
 function lowerBound(sorted: readonly number[], x: number): number {
