@@ -99,7 +99,10 @@ export class MixtureSampleStream implements MixtureStream {
     this.origin = this.resumeState(context);
     this.sequence = new RankSequence(this.origin.leftovers, this.origin.tail);
     this.delivered = sources.map(() => ({ tokens: 0, samples: 0, images: 0, lostSamples: 0, lostTokens: 0 }));
-    this.quality = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
+    this.quality = new QualityMeter(
+      sources.map((s) => s.name),
+      sources.map((s) => s.share),
+    );
   }
 
   /** Where this rank starts: from scratch, from its own state, or from the states of every rank of another world. */
@@ -116,7 +119,8 @@ export class MixtureSampleStream implements MixtureStream {
       throw new M4Error(
         'E_USAGE',
         'mixer',
-        `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${this.rank} of ${this.worldSize}: to go on under another world size, give the states of all ${state.worldSize} ranks, saved at the same point`,
+        `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${this.rank} of ${this.worldSize}: to go on under another world ` +
+          `size, give the states of all ${state.worldSize} ranks, saved at the same point`,
       );
     }
     return state;
@@ -225,7 +229,10 @@ export class MixtureSampleStream implements MixtureStream {
         } else {
           mine = tail[tailHead]!;
           tail[tailHead++] = undefined as unknown as Mine;
-          if (tailHead > 4096 && tailHead * 2 > tail.length) tail.splice(0, tailHead), (tailHead = 0);
+          if (tailHead > 4096 && tailHead * 2 > tail.length) {
+            tail.splice(0, tailHead);
+            tailHead = 0;
+          }
         }
         const { item } = mine;
         reader.consumer = item.position;
@@ -319,7 +326,20 @@ class RunReader {
     let slot = slots.get(key);
     if (!slot) {
       const url = this.sources[item.source]!.dataset.shardUrl(item.shard);
-      slot = { key, first: item.position, source: item.source, epoch: item.epoch, shard: item.shard, groupEnd: item.groupEnd, runOffset: item.runOffset, runEnd: item.runEnd, wanted: new Map(), bytes: 0, whole: false, url };
+      slot = {
+        key,
+        first: item.position,
+        source: item.source,
+        epoch: item.epoch,
+        shard: item.shard,
+        groupEnd: item.groupEnd,
+        runOffset: item.runOffset,
+        runEnd: item.runEnd,
+        wanted: new Map(),
+        bytes: 0,
+        whole: false,
+        url,
+      };
       slots.set(key, slot);
       this.edges[item.source]!.set(edgeKey('start', slot.epoch, slot.shard, slot.runOffset), slot);
       this.edges[item.source]!.set(edgeKey('end', slot.epoch, slot.shard, slot.runEnd), slot);
@@ -363,7 +383,11 @@ class RunReader {
     if (this.inFlight < this.concurrency) this.pump();
     const url = slot.url;
     if (sample && sample.key === item.key && sample.size === item.size) return { sample, url };
-    const problem = fetched.problem ?? (sample ? `${url}: the sample at byte ${item.offset} is ${sample.key} (${sample.size} bytes), the index says ${item.key} (${item.size} bytes)` : `${url}: sample ${item.key} (byte ${item.offset}) is listed in the index but not in the shard`);
+    const problem =
+      fetched.problem ??
+      (sample
+        ? `${url}: the sample at byte ${item.offset} is ${sample.key} (${sample.size} bytes), the index says ${item.key} (${item.size} bytes)`
+        : `${url}: sample ${item.key} (byte ${item.offset}) is listed in the index but not in the shard`);
     return { url, problem };
   }
 
@@ -395,7 +419,9 @@ class RunReader {
     for (const s of batch) {
       s.fetch = fetch;
       s.whole = !placed;
-      s.bytes = placed ? coalesce([...s.wanted.values()].sort((a, b) => a.offset - b.offset)).reduce((acc, r) => acc + r.end - r.start, 0) : s.runEnd - s.runOffset;
+      s.bytes = placed
+        ? coalesce([...s.wanted.values()].sort((a, b) => a.offset - b.offset)).reduce((acc, r) => acc + r.end - r.start, 0)
+        : s.runEnd - s.runOffset;
       counted += s.bytes;
       if (s.whole) this.lingering.add(s);
     }

@@ -99,7 +99,15 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const ids = sources.map((s) => nameId(s.name));
   const layouts = sources.map(layoutOf);
-  const orders = sources.map((s, i) => new SourceOrder(s.dataset.shards.map((r) => r.samples), layouts[i]!, options.seed, ids[i]!));
+  const orders = sources.map(
+    (s, i) =>
+      new SourceOrder(
+        s.dataset.shards.map((r) => r.samples),
+        layouts[i]!,
+        options.seed,
+        ids[i]!,
+      ),
+  );
   const walks = orders.map((order, i) => order.cursor(cursors[i]!.epoch, cursors[i]!.taken));
   const indexes = new IndexCache(sources);
   // Each source's next sample, and its shard's index entries.
@@ -113,7 +121,11 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     }),
   );
 
-  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0 }));
+  const balance: BalancerSource[] = sources.map((s, i) => ({
+    share: s.share,
+    tokens: cursors[i]!.tokens,
+    next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0,
+  }));
   const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {

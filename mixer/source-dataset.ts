@@ -34,7 +34,12 @@ export class SourceDataset {
     const isManifest = /\.json$/i.test(location);
     const { storage, key } = isManifest ? openObject(location, network) : { storage: openStorage(location, network), key: MANIFEST_NAME };
     if (!(await storage.stat(key))) {
-      throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`, { location });
+      throw new M4Error(
+        'E_NOT_FOUND',
+        'mixer',
+        `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`,
+        { location },
+      );
     }
     const manifest = await readManifest(storage, key);
     const problem = totalsProblem(manifest);

@@ -92,10 +92,20 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
       if (!current || current.key !== parts.key) {
         const done = finish();
         if (done) yield done;
-        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
+        current = {
+          key: parts.key,
+          url,
+          offset: entry.headerOffset,
+          size: 0,
+          fields: Object.create(null) as Record<string, Buffer>,
+          fieldSizes: Object.create(null) as Record<string, number>,
+        };
       }
       if (!problem && parts.field in current.fields) {
-        problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, { shard: url, offset: entry.headerOffset });
+        problem = new M4Error('E_SAMPLE', 'shards', `${url}: duplicate field ${parts.field} in sample ${parts.key} at byte ${entry.headerOffset}`, {
+          shard: url,
+          offset: entry.headerOffset,
+        });
       }
       if (problem) {
         if (!skip) throw problem;

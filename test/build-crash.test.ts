@@ -35,8 +35,28 @@ test('a build killed with SIGKILL leaves no partial shard, and resuming gives th
   });
   const input = join(dir, 'in.parquet');
   // Slow answers make the build last long enough to be killed between shards.
-  await writeParquetFixture(input, { URL: 'VARCHAR', TEXT: 'VARCHAR' }, Array.from({ length: ROWS }, (_, i) => [server.url(`/slow-headers/60/f/img${i % 6}.jpg`), `caption ${i}`]));
-  const args = (output: string) => [BIN, 'build', '--source', 'laion', '--input', input, '--output', output, '--samples-per-shard', '3', '--concurrency', '2', '--allow-private-network', '127.0.0.1/32', '--quiet'];
+  await writeParquetFixture(
+    input,
+    { URL: 'VARCHAR', TEXT: 'VARCHAR' },
+    Array.from({ length: ROWS }, (_, i) => [server.url(`/slow-headers/60/f/img${i % 6}.jpg`), `caption ${i}`]),
+  );
+  const args = (output: string) => [
+    BIN,
+    'build',
+    '--source',
+    'laion',
+    '--input',
+    input,
+    '--output',
+    output,
+    '--samples-per-shard',
+    '3',
+    '--concurrency',
+    '2',
+    '--allow-private-network',
+    '127.0.0.1/32',
+    '--quiet',
+  ];
 
   const killed = join(dir, 'killed');
   const child = spawn(process.execPath, args(killed), { stdio: 'ignore' });
@@ -60,7 +80,11 @@ test('a build killed with SIGKILL leaves no partial shard, and resuming gives th
   const uninterrupted = await run(args(clean));
   assert.equal(uninterrupted.code, 0, uninterrupted.stderr);
 
-  assert.deepEqual((await readdir(killed)).filter((f) => f.includes('.tmp-')), [], 'the resumed build discarded what the killed one left');
+  assert.deepEqual(
+    (await readdir(killed)).filter((f) => f.includes('.tmp-')),
+    [],
+    'the resumed build discarded what the killed one left',
+  );
   const a = await filesOf(killed);
   const b = await filesOf(clean);
   assert.deepEqual(Object.keys(a), Object.keys(b));

@@ -189,6 +189,3 @@ function rowsOfShards(totalRows: number, samplesPerShard: number, owned: (shard:
   for (let k = 0; k * samplesPerShard < totalRows; k++) if (owned(k)) rows += Math.min(samplesPerShard, totalRows - k * samplesPerShard);
   return rows;
 }
-
-
-

@@ -78,9 +78,7 @@ export class S3Storage implements Storage {
       let out;
       try {
         const { sdk, client } = await this.sdk();
-        out = await client.send(
-          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }),
-        );
+        out = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }));
       } catch (err) {
         throw this.failure('list', prefix, err);
       }
@@ -248,7 +246,8 @@ function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const text = env[name];
   if (text === undefined || text.trim() === '') return fallback;
   const ms = Number(text);
-  if (!Number.isSafeInteger(ms) || ms < 1) throw new M4Error('E_USAGE', 'storage', `${name} must be a whole number of milliseconds of at least 1, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(ms) || ms < 1)
+    throw new M4Error('E_USAGE', 'storage', `${name} must be a whole number of milliseconds of at least 1, got ${JSON.stringify(text)}`);
   return ms;
 }
 
