@@ -27,8 +27,15 @@ const sources = [
   ['laion', 'pair', [600, 600]],
   ['pmd', 'pair', [300]],
 ] as const;
-for (const [source, layout, shardSamples] of sources) await writeSyntheticDataset({ location: join(root, source), source, layout, shardSamples: [...shardSamples], seed: 3 });
-const plan = planMixture({ profile, mode: { kind: 'proportions' }, supplies: await readSupplies(new Map(sources.map(([s]) => [s, join(root, s)]))), seed: 1, budgetTokens: 50_000_000 });
+for (const [source, layout, shardSamples] of sources)
+  await writeSyntheticDataset({ location: join(root, source), source, layout, shardSamples: [...shardSamples], seed: 3 });
+const plan = planMixture({
+  profile,
+  mode: { kind: 'proportions' },
+  supplies: await readSupplies(new Map(sources.map(([s]) => [s, join(root, s)]))),
+  seed: 1,
+  budgetTokens: 50_000_000,
+});
 await writePlan(join(root, 'mix'), plan);
 const mixture = await openMixture(join(root, 'mix'));
 
@@ -58,8 +65,15 @@ const s3 = await startS3Server({ bucket: 'bench' });
 const restoreEnv = applyEnv(s3.env);
 let s3TokensPerSecond: number;
 try {
-  for (const [source, layout, shardSamples] of sources) await writeSyntheticDataset({ location: `s3://${s3.bucket}/${source}`, source, layout, shardSamples: [...shardSamples], seed: 3 });
-  const s3Plan = planMixture({ profile, mode: { kind: 'proportions' }, supplies: await readSupplies(new Map(sources.map(([s]) => [s, `s3://${s3.bucket}/${s}`]))), seed: 1, budgetTokens: 50_000_000 });
+  for (const [source, layout, shardSamples] of sources)
+    await writeSyntheticDataset({ location: `s3://${s3.bucket}/${source}`, source, layout, shardSamples: [...shardSamples], seed: 3 });
+  const s3Plan = planMixture({
+    profile,
+    mode: { kind: 'proportions' },
+    supplies: await readSupplies(new Map(sources.map(([s]) => [s, `s3://${s3.bucket}/${s}`]))),
+    seed: 1,
+    budgetTokens: 50_000_000,
+  });
   await writePlan(`s3://${s3.bucket}/mix`, s3Plan);
   const s3Bridge = openBridge(await openMixture(`s3://${s3.bucket}/mix`), { steps, batchSize });
   let s3Tokens = 0;
@@ -80,9 +94,11 @@ const poolImages = quick ? 200 : 2000;
 const pooled = await timed(async () => {
   const inFlight = 16;
   let next = 0;
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (next++ < poolImages) await pool.decode({ field: 'jpg', bytes: photo, key: 'bench', shard: 'bench' });
-  }));
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next++ < poolImages) await pool.decode({ field: 'jpg', bytes: photo, key: 'bench', shard: 'bench' });
+    }),
+  );
 });
 await pool.close();
 
@@ -122,7 +138,7 @@ report('bridge', {
   projectedImagesPerSecondOn2Cores: Math.round((images / cpuSeconds) * cores),
   // The synthetic documents carry more images per token than OBELICS; with all CPU charged to images (conservative),
   // the tokens 2 cores supply at the card's density.
-  projectedTokensPerSecondOn2CoresAtCardDensity: Math.round((cores / (cpuSeconds / images)) / cardImagesPerToken),
+  projectedTokensPerSecondOn2CoresAtCardDensity: Math.round(cores / (cpuSeconds / images) / cardImagesPerToken),
   projectedCardSupplyOverDemand: ratio(cores / (cpuSeconds / images) / cardImagesPerToken, DEMAND_TOKENS_PER_SECOND),
   peakRssMB: Math.round(peakRss / MB),
 });

@@ -172,7 +172,11 @@ function machineTicks(): MachineTicks | undefined {
 }
 
 /** What others took from the machine between two readings, in cores, given the CPU seconds of what was measured. */
-function machineShares(before: MachineTicks | undefined, after: MachineTicks | undefined, ownCpuSeconds: number): { othersShare?: number; stealShare?: number } {
+function machineShares(
+  before: MachineTicks | undefined,
+  after: MachineTicks | undefined,
+  ownCpuSeconds: number,
+): { othersShare?: number; stealShare?: number } {
   if (before === undefined || after === undefined) return {};
   const wall = (after.at - before.at) / 1000;
   return { othersShare: Math.max(0, after.busy - before.busy - ownCpuSeconds) / wall, stealShare: (after.steal - before.steal) / wall };
@@ -341,12 +345,20 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   await rm(output, { recursive: true, force: true });
   const usageFile = path.join(tmp, 'cli-usage.json');
   const args = [
-    '--import', USAGE_PRELOAD, CLI, 'build',
-    '--source', options.adapter.name,
-    '--input', ...options.inputs,
-    '--output', output,
-    '--samples-per-shard', String(options.samplesPerShard),
-    '--allow-private-network', '127.0.0.1/32',
+    '--import',
+    USAGE_PRELOAD,
+    CLI,
+    'build',
+    '--source',
+    options.adapter.name,
+    '--input',
+    ...options.inputs,
+    '--output',
+    output,
+    '--samples-per-shard',
+    String(options.samplesPerShard),
+    '--allow-private-network',
+    '127.0.0.1/32',
     '--json',
   ];
   const serverBefore = await server.cpuMicros();
@@ -357,7 +369,13 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   if (r.code !== 0) throw new Error(`m4data build exited ${r.code}: ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`);
   const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { status: { success: number } };
   const usage = JSON.parse(await readFile(usageFile, 'utf8')) as {
-    cpuMicros: number; sampledPeakRss: number; kernelPeakRss: number; rusageMaxRss: number; uptimeMs: number; gcMs: number; majorGcs: number;
+    cpuMicros: number;
+    sampledPeakRss: number;
+    kernelPeakRss: number;
+    rusageMaxRss: number;
+    uptimeMs: number;
+    gcMs: number;
+    majorGcs: number;
   };
   await rm(output, { recursive: true, force: true });
   const cpuSeconds = usage.cpuMicros / 1e6;
@@ -380,7 +398,6 @@ async function cliBuild(options: BuildOptions, server: ImageServer, images: numb
   };
 }
 
-
 // ---------------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -392,7 +409,8 @@ async function main(): Promise<void> {
   // Written by a child process when not cached: drawing 2000 images here would leave this process's heap (and the
   // in-process RSS figures) much larger than a build alone makes it.
   const generating = performance.now();
-  const generator = `import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'bench/image.bench.ts')).href)}).then((m) => m.generateImageSet({ count: ${GENERATED} }))`;
+  const generator =
+    `import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'bench/image.bench.ts')).href)}).then((m) => m.generateImageSet({ count: ` + `${GENERATED} }))`;
   const written = await run(process.execPath, ['--import', 'tsx', '-e', generator]);
   if (written.code !== 0) throw new Error(`could not write the image set: ${written.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   const set = await generateImageSet({ count: GENERATED });
@@ -433,7 +451,8 @@ async function main(): Promise<void> {
     );
     console.log(
       `server: hostile server in a child process at ${origin}; build: concurrency ${options.concurrency}, image work ${options.imageWork}, ` +
-        `${options.image.resizeMode} ${options.image.imageSize} ${options.image.format} q${options.image.quality}, ${options.samplesPerShard} samples per shard`,
+        `${options.image.resizeMode} ${options.image.imageSize} ${options.image.format} q${options.image.quality}, ${options.samplesPerShard} samples per ` +
+        `shard`,
     );
 
     // Warm-up: JIT, libvips and DuckDB start-up, the server's connections.
@@ -475,7 +494,10 @@ async function main(): Promise<void> {
       const cli = await cliBuild(options, server, TARGET, tmp);
       Object.assign(cli, machineShares(cliStart, machineTicks(), cli.cpuSeconds + (cli.serverCpuShare ?? 0) * cli.wallSeconds));
       runs.cli.push(cli);
-      console.log(`round ${round} cli m4data build (child):     ${line(cli)}, start-up ${cli.startupMs.toFixed(0)} ms (getrusage would say ${cli.rusageMaxRssMiB.toFixed(0)} MiB)`);
+      console.log(
+        `round ${round} cli m4data build (child):     ${line(cli)}, start-up ${cli.startupMs.toFixed(0)} ms (getrusage would say ` +
+          `${cli.rusageMaxRssMiB.toFixed(0)} MiB)`,
+      );
     }
 
     const e2e = best(runs.endToEnd)!;
@@ -495,7 +517,10 @@ async function main(): Promise<void> {
     const e2eOverB = ratio(e2e.imagesPerSecond, b.imagesPerSecond);
     const cliOverB = ratio(cli.imagesPerSecond, b.imagesPerSecond);
     console.log('best rounds (images/s):');
-    console.log(`  end-to-end ${e2e.imagesPerSecond.toFixed(1)}, cli ${cli.imagesPerSecond.toFixed(1)}, (a) downloads ${a.imagesPerSecond.toFixed(1)}, (b) image work ${b.imagesPerSecond.toFixed(1)}, (c) peer ${c ? c.imagesPerSecond.toFixed(1) : `skipped`}`);
+    console.log(
+      `  end-to-end ${e2e.imagesPerSecond.toFixed(1)}, cli ${cli.imagesPerSecond.toFixed(1)}, (a) downloads ${a.imagesPerSecond.toFixed(1)}, (b) image work ` +
+        `${b.imagesPerSecond.toFixed(1)}, (c) peer ${c ? c.imagesPerSecond.toFixed(1) : `skipped`}`,
+    );
     // CPU time per image moves less than images/s when a neighbour takes a core; best (lowest) round of each.
     const cpuMs = (list: Figures[]) => Math.min(...list.map((r) => r.cpuMsPerImage));
     const cpuBOverC = runs.peer.length === 0 ? undefined : ratio(cpuMs(runs.peer), cpuMs(runs.imageWork));
@@ -503,11 +528,14 @@ async function main(): Promise<void> {
     console.log(`  (b)/(c) = ${bOverC ?? 'n/a'} (aim >= 2.0); by CPU ms per image ${cpuBOverC ?? 'n/a'}`);
     console.log(`  end-to-end/(b) = ${e2eOverB} (aim >= 0.9); cli/(b) = ${cliOverB}; by CPU ms per image ${cpuE2eOverB}`);
     console.log(
-      `  CPU ms per image: end-to-end ${cpuMs(runs.endToEnd).toFixed(1)} = image work ${cpuMs(runs.imageWork).toFixed(1)} + downloads ${cpuMs(runs.downloads).toFixed(1)} ` +
-        `+ the rest ${(cpuMs(runs.endToEnd) - cpuMs(runs.imageWork) - cpuMs(runs.downloads)).toFixed(1)} (best rounds, so roughly); the server child's CPU is on top`,
+      `  CPU ms per image: end-to-end ${cpuMs(runs.endToEnd).toFixed(1)} = image work ${cpuMs(runs.imageWork).toFixed(1)} + downloads ` +
+        `${cpuMs(runs.downloads).toFixed(1)} ` +
+        `+ the rest ${(cpuMs(runs.endToEnd) - cpuMs(runs.imageWork) - cpuMs(runs.downloads)).toFixed(1)} (best rounds, so roughly); the server child's CPU ` +
+        `is on top`,
     );
     console.log(
-      `  end-to-end peak RSS: cli child ${cliPeakMiB.toFixed(0)} MiB, in this process ${e2ePeakMiB.toFixed(0)} MiB (started at ${e2eHighest.startRssMiB.toFixed(0)} MiB): ` +
+      `  end-to-end peak RSS: cli child ${cliPeakMiB.toFixed(0)} MiB, in this process ${e2ePeakMiB.toFixed(0)} MiB (started at ` +
+        `${e2eHighest.startRssMiB.toFixed(0)} MiB): ` +
         `${rssUnder ? 'under' : 'OVER'} ${RSS_LIMIT_MIB} MiB`,
     );
     report('build', {
@@ -542,10 +570,12 @@ function line(r: Figures): string {
   const server = r.serverCpuShare === undefined ? '' : `, server CPU share ${r.serverCpuShare.toFixed(2)}`;
   const gc = r.gcMs === undefined ? '' : `, GC ${(r.gcMs / 1000).toFixed(1)} s (${r.majorGcs} full)`;
   const others =
-    (r.othersShare === undefined ? '' : `; others ${r.othersShare.toFixed(2)}`) + (r.stealShare === undefined ? '' : `${r.othersShare === undefined ? ';' : ','} steal ${r.stealShare.toFixed(2)}`);
+    (r.othersShare === undefined ? '' : `; others ${r.othersShare.toFixed(2)}`) +
+    (r.stealShare === undefined ? '' : `${r.othersShare === undefined ? ';' : ','} steal ${r.stealShare.toFixed(2)}`);
   return (
     `${r.imagesPerSecond.toFixed(1)} images/s (${r.ok}/${r.images} ok in ${r.wallSeconds.toFixed(1)} s), CPU share ${r.cpuShare.toFixed(2)}, ` +
-    `${r.cpuMsPerImage.toFixed(1)} CPU ms/image, peak RSS ${r.peakRssMiB.toFixed(0)} MiB${r.startRssMiB > 0 ? ` (${r.startRssMiB.toFixed(0)} at start)` : ''}${gc}${server}${others}`
+    `${r.cpuMsPerImage.toFixed(1)} CPU ms/image, peak RSS ${r.peakRssMiB.toFixed(0)} ` +
+    `MiB${r.startRssMiB > 0 ? ` (${r.startRssMiB.toFixed(0)} at start)` : ''}${gc}${server}${others}`
   );
 }
 

@@ -57,7 +57,11 @@ const server = await startServer(listFile);
 const url = (file: string) => new URL(`/f/${basename(file)}`, server.origin).href;
 
 const pairsInput = join(root, 'pairs.parquet');
-await writeParquetFixture(pairsInput, { URL: 'VARCHAR', TEXT: 'VARCHAR' }, images.map((file, i) => [url(file), `image ${i} of the benchmark`]));
+await writeParquetFixture(
+  pairsInput,
+  { URL: 'VARCHAR', TEXT: 'VARCHAR' },
+  images.map((file, i) => [url(file), `image ${i} of the benchmark`]),
+);
 const docsInput = join(root, 'documents.parquet');
 let next = 0;
 await writeParquetFixture(

@@ -125,12 +125,19 @@ async function main(): Promise<void> {
   const countArg = process.argv.slice(2).find((a) => !a.startsWith('--'));
   const count = positiveInteger('image count', countArg ?? process.env.M4_BENCH_IMAGES ?? (isQuick() ? '300' : '2000'));
   const rounds = positiveInteger('M4_BENCH_ROUNDS', process.env.M4_BENCH_ROUNDS ?? '2');
-  console.log(`image bench: ${count} images, ${rounds} rounds, ${os.availableParallelism()} cores, load average ${os.loadavg()[0]!.toFixed(1)}, sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}), sharp.concurrency() = ${sharp.concurrency()}, UV_THREADPOOL_SIZE = ${process.env.UV_THREADPOOL_SIZE ?? 4}`);
+  console.log(
+    `image bench: ${count} images, ${rounds} rounds, ${os.availableParallelism()} cores, load average ${os.loadavg()[0]!.toFixed(1)}, sharp ` +
+      `${sharp.versions.sharp} (libvips ${sharp.versions.vips}), sharp.concurrency() = ${sharp.concurrency()}, UV_THREADPOOL_SIZE = ` +
+      `${process.env.UV_THREADPOOL_SIZE ?? 4}`,
+  );
 
   const generated = performance.now();
   const set = await generateImageSet({ count });
   const pngs = set.files.filter((f) => f.endsWith('.png')).length;
-  console.log(`(a) image set: ${set.dir} ${set.cached ? '(cached)' : `written in ${((performance.now() - generated) / 1000).toFixed(1)} s`}, ${pngs} PNG + ${count - pngs} JPEG, ${(set.totalBytes / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `(a) image set: ${set.dir} ${set.cached ? '(cached)' : `written in ${((performance.now() - generated) / 1000).toFixed(1)} s`}, ${pngs} PNG + ` +
+      `${count - pngs} JPEG, ${(set.totalBytes / 2 ** 20).toFixed(0)} MiB`,
+  );
 
   await runM4data(set.files.slice(0, 20), 2); // warm-up: JIT, libvips start-up, page cache
   const subset = set.files.slice(0, Math.min(count, 200));
@@ -140,7 +147,9 @@ async function main(): Promise<void> {
     trials[n] = Math.max(trials[n] ?? 0, (await runM4data(subset, n)).imagesPerSecond);
   }
   const inFlight = IN_FLIGHT_TRIALS.reduce((best, n) => (trials[n]! > trials[best]! ? n : best));
-  console.log(`    in-flight trial on ${subset.length} images (images/s): ${IN_FLIGHT_TRIALS.map((n) => `${n}: ${trials[n]!.toFixed(1)}`).join(', ')} -> ${inFlight}`);
+  console.log(
+    `    in-flight trial on ${subset.length} images (images/s): ${IN_FLIGHT_TRIALS.map((n) => `${n}: ${trials[n]!.toFixed(1)}`).join(', ')} -> ${inFlight}`,
+  );
 
   // Rounds alternate the two sides so that a busy neighbour slows both alike; the best round of each is kept.
   const m4Runs: ImageRunFigures[] = [];
@@ -158,13 +167,19 @@ async function main(): Promise<void> {
       continue;
     }
     peerRuns.push(peer);
-    console.log(`(c) round ${r} OpenCV ${peer.opencv} INTER_AREA + JPEG q95, ${peer.processes} processes: ${line(peer)}, largest worker ${peer.largestWorkerRssMiB.toFixed(0)} MiB`);
+    console.log(
+      `(c) round ${r} OpenCV ${peer.opencv} INTER_AREA + JPEG q95, ${peer.processes} processes: ${line(peer)}, largest worker ` +
+        `${peer.largestWorkerRssMiB.toFixed(0)} MiB`,
+    );
   }
   const m4 = best(m4Runs)!;
   const peer = best(peerRuns);
   const ratio = peer === undefined ? undefined : m4.imagesPerSecond / peer.imagesPerSecond;
   if (ratio !== undefined) {
-    console.log(`    best rounds: ${m4.imagesPerSecond.toFixed(1)} vs ${peer!.imagesPerSecond.toFixed(1)} images/s, ratio b/c = ${ratio.toFixed(2)} (aim >= 2.0); CPU ms per image ${m4.cpuMsPerImage.toFixed(1)} vs ${peer!.cpuMsPerImage.toFixed(1)}; load average now ${os.loadavg()[0]!.toFixed(1)}`);
+    console.log(
+      `    best rounds: ${m4.imagesPerSecond.toFixed(1)} vs ${peer!.imagesPerSecond.toFixed(1)} images/s, ratio b/c = ${ratio.toFixed(2)} (aim >= 2.0); CPU ` +
+        `ms per image ${m4.cpuMsPerImage.toFixed(1)} vs ${peer!.cpuMsPerImage.toFixed(1)}; load average now ${os.loadavg()[0]!.toFixed(1)}`,
+    );
   }
   console.log(
     JSON.stringify({
@@ -192,7 +207,10 @@ function positiveInteger(name: string, text: string): number {
 }
 
 function line(r: ImageRunFigures): string {
-  return `${r.imagesPerSecond.toFixed(1)} images/s (${r.ok}/${r.images} ok in ${r.wallSeconds.toFixed(1)} s), CPU share ${r.cpuShare.toFixed(2)}, ${r.cpuMsPerImage.toFixed(1)} CPU ms/image, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`;
+  return (
+    `${r.imagesPerSecond.toFixed(1)} images/s (${r.ok}/${r.images} ok in ${r.wallSeconds.toFixed(1)} s), CPU share ${r.cpuShare.toFixed(2)}, ` +
+    `${r.cpuMsPerImage.toFixed(1)} CPU ms/image, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`
+  );
 }
 
 function round<T extends Record<string, unknown>>(figures: T): T {

@@ -118,7 +118,10 @@ async function cardLikeQuality(profileName: string, budget?: number): Promise<Mi
   const tokens = (name: string) => datasets.get(name)!.shards.reduce((a, s) => a + s.tokens, 0);
   const total = budget ?? profile.sources.reduce((a, s) => a + s.epochs * tokens(s.name), 0);
   const sources = profile.sources.map((s) => ({ name: s.name, share: s.share, target: s.share * total, dataset: datasets.get(s.name)! }));
-  const meter = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
+  const meter = new QualityMeter(
+    sources.map((s) => s.name),
+    sources.map((s) => s.share),
+  );
   for await (const item of schedule(sources, { seed: 1 })) meter.add(sources[item.source]!.name, item.tokens, String(item.shard));
   return meter.report();
 }
@@ -132,7 +135,13 @@ try {
   for (const s of SOURCES) {
     const location = join(big, s.name);
     const document = s.name === 'wikipedia';
-    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: Array(quick ? 3 : 6).fill(document ? 12 : 200), ...(document ? { images: 30, imageSide: 512, words: 21_000 } : {}) });
+    await writeSyntheticDataset({
+      location,
+      source: s.name,
+      layout: s.layout,
+      shardSamples: Array(quick ? 3 : 6).fill(document ? 12 : 200),
+      ...(document ? { images: 30, imageSide: 512, words: 21_000 } : {}),
+    });
     bigSources.set(s.name, location);
   }
   await plan(join(dir, 'mix-big'), bigSources);
@@ -145,7 +154,10 @@ try {
   }
   const bigPeak = bigRss.stop();
   Object.assign(figures, { bigDocumentSamples: bigSamples, bigDocumentPeakRssMB: Math.round(bigPeak / MB), rssBeforeMB: Math.round(baseRss / MB) });
-  console.log(`30k-token documents with 30 images: peak RSS ${figures.bigDocumentPeakRssMB} MB over ${bigSamples} samples (${figures.rssBeforeMB} MB before; aim < 512 MB)`);
+  console.log(
+    `30k-token documents with 30 images: peak RSS ${figures.bigDocumentPeakRssMB} MB over ${bigSamples} samples (${figures.rssBeforeMB} MB before; aim < 512 ` +
+      `MB)`,
+  );
 
   // 2. Local.
   const local = await writeDatasets(join(dir, 'local'));
@@ -179,7 +191,8 @@ try {
   });
   console.log(
     `local: ${samples} samples; unmixed by the shard reader ${figures.localUnmixedSamplesPerSec}/s, unmixed by the stream's reads and decoder ` +
-      `${figures.localIndexedSamplesPerSec}/s, mixed ${figures.localMixedSamplesPerSec}/s; ratio ${figures.localRatio} and ${figures.localRatioIndexed} (aim >= 0.9)`,
+      `${figures.localIndexedSamplesPerSec}/s, mixed ${figures.localMixedSamplesPerSec}/s; ratio ${figures.localRatio} and ${figures.localRatioIndexed} ` +
+      '(aim >= 0.9)',
   );
 
   // 3. S3.
@@ -254,8 +267,16 @@ try {
     return supplies.reduce((a, s) => a + s.samples, 0);
   });
   const planningPeak = rss.stop();
-  Object.assign(figures, { planShards: 100_000, planSamples: planning.value, planSeconds: Math.round(planning.seconds * 100) / 100, planPeakRssMB: Math.round(planningPeak / MB) });
-  console.log(`planning over 100,000 shards / ${planning.value.toExponential(1)} samples: ${figures.planSeconds} s, peak RSS ${figures.planPeakRssMB} MB (aim < 10 s, < 1,000 MB)`);
+  Object.assign(figures, {
+    planShards: 100_000,
+    planSamples: planning.value,
+    planSeconds: Math.round(planning.seconds * 100) / 100,
+    planPeakRssMB: Math.round(planningPeak / MB),
+  });
+  console.log(
+    `planning over 100,000 shards / ${planning.value.toExponential(1)} samples: ${figures.planSeconds} s, peak RSS ${figures.planPeakRssMB} MB (aim < 10 s, ` +
+      `< 1,000 MB)`,
+  );
   const card = new Map<string, string>();
   for (const s of CARD_LIKE) {
     card.set(s.name, join(dir, 'card', s.name));
@@ -264,7 +285,10 @@ try {
   const fingerprinting = await timed(() => readSupplies(card));
   const indexes = CARD_LIKE.reduce((a, s) => a + s.shards, 0);
   Object.assign(figures, { fingerprintIndexes: indexes, fingerprintSeconds: Math.round(fingerprinting.seconds * 100) / 100 });
-  console.log(`fingerprinting the card-like mixture: ${indexes} indexes of ${CARD_LIKE.reduce((a, s) => a + s.samples, 0)} samples read, checked and hashed in ${figures.fingerprintSeconds} s`);
+  console.log(
+    `fingerprinting the card-like mixture: ${indexes} indexes of ${CARD_LIKE.reduce((a, s) => a + s.samples, 0)} samples read, checked and hashed in ` +
+      `${figures.fingerprintSeconds} s`,
+  );
 
   // 5. How well mixed, on the card-like mixture.
   const atum = await cardLikeQuality('atum-9b');
@@ -276,8 +300,16 @@ try {
     ['8,192-token windows without LAION', `${(laion.windowsWithout * 100).toFixed(1)}%`, '1.6% (Energon blend_epochized, mosaic with repeat)'],
     ['longest stretch without LAION', `${(laion.longestAbsence / 1000).toFixed(1)}k tokens`, '30k (mosaic)'],
     ['longest run of samples from one source', String(Math.max(...atum.sources.map((s) => s.longestRun))), '166-205'],
-    ['adjacent samples of a source from one shard (PMD, LAION)', largeSources.map((s) => `${(s.adjacentSameShard * 100).toFixed(1)}%`).join(', '), '5% (Energon), 0.2% (mosaic)'],
-    ['distinct shards in 1,000 samples of a source (PMD, LAION)', largeSources.map((s) => s.distinctShardsPer1000.toFixed(0)).join(', '), '27 (Energon), 414 (mosaic)'],
+    [
+      'adjacent samples of a source from one shard (PMD, LAION)',
+      largeSources.map((s) => `${(s.adjacentSameShard * 100).toFixed(1)}%`).join(', '),
+      '5% (Energon), 0.2% (mosaic)',
+    ],
+    [
+      'distinct shards in 1,000 samples of a source (PMD, LAION)',
+      largeSources.map((s) => s.distinctShardsPer1000.toFixed(0)).join(', '),
+      '27 (Energon), 414 (mosaic)',
+    ],
     ['PMD under the IDEFICS assignment: windows without it', `${(of(idefics, 'pmd').windowsWithout * 100).toFixed(1)}%`, '4-5%'],
     ['another seed, one shard per source', 'another order (tested)', 'another order'],
     ['resume with another world size', 'supported at a constant global batch (tested)', 'supported at a constant global batch'],

@@ -19,7 +19,10 @@ function makeSamples(): Sample[] {
   return Array.from({ length: sampleCount }, (_, i) => {
     const jpg = Buffer.allocUnsafe(20_000 + Math.floor(random() * 120_000));
     for (let j = 0; j < jpg.length; j += 4096) jpg[j] = Math.floor(random() * 256);
-    return { key: String(i).padStart(9, '0'), fields: { jpg, txt: Buffer.from(`caption number ${i}`), json: Buffer.from(JSON.stringify({ key: i, tokens: 12 })) } };
+    return {
+      key: String(i).padStart(9, '0'),
+      fields: { jpg, txt: Buffer.from(`caption number ${i}`), json: Buffer.from(JSON.stringify({ key: i, tokens: 12 })) },
+    };
   });
 }
 
@@ -95,8 +98,13 @@ await rm(root, { recursive: true, force: true });
 
 const mbps = (seconds: number) => Math.round(totalBytes / MB / seconds);
 console.log(`${sampleCount} samples, ${shardPaths.length} shards, ${Math.round(totalBytes / MB)} MB`);
-console.log(`write: m4data ${mbps(write.m4data!)} MB/s, plain sequential write ${mbps(write.plain!)} MB/s, ratio ${ratio(write.plain!, write.m4data!)} (aim >= 0.8)`);
-console.log(`read:  m4data ${mbps(read.m4data!)} MB/s (${Math.round(sampleCount / read.m4data!)} samples/s), raw read ${mbps(read.raw!)} MB/s, ratio ${ratio(read.raw!, read.m4data!)} (aim >= 0.8)`);
+console.log(
+  `write: m4data ${mbps(write.m4data!)} MB/s, plain sequential write ${mbps(write.plain!)} MB/s, ratio ${ratio(write.plain!, write.m4data!)} (aim >= 0.8)`,
+);
+console.log(
+  `read:  m4data ${mbps(read.m4data!)} MB/s (${Math.round(sampleCount / read.m4data!)} samples/s), raw read ${mbps(read.raw!)} MB/s, ratio ` +
+    `${ratio(read.raw!, read.m4data!)} (aim >= 0.8)`,
+);
 console.log(`read:  tar-stream extract ${mbps(read.tarStream!)} MB/s, m4data/tar-stream ${ratio(read.tarStream!, read.m4data!)}`);
 report('shards', {
   samples: sampleCount,

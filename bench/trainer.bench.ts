@@ -70,7 +70,12 @@ async function matmulGradient(): Promise<{ custom: number; tfjs: number }> {
   const time = async (f: (x: tf.Tensor2D, y: tf.Tensor2D) => tf.Tensor) =>
     (
       await timed(async () => {
-        for (let i = 0; i < rounds; i++) tf.tidy(() => tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(f(x as tf.Tensor2D, y as tf.Tensor2D)))([a, b]).forEach((g) => g.dataSync()));
+        for (let i = 0; i < rounds; i++)
+          tf.tidy(() =>
+            tf
+              .grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(f(x as tf.Tensor2D, y as tf.Tensor2D)))([a, b])
+              .forEach((g) => g.dataSync()),
+          );
       })
     ).seconds / rounds;
   await time(matmul);
@@ -98,7 +103,8 @@ async function bridgeSupply(): Promise<number> {
     let seen = 0;
     let start = 0;
     for await (const batch of bridge) {
-      if (++seen === 5) start = performance.now(); // past the worker pool's start
+      if (++seen === 5)
+        start = performance.now(); // past the worker pool's start
       else if (seen > 5) tokens += batch.attentionMask.reduce((a, b) => a + b, 0);
     }
     return tokens / ((performance.now() - start) / 1000);
@@ -117,25 +123,47 @@ const shapes = ['tiny', 'atum-9b', 'atum-80b'].map((name) => {
   const config = modelPreset(name);
   const counts = parameterCounts(config);
   const flops = flopsPerToken(config, { seqLen: name === 'tiny' ? SEQ_LEN : profile.sequenceLength, imagesPerToken });
-  return { name, total: counts.total, trainable: counts.trainable, addedTokens: counts.addedTokens, frozen: counts.frozen, flopsPerToken: flops.perToken, flopsPerTextToken: flops.perTextToken, flopsPerImage: flops.perImage };
+  return {
+    name,
+    total: counts.total,
+    trainable: counts.trainable,
+    addedTokens: counts.addedTokens,
+    frozen: counts.frozen,
+    flopsPerToken: flops.perToken,
+    flopsPerTextToken: flops.perTextToken,
+    flopsPerImage: flops.perImage,
+  };
 });
 const tinyFlops = shapes[0]!.flopsPerToken;
 const gflops = (wasm.wall * tinyFlops) / 1e9;
 const idleGflops = (wasm.cpu * tinyFlops) / 1e9;
 
 console.log(`tiny model, batch 1 x ${SEQ_LEN} tokens, ${PAIRS} images per row (${STEPS.wasm} wasm / ${STEPS.cpu} cpu timed steps)`);
-console.log(`training: wasm ${wasm.wall.toFixed(0)} tokens/s, cpu ${cpu.wall.toFixed(0)} tokens/s, wasm/cpu ${ratio(wasm.wall, cpu.wall)} (aim: wasm >= 200 tokens/s)`);
-console.log(`bridge supply, same batch shape: ${supply.toFixed(0)} tokens/s, ${ratio(supply, wasm.wall)}x what wasm training consumes (aim > 1: the trainer is the slower side)`);
+console.log(
+  `training: wasm ${wasm.wall.toFixed(0)} tokens/s, cpu ${cpu.wall.toFixed(0)} tokens/s, wasm/cpu ${ratio(wasm.wall, cpu.wall)} (aim: wasm >= 200 tokens/s)`,
+);
+console.log(
+  `bridge supply, same batch shape: ${supply.toFixed(0)} tokens/s, ${ratio(supply, wasm.wall)}x what wasm training consumes (aim > 1: the trainer is the ` +
+    `slower side)`,
+);
 console.log(`per CPU-second (an idle core): wasm ${wasm.cpu.toFixed(0)} tokens, cpu ${cpu.cpu.toFixed(0)} tokens, wasm/cpu ${ratio(wasm.cpu, cpu.cpu)}`);
-console.log(`matmul forward+backward [${SEQ_LEN},64]x[64,128] on wasm: hand-written gradient ${(mm.custom * 1e3).toFixed(2)} ms, tfjs's ${(mm.tfjs * 1e3).toFixed(2)} ms, ratio ${ratio(mm.tfjs, mm.custom)}`);
+console.log(
+  `matmul forward+backward [${SEQ_LEN},64]x[64,128] on wasm: hand-written gradient ${(mm.custom * 1e3).toFixed(2)} ms, tfjs's ${(mm.tfjs * 1e3).toFixed(2)} ` +
+    `ms, ratio ${ratio(mm.tfjs, mm.custom)}`,
+);
 for (const s of shapes) {
   console.log(
-    `${s.name.padEnd(9)} parameters ${(s.total / 1e6).toFixed(2)}M (trainable ${(s.trainable / 1e6).toFixed(2)}M with ${s.addedTokens} in the added-token rows, frozen ${(s.frozen / 1e6).toFixed(2)}M); ` +
-      `training ${(s.flopsPerToken / 1e9).toPrecision(4)} GFLOP/token (${(s.flopsPerTextToken / 1e9).toPrecision(3)} per text token + ${(s.flopsPerImage / 1e9).toPrecision(3)} per image)`,
+    `${s.name.padEnd(9)} parameters ${(s.total / 1e6).toFixed(2)}M (trainable ${(s.trainable / 1e6).toFixed(2)}M with ${s.addedTokens} in the added-token ` +
+      `rows, frozen ${(s.frozen / 1e6).toFixed(2)}M); ` +
+      `training ${(s.flopsPerToken / 1e9).toPrecision(4)} GFLOP/token (${(s.flopsPerTextToken / 1e9).toPrecision(3)} per text token + ` +
+      `${(s.flopsPerImage / 1e9).toPrecision(3)} per image)`,
   );
 }
-console.log(`achieved on wasm: ${gflops.toFixed(2)} GFLOP/s (${idleGflops.toFixed(2)} per CPU-second), i.e. ${(1 / gflops).toFixed(2)} s per GFLOP of training`);
-for (const s of shapes.slice(1)) console.log(`at that rate ${s.name} would train ${((gflops * 1e9) / s.flopsPerToken).toExponential(2)} tokens/s (if it fit in memory)`);
+console.log(
+  `achieved on wasm: ${gflops.toFixed(2)} GFLOP/s (${idleGflops.toFixed(2)} per CPU-second), i.e. ${(1 / gflops).toFixed(2)} s per GFLOP of training`,
+);
+for (const s of shapes.slice(1))
+  console.log(`at that rate ${s.name} would train ${((gflops * 1e9) / s.flopsPerToken).toExponential(2)} tokens/s (if it fit in memory)`);
 report('trainer', {
   seqLen: SEQ_LEN,
   wasmTokensPerSecond: Math.round(wasm.wall),
@@ -148,5 +176,12 @@ report('trainer', {
   matmulGradSpeedup: ratio(mm.tfjs, mm.custom),
   achievedGflops: Math.round(gflops * 100) / 100,
   gflopsPerCpuSecond: Math.round(idleGflops * 100) / 100,
-  shapes: shapes.map((s) => ({ name: s.name, parameters: s.total, trainable: s.trainable, addedTokenRows: s.addedTokens, frozen: s.frozen, gflopsPerToken: s.flopsPerToken / 1e9 })),
+  shapes: shapes.map((s) => ({
+    name: s.name,
+    parameters: s.total,
+    trainable: s.trainable,
+    addedTokenRows: s.addedTokens,
+    frozen: s.frozen,
+    gflopsPerToken: s.flopsPerToken / 1e9,
+  })),
 });

@@ -166,7 +166,8 @@ for (let round = 0; round < 3; round++) {
   best.reader = Math.min(best.reader ?? Infinity, (used.user + used.system) / 1e6);
 }
 console.log(
-  `dump reader: ${rows} rows, ${Math.round(tarBytes / MB)} MB of tar; gunzip alone ${Math.round(tarBytes / MB / best.gunzip!)} MB/CPU-s, reader ${Math.round(tarBytes / MB / best.reader!)} MB/CPU-s`,
+  `dump reader: ${rows} rows, ${Math.round(tarBytes / MB)} MB of tar; gunzip alone ${Math.round(tarBytes / MB / best.gunzip!)} MB/CPU-s, reader ` +
+    `${Math.round(tarBytes / MB / best.reader!)} MB/CPU-s`,
 );
 report('wikipedia-dump-reader', {
   rows,

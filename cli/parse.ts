@@ -6,7 +6,9 @@ export function integerIn(min: number, max = Number.MAX_SAFE_INTEGER): (value: s
   return (value: string) => {
     const n = Number(value);
     if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}, got ${JSON.stringify(value)}`);
+      throw new InvalidArgumentError(
+        `expected a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}, got ${JSON.stringify(value)}`,
+      );
     }
     return n;
   };
@@ -33,7 +35,10 @@ export function parseMode(text: string): MixMode {
 
 /** `--allow-private-network [cidrs]`, the same flag for every command that reaches the network. */
 export function privateNetworkOption(what: string): Option {
-  return new Option('--allow-private-network [cidrs]', `allow ${what} from private, loopback and link-local addresses: all, or a comma list of CIDRs (default: none)`);
+  return new Option(
+    '--allow-private-network [cidrs]',
+    `allow ${what} from private, loopback and link-local addresses: all, or a comma list of CIDRs (default: none)`,
+  );
 }
 
 /** The flag's value as the storage layer and the fetcher take it: true, or a list of CIDRs; false when absent. */

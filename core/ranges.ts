@@ -8,7 +8,9 @@ import { M4Error } from './errors.ts';
 /** `value` as a whole number within [min, max]; refused otherwise. */
 export function wholeIn(subsystem: string, name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new M4Error('E_USAGE', subsystem, `${name} must be a whole number ${range(min, max, Number.MAX_SAFE_INTEGER)}, got ${String(value)}`, { option: name });
+    throw new M4Error('E_USAGE', subsystem, `${name} must be a whole number ${range(min, max, Number.MAX_SAFE_INTEGER)}, got ${String(value)}`, {
+      option: name,
+    });
   }
   return value;
 }

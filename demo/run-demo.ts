@@ -95,7 +95,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await dryRun(mixture, { steps: 2, batchSize: TRAIN.batchSize, seqLen: TRAIN.seqLen, maxImages: TRAIN.maxImages, say: log });
 
     const runDir = join(out, 'run');
-    log(`\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${steps} --model tiny --backend wasm ${shape} --tokens-per-step ${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`);
+    log(
+      `\n$ m4data train --mixture ${mixDir} --run-dir ${runDir} --steps ${steps} --model tiny --backend wasm ${shape} --tokens-per-step ` +
+        `${TRAIN.tokensPerStep} --lr ${TRAIN.lr} --final-lr ${TRAIN.finalLr}`,
+    );
     const { training, report } = await trainOnMixture(mixture, {
       runDir,
       steps,
@@ -108,7 +111,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     });
     log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
     log(`\n${formatMissionSummary(plan, outcomes, report, training.metrics)}`);
-    log(`\nShards, indexes, outcome records, manifests, the mixture's plan and the run (metrics.jsonl, loss.svg, checkpoint) are under ${out}; PMD's shards were in the demo S3 bucket, gone with it.`);
+    log(
+      `\nShards, indexes, outcome records, manifests, the mixture's plan and the run (metrics.jsonl, loss.svg, checkpoint) are under ${out}; PMD's shards ` +
+        `were in the demo S3 bucket, gone with it.`,
+    );
   } finally {
     restoreEnv();
     await s3.stop();
@@ -172,7 +178,12 @@ async function prepareOutput(out: string): Promise<void> {
   const entries = info ? await readdir(out) : [];
   if (entries.length > 0) {
     if (!entries.includes(DEMO_MARKER)) {
-      throw new M4Error('E_USAGE', 'demo', `--out ${out} is not empty and was not made by the demo (no ${DEMO_MARKER} in it); the demo empties its folder, so give it a new or empty one`, { out });
+      throw new M4Error(
+        'E_USAGE',
+        'demo',
+        `--out ${out} is not empty and was not made by the demo (no ${DEMO_MARKER} in it); the demo empties its folder, so give it a new or empty one`,
+        { out },
+      );
     }
     await rm(out, { recursive: true, force: true });
   }
@@ -193,7 +204,8 @@ function demoBuild(source: string, input: string, output: string): BuildOptionsI
 
 async function startImageServer(): Promise<HostileServer> {
   const files = new Map<string, HostileFile>();
-  for (let i = 0; i < PHOTOS; i++) files.set(`photo${i}.jpg`, { body: await jpeg(320 + 40 * (i % 7), 240 + 30 * (i % 5), { seed: i }), contentType: 'image/jpeg' });
+  for (let i = 0; i < PHOTOS; i++)
+    files.set(`photo${i}.jpg`, { body: await jpeg(320 + 40 * (i % 7), 240 + 30 * (i % 5), { seed: i }), contentType: 'image/jpeg' });
   files.set('logo.png', { body: await png(300, 300, { alpha: true }), contentType: 'image/png' });
   files.set('broken.jpg', { body: await truncatedJpeg(), contentType: 'image/jpeg' });
   files.set('icon.jpg', { body: await jpeg(64, 64), contentType: 'image/jpeg' });
@@ -207,10 +219,21 @@ async function writeInputs(dir: string, server: HostileServer): Promise<Record<'
   const text = new TextGenerator(7);
   // A query makes each use of a photo its own URL: OBELICS's builders drop URLs found in more than 10 documents.
   const photo = (i: number, use = 0) => server.url(`/f/photo${i % PHOTOS}.jpg?use=${use}`);
-  const paths = { laion: join(dir, 'laion.parquet'), pmd: join(dir, 'pmd.parquet'), obelisc: join(dir, 'obelisc.parquet'), wikipedia: join(dir, 'wikipedia.parquet') };
+  const paths = {
+    laion: join(dir, 'laion.parquet'),
+    pmd: join(dir, 'pmd.parquet'),
+    obelisc: join(dir, 'obelisc.parquet'),
+    wikipedia: join(dir, 'wikipedia.parquet'),
+  };
 
   // A few LAION rows fail on purpose, so the outcome table shows more than successes.
-  const failing = [server.url('/f/logo.png'), server.url('/status/404'), server.url('/f/broken.jpg'), server.url('/f/icon.jpg'), server.url('/noai/photo1.jpg')];
+  const failing = [
+    server.url('/f/logo.png'),
+    server.url('/status/404'),
+    server.url('/f/broken.jpg'),
+    server.url('/f/icon.jpg'),
+    server.url('/noai/photo1.jpg'),
+  ];
   const laionUrls = [...Array.from({ length: ROWS.laion }, (_, i) => photo(i, i)), ...failing];
   await writeParquetFixture(
     paths.laion,

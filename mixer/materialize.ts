@@ -32,7 +32,10 @@ export async function materialize(mixture: Mixture, options: MaterializeOptions 
   const storage = openStorage(mixture.location);
   // The folder holds only this mixture's files (checked when its plan was written): what a killed run left is ours.
   await storage.discardIncomplete(`${MIX_SHARD_PREFIX}-`);
-  const stream = mixture.stream({ ...(options.signal ? { signal: options.signal } : {}), ...(options.maxBadShards !== undefined ? { maxBadShards: options.maxBadShards } : {}) });
+  const stream = mixture.stream({
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.maxBadShards !== undefined ? { maxBadShards: options.maxBadShards } : {}),
+  });
   const writer = new ShardWriter({ storage, prefix: MIX_SHARD_PREFIX, maxSamples: options.samplesPerShard ?? 10_000 });
   let written = 0;
   try {

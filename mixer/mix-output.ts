@@ -23,11 +23,18 @@ const OWN_FILE = /^(plan\.json|plan\.svg|realised\.json|manifest\.json|wids\.jso
  * user's is refused, so nothing is overwritten.
  */
 export async function checkMixOutput(location: string, plan: MixPlan): Promise<Storage> {
-  if (/^https?:\/\//i.test(location)) throw new M4Error('E_USAGE', 'mixer', `the mixture's output ${location} is read-only (http): give a folder or an s3:// prefix`);
+  if (/^https?:\/\//i.test(location))
+    throw new M4Error('E_USAGE', 'mixer', `the mixture's output ${location} is read-only (http): give a folder or an s3:// prefix`);
   if (!isRemote(location)) await checkLocalOutput(openStorage(location).root, 'the mixture output');
   for (const source of plan.sources) {
     if (source.location !== undefined && overlaps(place(location), datasetPlace(source.location))) {
-      throw new M4Error('E_USAGE', 'mixer', `the mixture's output ${location} is, or lies inside, source ${source.name}'s dataset (${source.location}): a mix never writes into a dataset it reads; give another output`, { source: source.name });
+      throw new M4Error(
+        'E_USAGE',
+        'mixer',
+        `the mixture's output ${location} is, or lies inside, source ${source.name}'s dataset (${source.location}): a mix never writes into a dataset it ` +
+          `reads; give another output`,
+        { source: source.name },
+      );
     }
   }
   const storage = openStorage(location);
@@ -35,16 +42,26 @@ export async function checkMixOutput(location: string, plan: MixPlan): Promise<S
   for await (const { key } of storage.list()) if (!OWN_FILE.test(key)) strangers.push(key);
   if (strangers.length > 0) {
     const named = `${strangers.slice(0, 3).join(', ')}${strangers.length > 3 ? ` and ${strangers.length - 3} more` : ''}`;
-    throw new M4Error('E_USAGE', 'mixer', `${location} holds files that are not this mixture's (${named}): give a new or empty output (nothing was changed)`, { location });
+    throw new M4Error('E_USAGE', 'mixer', `${location} holds files that are not this mixture's (${named}): give a new or empty output (nothing was changed)`, {
+      location,
+    });
   }
   const planned = await storage.stat(PLAN_NAME);
   if (planned) {
     if (JSON.stringify(await readJson(storage, PLAN_NAME)) !== JSON.stringify(plan)) {
-      throw new M4Error('E_USAGE', 'mixer', `${storage.urlOf(PLAN_NAME)} holds another mixture's plan; give another output (nothing was changed)`, { location });
+      throw new M4Error('E_USAGE', 'mixer', `${storage.urlOf(PLAN_NAME)} holds another mixture's plan; give another output (nothing was changed)`, {
+        location,
+      });
     }
   } else {
     const any = await firstKey(storage);
-    if (any !== undefined) throw new M4Error('E_USAGE', 'mixer', `${location} holds ${any} but no plan: it is not this mixture's; give a new or empty output (nothing was changed)`, { location });
+    if (any !== undefined)
+      throw new M4Error(
+        'E_USAGE',
+        'mixer',
+        `${location} holds ${any} but no plan: it is not this mixture's; give a new or empty output (nothing was changed)`,
+        { location },
+      );
   }
   return storage;
 }

@@ -69,8 +69,21 @@ export class QualityMeter {
   ) {
     names.forEach((name, i) => this.index.set(name, i));
     this.tallies = names.map(() => ({
-      samples: 0, tokens: 0, gaps: 0, absent: 0, inside: 0, lastEnd: 0, longestAbsence: 0, longestRun: 0, pairs: 0, sameShard: 0, lastShard: undefined,
-      block: new Set(), blockSamples: 0, blocks: 0, distinctInBlocks: 0,
+      samples: 0,
+      tokens: 0,
+      gaps: 0,
+      absent: 0,
+      inside: 0,
+      lastEnd: 0,
+      longestAbsence: 0,
+      longestRun: 0,
+      pairs: 0,
+      sameShard: 0,
+      lastShard: undefined,
+      block: new Set(),
+      blockSamples: 0,
+      blocks: 0,
+      distinctInBlocks: 0,
     }));
     this.present = names.map(() => false);
   }

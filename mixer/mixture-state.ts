@@ -65,7 +65,8 @@ export function checkState(value: unknown, context: StateContext, what = 'the re
   if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('is not a JSON object');
   const s = value as Record<string, unknown>;
   if (s.format !== FORMAT) bad(`is not an m4data mixture state (format ${JSON.stringify(s.format)})`);
-  if (s.version !== 2) bad(`has version ${JSON.stringify(s.version)}; this m4data reads version 2 (states of version 1 predate plan fingerprints: start the stream again)`);
+  if (s.version !== 2)
+    bad(`has version ${JSON.stringify(s.version)}; this m4data reads version 2 (states of version 1 predate plan fingerprints: start the stream again)`);
   for (const key of Object.keys(s)) if (!FIELDS.includes(key)) bad(`has an unknown field ${JSON.stringify(key)}`);
   if (s.plan !== context.plan) bad(`was taken from another mixture (plan fingerprint ${JSON.stringify(s.plan)}, this mixture's ${context.plan})`);
   if (s.seed !== context.seed) bad(`was taken with seed ${JSON.stringify(s.seed)}, the mixture has seed ${context.seed}`);
@@ -79,7 +80,11 @@ export function checkState(value: unknown, context: StateContext, what = 'the re
   const leftovers = (s.leftovers as unknown[]).map((p, i): Progression => {
     if (typeof p !== 'object' || p === null) bad(`field leftovers[${i}] must be {first, step, count}`);
     const q = p as Record<string, unknown>;
-    const out = { first: wholeNumber(q.first, `leftovers[${i}].first`, 0, bad), step: wholeNumber(q.step, `leftovers[${i}].step`, 1, bad), count: wholeNumber(q.count, `leftovers[${i}].count`, 1, bad) };
+    const out = {
+      first: wholeNumber(q.first, `leftovers[${i}].first`, 0, bad),
+      step: wholeNumber(q.step, `leftovers[${i}].step`, 1, bad),
+      count: wholeNumber(q.count, `leftovers[${i}].count`, 1, bad),
+    };
     if (Object.keys(q).length !== 3 || !Number.isSafeInteger(out.first + (out.count - 1) * out.step) || out.first + (out.count - 1) * out.step >= tail) {
       bad(`field leftovers[${i}] must be {first, step, count} with every position before the tail ${tail}`);
     }
@@ -102,7 +107,8 @@ function checkReplay(value: unknown, context: StateContext, bad: (message: strin
   if (typeof value !== 'object' || value === null) bad('field replay must be {position, sources}');
   const r = value as Record<string, unknown>;
   const position = wholeNumber(r.position, 'replay.position', 0, bad);
-  if (!Array.isArray(r.sources) || r.sources.length !== context.sources.length) bad(`field replay.sources must list the mixture's ${context.sources.length} sources`);
+  if (!Array.isArray(r.sources) || r.sources.length !== context.sources.length)
+    bad(`field replay.sources must list the mixture's ${context.sources.length} sources`);
   let samples = 0;
   const sources = (r.sources as unknown[]).map((c, i): SourceCursor => {
     const source = context.sources[i]!;
@@ -113,7 +119,8 @@ function checkReplay(value: unknown, context: StateContext, bad: (message: strin
     const epoch = wholeNumber(cursor.epoch, `${field}.epoch`, 0, bad);
     const taken = wholeNumber(cursor.taken, `${field}.taken`, 0, bad);
     const tokens = wholeNumber(cursor.tokens, `${field}.tokens`, 0, bad);
-    if (source.samples === 0 ? epoch + taken > 0 : taken >= source.samples) bad(`field ${field}.taken is ${taken}, past the ${source.samples} samples of an epoch of ${source.name}`);
+    if (source.samples === 0 ? epoch + taken > 0 : taken >= source.samples)
+      bad(`field ${field}.taken is ${taken}, past the ${source.samples} samples of an epoch of ${source.name}`);
     const below = epoch * source.tokens;
     if (tokens < below || tokens > below + source.tokens || (taken === 0 && tokens !== below)) {
       bad(`field ${field}.tokens is ${tokens}, impossible after ${epoch} epochs and ${taken} samples of ${source.name} (${source.tokens} tokens an epoch)`);
@@ -142,9 +149,15 @@ export function mergeStates(states: readonly MixtureState[]): WorldStart {
   const sequenceOf = (s: MixtureState) => JSON.stringify([s.leftovers, s.tail]);
   const ranks = new Set(states.map((s) => s.rank));
   if (states.length !== worldSize || ranks.size !== worldSize || states.some((s) => s.worldSize !== worldSize)) {
-    throw new M4Error('E_USAGE', 'mixer', `resuming under another world size needs the states of all ${worldSize} ranks of the world that saved them (got ranks ${[...ranks].sort((a, b) => a - b).join(', ')} of ${[...new Set(states.map((s) => s.worldSize))].join(' and ')})`);
+    throw new M4Error(
+      'E_USAGE',
+      'mixer',
+      `resuming under another world size needs the states of all ${worldSize} ranks of the world that saved them (got ranks ` +
+        `${[...ranks].sort((a, b) => a - b).join(', ')} of ${[...new Set(states.map((s) => s.worldSize))].join(' and ')})`,
+    );
   }
-  if (states.some((s) => sequenceOf(s) !== sequenceOf(states[0]!))) throw new M4Error('E_USAGE', 'mixer', 'the resume states come from different resumed runs (their sequences differ)');
+  if (states.some((s) => sequenceOf(s) !== sequenceOf(states[0]!)))
+    throw new M4Error('E_USAGE', 'mixer', 'the resume states come from different resumed runs (their sequences differ)');
   const sequence = new RankSequence(states[0]!.leftovers, states[0]!.tail);
   const byRank = [...states].sort((a, b) => a.rank - b.rank);
   // Every item below the cut was read by its rank or is a leftover; none at or past it was read.

@@ -107,7 +107,10 @@ export class MixtureSampleStream implements MixtureStream {
     this.origin = this.resumeState(context);
     this.sequence = new RankSequence(this.origin.leftovers, this.origin.tail);
     this.delivered = sources.map(() => ({ tokens: 0, samples: 0, images: 0, lostSamples: 0, lostTokens: 0 }));
-    this.quality = new QualityMeter(sources.map((s) => s.name), sources.map((s) => s.share));
+    this.quality = new QualityMeter(
+      sources.map((s) => s.name),
+      sources.map((s) => s.share),
+    );
   }
 
   /** Where this rank starts: from scratch, from its own state, or from the states of every rank of another world. */
@@ -124,7 +127,8 @@ export class MixtureSampleStream implements MixtureStream {
       throw new M4Error(
         'E_USAGE',
         'mixer',
-        `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${this.rank} of ${this.worldSize}: to go on under another world size, give the states of all ${state.worldSize} ranks, saved at the same point`,
+        `the resume state belongs to rank ${state.rank} of ${state.worldSize}, not rank ${this.rank} of ${this.worldSize}: to go on under another world ` +
+          `size, give the states of all ${state.worldSize} ranks, saved at the same point`,
       );
     }
     return state;
@@ -233,7 +237,10 @@ export class MixtureSampleStream implements MixtureStream {
         } else {
           mine = tail[tailHead]!;
           tail[tailHead++] = undefined as unknown as Mine;
-          if (tailHead > 4096 && tailHead * 2 > tail.length) tail.splice(0, tailHead), (tailHead = 0);
+          if (tailHead > 4096 && tailHead * 2 > tail.length) {
+            tail.splice(0, tailHead);
+            tailHead = 0;
+          }
         }
         const { item } = mine;
         reader.consumer = item.position;
@@ -302,7 +309,7 @@ class RunReader {
   constructor(
     private readonly sources: readonly ScheduleSource[],
     private readonly concurrency: number,
-    /** This rank reads every sample (a world of one): whole runs, and runs of a next group with their neighbours. */
+    /** This rank reads every sample (a world of one): whole runs, and a group's runs with a neighbour before they are asked for. */
     private readonly single: boolean,
   ) {
     this.runLength = sources.map((s) => layoutOf(s).run);
@@ -344,7 +351,21 @@ class RunReader {
     const key = this.keyOf(source, epoch, shard, runStart);
     const url = this.sources[source]!.dataset.shardUrl(shard);
     const { groupEnd, runOffset, runEnd } = run;
-    const slot: RunSlot = { key, first: Infinity, source, epoch, shard, runStart, groupEnd, groupRuns: undefined, runOffset, runEnd, wanted: new Map(), whole: false, url };
+    const slot: RunSlot = {
+      key,
+      first: Infinity,
+      source,
+      epoch,
+      shard,
+      runStart,
+      groupEnd,
+      groupRuns: undefined,
+      runOffset,
+      runEnd,
+      wanted: new Map(),
+      whole: false,
+      url,
+    };
     this.slots[source]!.set(key, slot);
     this.edges[source]!.set(edgeKey('start', epoch, shard, runOffset), slot);
     this.edges[source]!.set(edgeKey('end', epoch, shard, runEnd), slot);

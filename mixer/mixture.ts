@@ -44,19 +44,35 @@ export async function openMixture(location: string, network: OpenOptions = {}): 
     if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
     throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(PLAN_NAME)} does not exist: make the mixture first with m4data mix --output ${location}`);
   })) as MixPlan;
-  if (plan?.format !== 'm4data-mix-plan' || !Array.isArray(plan.sources)) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
+  if (plan?.format !== 'm4data-mix-plan' || !Array.isArray(plan.sources))
+    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is not an m4data mix plan`);
   if (plan.version !== 2) {
-    throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which fingerprints its sources): plan the mixture again with m4data mix`);
+    throw new M4Error(
+      'E_INPUT',
+      'mixer',
+      `${storage.urlOf(PLAN_NAME)} is a plan of version ${JSON.stringify(plan.version)}, made by an earlier m4data (this one reads version 2, which ` +
+        `fingerprints its sources): plan the mixture again with m4data mix`,
+    );
   }
   checkProfile(plan.profile, `${storage.urlOf(PLAN_NAME)} (its profile)`);
   for (const planned of plan.sources) {
     if (planned.location === undefined) {
-      throw new M4Error('E_USAGE', 'mixer', `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`);
+      throw new M4Error(
+        'E_USAGE',
+        'mixer',
+        `source ${planned.name} of ${location} was planned with --assume-tokens: build it, then plan again with --source ${planned.name}=LOCATION`,
+      );
     }
-    if (!Array.isArray(planned.fingerprint)) throw new M4Error('E_INPUT', 'mixer', `source ${planned.name} of ${storage.urlOf(PLAN_NAME)} has no fingerprint: plan the mixture again`);
+    if (!Array.isArray(planned.fingerprint))
+      throw new M4Error('E_INPUT', 'mixer', `source ${planned.name} of ${storage.urlOf(PLAN_NAME)} has no fingerprint: plan the mixture again`);
   }
   const datasets = await Promise.all(plan.sources.map((planned) => SourceDataset.open(planned.location!, { network, print: planned.fingerprint! })));
-  const sources: ScheduleSource[] = plan.sources.map((planned, i) => ({ name: planned.name, share: planned.share, target: planned.tokens, dataset: datasets[i]! }));
+  const sources: ScheduleSource[] = plan.sources.map((planned, i) => ({
+    name: planned.name,
+    share: planned.share,
+    target: planned.tokens,
+    dataset: datasets[i]!,
+  }));
   const id = planId(plan);
   return {
     location,

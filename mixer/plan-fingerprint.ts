@@ -35,7 +35,13 @@ export async function fingerprintShards(
 export function checkIndexAgainstRecord(index: ShardIndex, record: ShardRecord, url: string): void {
   for (const field of ['samples', 'images', 'tokens', 'bytes'] as const) {
     if (index[field] !== record[field]) {
-      throw new M4Error('E_INPUT', 'mixer', `${url} says ${index[field]} ${field}, the manifest's record of ${record.shard} ${record[field]}: the dataset is inconsistent (rebuild it, or merge its manifest again)`, { url });
+      throw new M4Error(
+        'E_INPUT',
+        'mixer',
+        `${url} says ${index[field]} ${field}, the manifest's record of ${record.shard} ${record[field]}: the dataset is inconsistent (rebuild it, or merge ` +
+          `its manifest again)`,
+        { url },
+      );
     }
   }
 }
@@ -60,7 +66,12 @@ export function checkAgainstPrint(shards: readonly ShardRecord[], print: readonl
 /** Refuses an index whose bytes are not those the plan fingerprinted. */
 export function checkIndexPrint(sha256: string, print: ShardPrint, url: string): void {
   if (sha256 !== print[4]) {
-    throw new M4Error('E_INPUT', 'mixer', `${url} changed since the plan was made (its sha256 is ${sha256.slice(0, 12)}..., the plan's ${print[4].slice(0, 12)}...): plan the mixture again`, { url });
+    throw new M4Error(
+      'E_INPUT',
+      'mixer',
+      `${url} changed since the plan was made (its sha256 is ${sha256.slice(0, 12)}..., the plan's ${print[4].slice(0, 12)}...): plan the mixture again`,
+      { url },
+    );
   }
 }
 

@@ -35,11 +35,15 @@ export function formatPlan(plan: MixPlan): string {
   const lines = [
     `profile ${plan.profile.name}, mode ${plan.mode}, seed ${plan.seed}`,
     grid(rows),
-    `budget ${formatQuantity(plan.budget.tokens)} tokens = ${plan.budget.steps.toPrecision(4)} steps of ${formatQuantity(plan.budget.tokensPerStep)} tokens (${plan.budget.boundBy})`,
+    `budget ${formatQuantity(plan.budget.tokens)} tokens = ${plan.budget.steps.toPrecision(4)} steps of ${formatQuantity(plan.budget.tokensPerStep)} tokens ` +
+      `(${plan.budget.boundBy})`,
   ];
   for (const s of plan.sources) {
     const drift = s.share - s.card.share;
-    if (Math.abs(drift) >= 0.0005) lines.push(`  ${s.name}: share ${percent(s.share)} against the card's ${percent(s.card.share)} (${drift > 0 ? '+' : ''}${(drift * 100).toFixed(2)} points)`);
+    if (Math.abs(drift) >= 0.0005)
+      lines.push(
+        `  ${s.name}: share ${percent(s.share)} against the card's ${percent(s.card.share)} (${drift > 0 ? '+' : ''}${(drift * 100).toFixed(2)} points)`,
+      );
   }
   for (const warning of plan.warnings ?? []) lines.push(`WARNING: ${warning}`);
   if (plan.dropped.length > 0) {

@@ -87,12 +87,22 @@ export function planMixture(input: PlanInput): MixPlan {
   const byName = new Map(input.supplies.map((s) => [s.name, s]));
   for (const supply of input.supplies) {
     if (!profile.sources.some((s) => s.name === supply.name)) {
-      throw new M4Error('E_USAGE', 'mixer', `source ${supply.name} is not in profile ${profile.name} (it has ${profile.sources.map((s) => s.name).join(', ')})`);
+      throw new M4Error(
+        'E_USAGE',
+        'mixer',
+        `source ${supply.name} is not in profile ${profile.name} (it has ${profile.sources.map((s) => s.name).join(', ')})`,
+      );
     }
   }
   const missing = profile.sources.filter((s) => !byName.has(s.name)).map((s) => s.name);
   if (missing.length > 0 && !input.dropMissing) {
-    throw new M4Error('E_USAGE', 'mixer', `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give ${missing.length > 1 ? 'their' : 'its'} built location (or an assumed token count), or drop missing sources to leave ${missing.length > 1 ? 'them' : 'it'} out`, { missing });
+    throw new M4Error(
+      'E_USAGE',
+      'mixer',
+      `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give ${missing.length > 1 ? 'their' : 'its'} built ` +
+        `location (or an assumed token count), or drop missing sources to leave ${missing.length > 1 ? 'them' : 'it'} out`,
+      { missing },
+    );
   }
   const kept = profile.sources.filter((s) => byName.has(s.name));
   if (kept.length === 0) throw new M4Error('E_USAGE', 'mixer', 'no source of the profile was given');
@@ -113,9 +123,15 @@ export function planMixture(input: PlanInput): MixPlan {
   if (mode.kind === 'proportions') {
     if (input.budgetTokens !== undefined && input.steps !== undefined) throw new M4Error('E_USAGE', 'mixer', 'give the budget in steps or in tokens, not both');
     const budget = input.budgetTokens ?? (input.steps ?? profile.maxSteps) * profile.tokensPerStep;
-    if (!(Number.isFinite(budget) && budget >= 1)) throw new M4Error('E_USAGE', 'mixer', `the budget must be a finite number of at least 1 token (got ${budget})`);
+    if (!(Number.isFinite(budget) && budget >= 1))
+      throw new M4Error('E_USAGE', 'mixer', `the budget must be a finite number of at least 1 token (got ${budget})`);
     tokensOf = (name) => share(name) * budget;
-    budgetBound = input.budgetTokens !== undefined ? 'budget in tokens' : input.steps !== undefined ? 'budget in steps' : `profile: ${profile.maxSteps} steps x ${profile.tokensPerStep} tokens`;
+    budgetBound =
+      input.budgetTokens !== undefined
+        ? 'budget in tokens'
+        : input.steps !== undefined
+          ? 'budget in steps'
+          : `profile: ${profile.maxSteps} steps x ${profile.tokensPerStep} tokens`;
     boundBy = () => 'share of the budget';
   } else {
     if (input.budgetTokens !== undefined || input.steps !== undefined) {
@@ -139,7 +155,11 @@ export function planMixture(input: PlanInput): MixPlan {
   const total = kept.reduce((acc, s) => acc + tokensOf(s.name), 0);
   const unbounded = kept.filter((s) => !Number.isFinite(tokensOf(s.name))).map((s) => s.name);
   if (unbounded.length > 0 || !Number.isFinite(total)) {
-    throw new M4Error('E_USAGE', 'mixer', `the plan's token counts are not finite (${unbounded.join(', ') || 'their sum'}): the epochs, shares and budget must give a finite number of tokens`);
+    throw new M4Error(
+      'E_USAGE',
+      'mixer',
+      `the plan's token counts are not finite (${unbounded.join(', ') || 'their sum'}): the epochs, shares and budget must give a finite number of tokens`,
+    );
   }
   if (total < 1) throw new M4Error('E_USAGE', 'mixer', `the plan comes to ${total} tokens: nothing to mix`);
   const sources: PlannedSource[] = kept.map((s) => {
@@ -185,7 +205,12 @@ function builtAsWarning(source: ProfileSource, supply: SourceSupply): string[] {
   const where = supply.location ?? source.name;
   if (built.layout !== undefined && built.layout !== source.layout) {
     const as = built.source ? ` (built with --source ${built.source})` : '';
-    throw new M4Error('E_USAGE', 'mixer', `${where} holds ${built.layout}s${as}, but the profile's ${source.name} is made of ${source.layout}s: is it the dataset of another source?`, { source: source.name });
+    throw new M4Error(
+      'E_USAGE',
+      'mixer',
+      `${where} holds ${built.layout}s${as}, but the profile's ${source.name} is made of ${source.layout}s: is it the dataset of another source?`,
+      { source: source.name },
+    );
   }
   if (built.kind === 'mixture') return [`${source.name}: ${where} is a materialised mixture, not a built source`];
   if (built.source !== undefined && built.source !== source.name) return [`${source.name}: ${where} was built as ${built.source}`];

@@ -119,7 +119,10 @@ const SCHEMA: Schema = {
       cardImages: { shape: 'number', optional: true, check: nonNegative },
     },
   },
-  sequenceLength: { shape: 'number', check: (v: number) => (Number.isSafeInteger(v) && v >= MIN_SEQUENCE_LENGTH ? undefined : `a whole number of at least ${MIN_SEQUENCE_LENGTH}`) },
+  sequenceLength: {
+    shape: 'number',
+    check: (v: number) => (Number.isSafeInteger(v) && v >= MIN_SEQUENCE_LENGTH ? undefined : `a whole number of at least ${MIN_SEQUENCE_LENGTH}`),
+  },
   tokensPerStep: { shape: 'number', check: positiveInteger },
   maxSteps: { shape: 'number', check: positiveInteger },
   training: {
@@ -135,7 +138,10 @@ const SCHEMA: Schema = {
         },
       },
       weightDecay: { shape: 'number', check: nonNegative },
-      adamBetas: { shape: 'array', check: (v: unknown[]) => (v.length === 2 && v.every((b) => typeof b === 'number' && b >= 0 && b < 1) ? undefined : 'two numbers in [0, 1)') },
+      adamBetas: {
+        shape: 'array',
+        check: (v: unknown[]) => (v.length === 2 && v.every((b) => typeof b === 'number' && b >= 0 && b < 1) ? undefined : 'two numbers in [0, 1)'),
+      },
       gradientClipping: { shape: 'number', check: nonNegative },
       zLossWeight: { shape: 'number', check: nonNegative },
       precision: { shape: 'string' },
@@ -174,7 +180,8 @@ export function checkProfile(value: unknown, where = 'profile'): MixProfile {
     if (seen.has(s.name)) fail(`sources[${i}].name`, `repeats ${s.name}`);
     seen.add(s.name);
   });
-  if (profile.training.learningRate.warmupSteps > profile.maxSteps) fail('training.learningRate.warmupSteps', `must not exceed maxSteps ${profile.maxSteps} (found ${profile.training.learningRate.warmupSteps})`);
+  if (profile.training.learningRate.warmupSteps > profile.maxSteps)
+    fail('training.learningRate.warmupSteps', `must not exceed maxSteps ${profile.maxSteps} (found ${profile.training.learningRate.warmupSteps})`);
   const sum = profile.sources.reduce((acc, s) => acc + s.share, 0);
   if (Math.abs(sum - 1) > SHARE_TOLERANCE) fail('sources[].share', `must sum to 1 (they sum to ${sum.toPrecision(6)})`);
   return profile;

@@ -61,7 +61,10 @@ export async function fetchRanges(dataset: SourceDataset, shard: number, ranges:
       for await (const chunk of dataset.storage.read(key, range)) {
         const piece = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         if (!whole && piece.length >= range.end - range.start) whole = piece;
-        else piece.copy((whole ??= Buffer.allocUnsafe(range.end - range.start)), filled);
+        else {
+          whole ??= Buffer.allocUnsafe(range.end - range.start);
+          piece.copy(whole, filled);
+        }
         filled += piece.length;
       }
     } catch (err) {
@@ -77,11 +80,14 @@ export async function fetchRanges(dataset: SourceDataset, shard: number, ranges:
 export function sampleIn(fetched: FetchedRanges, url: string, entry: { key: string; offset: number; size: number }): { sample?: ReadSample; problem?: string } {
   const { key, offset, size } = entry;
   const bytes = bytesOf(fetched.pieces, offset, offset + size);
-  if (!bytes) return { problem: fetched.problem ?? `${url}: the shard ends before the end of sample ${key} (bytes ${offset}-${offset + size}, as its index gives them)` };
+  if (!bytes)
+    return { problem: fetched.problem ?? `${url}: the shard ends before the end of sample ${key} (bytes ${offset}-${offset + size}, as its index gives them)` };
   try {
     const sample = readSampleAt(bytes, offset, url);
     if (sample.key === key && sample.offset === offset && sample.size === size) return { sample };
-    return { problem: `${url}: the sample at byte ${offset} is ${sample.key} (${sample.size} bytes at byte ${sample.offset}), the index says ${key} (${size} bytes)` };
+    return {
+      problem: `${url}: the sample at byte ${offset} is ${sample.key} (${sample.size} bytes at byte ${sample.offset}), the index says ${key} (${size} bytes)`,
+    };
   } catch (err) {
     if (!isM4Error(err)) throw err;
     return { problem: err.message };

@@ -104,7 +104,15 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
   const cursors: SourceCursor[] = sources.map((s, i) => options.start?.sources[i] ?? { name: s.name, epoch: 0, taken: 0, tokens: 0 });
   const ids = sources.map((s) => nameId(s.name));
   const layouts = sources.map(layoutOf);
-  const orders = sources.map((s, i) => new SourceOrder(s.dataset.shards.map((r) => r.samples), layouts[i]!, options.seed, ids[i]!));
+  const orders = sources.map(
+    (s, i) =>
+      new SourceOrder(
+        s.dataset.shards.map((r) => r.samples),
+        layouts[i]!,
+        options.seed,
+        ids[i]!,
+      ),
+  );
   const walks = orders.map((order, i) => order.cursor(cursors[i]!.epoch, cursors[i]!.taken));
   const indexes = new IndexCache(sources);
   // Each source's next sample, and its shard's index entries.
@@ -119,7 +127,10 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
   );
 
   // Each source's group's runs, with their bytes from their indexes (those of its window, already loaded).
-  const groups: { runs: ReadonlyMap<number, number>; bytes: Map<number, { runOffset: number; runEnd: number }> }[] = sources.map(() => ({ runs: new Map(), bytes: new Map() }));
+  const groups: { runs: ReadonlyMap<number, number>; bytes: Map<number, { runOffset: number; runEnd: number }> }[] = sources.map(() => ({
+    runs: new Map(),
+    bytes: new Map(),
+  }));
   const runBytes = (c: number, runs: ReadonlyMap<number, number>): ReadonlyMap<number, { runOffset: number; runEnd: number }> => {
     const known = groups[c]!;
     if (runs !== known.runs) {
@@ -135,7 +146,11 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     }
     return known.bytes;
   };
-  const balance: BalancerSource[] = sources.map((s, i) => ({ share: s.share, tokens: cursors[i]!.tokens, next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0 }));
+  const balance: BalancerSource[] = sources.map((s, i) => ({
+    share: s.share,
+    tokens: cursors[i]!.tokens,
+    next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0,
+  }));
   const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {

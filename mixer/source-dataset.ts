@@ -36,7 +36,12 @@ export class SourceDataset {
     // Read at once, not asked for first (on S3 a HEAD, one more request per source and pass).
     const manifest = await readManifest(storage, key).catch((err: unknown) => {
       if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
-      throw new M4Error('E_NOT_FOUND', 'mixer', `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`, { location });
+      throw new M4Error(
+        'E_NOT_FOUND',
+        'mixer',
+        `${storage.urlOf(key)} does not exist: is ${location} a dataset built by m4data build (a folder or prefix holding manifest.json)?`,
+        { location },
+      );
     });
     const problem = totalsProblem(manifest);
     if (problem) throw new M4Error('E_INPUT', 'mixer', `${storage.urlOf(key)}: ${problem}; the dataset cannot be mixed as it is`, { location });

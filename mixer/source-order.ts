@@ -111,7 +111,11 @@ export class SourceOrder {
 
   /** A window's order: its shards, with the words that seed it. */
   window(epoch: number, w: number, shards: readonly number[]): WindowOrder {
-    return new WindowOrder(shards.map((s) => ({ shard: s, samples: this.shardSamples[s]! })), this.layout, [this.seed, this.sourceId, epoch, w]);
+    return new WindowOrder(
+      shards.map((s) => ({ shard: s, samples: this.shardSamples[s]! })),
+      this.layout,
+      [this.seed, this.sourceId, epoch, w],
+    );
   }
 }
 

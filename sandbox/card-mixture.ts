@@ -92,5 +92,12 @@ export async function writeCardLikeIndexes(location: string, source: CardLikeSou
   const storage = openStorage(location);
   const shards = cardLikeShards(source, seed);
   for (const { record, entries } of shards) await writeShardIndex(storage, record.shard, record, entries);
-  await writeManifest(storage, buildManifest(shards.map((s) => s.record), { source: source.name, cardLike: true }), source.name);
+  await writeManifest(
+    storage,
+    buildManifest(
+      shards.map((s) => s.record),
+      { source: source.name, cardLike: true },
+    ),
+    source.name,
+  );
 }

@@ -21,7 +21,9 @@ export interface SyntheticDatasetOptions {
   words?: number;
 }
 
-const WORDS = 'a the red blue small large old new dog cat river city mountain photo of on in with near under tree house street market bridge boat garden window morning evening light shadow people child woman man bicycle train station'.split(' ');
+const WORDS =
+  'a the red blue small large old new dog cat river city mountain photo of on in with near under tree house street market bridge boat garden window morning ' +
+  'evening light shadow people child woman man bicycle train station'.split(' ');
 
 /**
  * A built dataset written straight through `shards/` (tars, indexes, manifest, wids.json) without downloads: pairs

@@ -50,10 +50,7 @@ const NUMBERED_ROUTES = new Set(['status', 'flaky', 'retry-after', 'slow-headers
 
 type Respond = (res: http.ServerResponse, path: string, query: URLSearchParams, hitPath: string) => void;
 
-export async function startHostileServer(
-  files: Map<string, HostileFile> = new Map(),
-  options: HostileServerOptions = {},
-): Promise<HostileServer> {
+export async function startHostileServer(files: Map<string, HostileFile> = new Map(), options: HostileServerOptions = {}): Promise<HostileServer> {
   const host = options.host ?? '127.0.0.1';
   const hitCounts = new Map<string, number>();
   const timers = new Set<NodeJS.Timeout>();

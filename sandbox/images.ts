@@ -32,7 +32,7 @@ export function photoLike(width: number, height: number, seed = 1, noise = 10): 
     const r0 = base0 + rows[0]![y]!;
     const r1 = base1 + rows[1]![y]!;
     const r2 = base2 + rows[2]![y]!;
-    let state = Math.imul(seed, 0x9e3779b1) ^ Math.imul(y + 1, 0x85ebca6b) | 1;
+    let state = (Math.imul(seed, 0x9e3779b1) ^ Math.imul(y + 1, 0x85ebca6b)) | 1;
     for (let x = 0, at = y * width * 3; x < width; x++, at += 3) {
       // xorshift32: cheap per-pixel noise
       state ^= state << 13;
@@ -63,7 +63,9 @@ export function photoLike(width: number, height: number, seed = 1, noise = 10): 
 
 /** A baseline JPEG of photoLike content. */
 export async function jpeg(width: number, height: number, opts: PhotoOptions & { quality?: number } = {}): Promise<Buffer> {
-  return fromRaw(photo(width, height, opts)).jpeg({ quality: opts.quality ?? 90 }).toBuffer();
+  return fromRaw(photo(width, height, opts))
+    .jpeg({ quality: opts.quality ?? 90 })
+    .toBuffer();
 }
 
 /** An 8-bit PNG; with `alpha`, the left half is fully transparent and the right half opaque. */
@@ -80,17 +82,26 @@ export async function png(width: number, height: number, opts: PhotoOptions & { 
 
 /** A 4-channel CMYK JPEG without an ICC profile, as print workflows publish them. */
 export async function cmykJpeg(width: number, height: number, seed = 1): Promise<Buffer> {
-  return fromRaw(photoLike(width, height, seed)).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer();
+  return fromRaw(photoLike(width, height, seed))
+    .toColourspace('cmyk')
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /** A 16-bit-per-channel RGB PNG. */
 export async function png16(width: number, height: number, seed = 1): Promise<Buffer> {
-  return fromRaw(photoLike(width, height, seed)).toColourspace('rgb16').png().toBuffer();
+  return fromRaw(photoLike(width, height, seed))
+    .toColourspace('rgb16')
+    .png()
+    .toBuffer();
 }
 
 /** A JPEG stored `width`x`height` whose EXIF Orientation tag (1..8) says how to display it (5..8 swap the sides). */
 export async function exifRotatedJpeg(width: number, height: number, orientation: number, seed = 1): Promise<Buffer> {
-  return fromRaw(photoLike(width, height, seed)).withMetadata({ orientation }).jpeg({ quality: 90 }).toBuffer();
+  return fromRaw(photoLike(width, height, seed))
+    .withMetadata({ orientation })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /** Solid colours of the frames of `animatedGif`, in order, repeating. */
@@ -104,10 +115,14 @@ export const GIF_FRAME_COLOURS = [
 export async function animatedGif(frames: number, width = 200, height = 160): Promise<Buffer> {
   const pngs = await Promise.all(
     Array.from({ length: frames }, (_, i) =>
-      sharp({ create: { width, height, channels: 3, background: GIF_FRAME_COLOURS[i % GIF_FRAME_COLOURS.length]! } }).png().toBuffer(),
+      sharp({ create: { width, height, channels: 3, background: GIF_FRAME_COLOURS[i % GIF_FRAME_COLOURS.length]! } })
+        .png()
+        .toBuffer(),
     ),
   );
-  return sharp(pngs, { join: { animated: true } }).gif().toBuffer();
+  return sharp(pngs, { join: { animated: true } })
+    .gif()
+    .toBuffer();
 }
 
 /** The first `keep` share of a JPEG: a download cut off mid-scan. */
@@ -131,7 +146,12 @@ export function pixelBombPng(width = 100_000, height = 100_000): Buffer {
   ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 2, 0, 0, 0], 8); // bit depth 8, colour type RGB, deflate, no filter, no interlace
   const row = deflateSync(Buffer.alloc(1 + width * 3));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', row), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', row),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 function chunk(type: string, body: Buffer): Buffer {

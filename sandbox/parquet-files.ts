@@ -10,7 +10,9 @@ function literal(value: FixtureValue): string {
   if (typeof value === 'string') return `'${value.replaceAll("'", "''")}'`;
   if (Buffer.isBuffer(value)) return `from_hex('${value.toString('hex')}')`;
   if (Array.isArray(value)) return `[${value.map(literal).join(', ')}]`;
-  return `{${Object.entries(value).map(([k, v]) => `'${k}': ${literal(v)}`).join(', ')}}`;
+  return `{${Object.entries(value)
+    .map(([k, v]) => `'${k}': ${literal(v)}`)
+    .join(', ')}}`;
 }
 
 /**

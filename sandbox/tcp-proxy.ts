@@ -86,13 +86,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
 }
 
 /** Reads one request's head (and its body, unless the client waits for `100 Continue`), then replies with an S3 error. */
-function answerWithError(
-  client: Socket,
-  status: number,
-  code: string,
-  retryAfter: number | undefined,
-  onAnswer: () => void,
-): void {
+function answerWithError(client: Socket, status: number, code: string, retryAfter: number | undefined, onAnswer: () => void): void {
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer): void => {
     received = Buffer.concat([received, chunk]);

@@ -5,8 +5,33 @@ import { generator } from '../mixer/seeded-random.ts';
  * several paragraphs, so that token counts, packing and the loss curve look like real data rather than word salad.
  */
 const ADJECTIVES = ['red', 'old', 'quiet', 'busy', 'small', 'wooden', 'bright', 'narrow', 'ancient', 'modern', 'snowy', 'green', 'crowded', 'empty', 'golden'];
-const THINGS = ['bicycle', 'bridge', 'market', 'lighthouse', 'train station', 'garden', 'harbour', 'church', 'farmhouse', 'bookshop', 'tram', 'fountain', 'windmill', 'castle', 'cafe'];
-const PLACES = ['in the old town', 'by the river', 'on a hill above the lake', 'at the edge of the forest', 'near the main square', 'along the coast', 'in a mountain village', 'under a grey sky'];
+const THINGS = [
+  'bicycle',
+  'bridge',
+  'market',
+  'lighthouse',
+  'train station',
+  'garden',
+  'harbour',
+  'church',
+  'farmhouse',
+  'bookshop',
+  'tram',
+  'fountain',
+  'windmill',
+  'castle',
+  'cafe',
+];
+const PLACES = [
+  'in the old town',
+  'by the river',
+  'on a hill above the lake',
+  'at the edge of the forest',
+  'near the main square',
+  'along the coast',
+  'in a mountain village',
+  'under a grey sky',
+];
 const TIMES = ['at dusk', 'in the morning light', 'after the rain', 'in early spring', 'on a winter evening', 'at noon', 'during the festival'];
 const PEOPLE = ['a woman', 'two children', 'an old man', 'a group of tourists', 'a cyclist', 'a street musician', 'a family'];
 const ACTIONS = ['walking past', 'standing in front of', 'taking a photo of', 'waiting near', 'sitting beside', 'painting'];
@@ -54,7 +79,9 @@ export class TextGenerator {
       case 2:
         return `In ${this.int(1700, 2020)}, about ${this.int(2, 90) * 1000} people lived in ${city}, most of them ${this.pick(PLACES)}.`;
       case 3:
-        return `Its ${this.pick(TOPICS)} owes much to the ${thing}, which ${this.pick(PEOPLE)} still ${this.pick(['visits', 'describes', 'remembers'])} fondly.`;
+        return (
+          `Its ${this.pick(TOPICS)} owes much to the ${thing}, which ${this.pick(PEOPLE)} still ${this.pick(['visits', 'describes', 'remembers'])} ` + `fondly.`
+        );
       default:
         return `A ${thing} stands ${this.pick(PLACES)}, and ${this.pick(PEOPLE)} can be seen ${this.pick(ACTIONS)} it ${this.pick(TIMES)}.`;
     }

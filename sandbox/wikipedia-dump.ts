@@ -48,7 +48,8 @@ export function dumpLine(record: unknown): string {
 export function parsoidPage(title: string, body: string): string {
   const href = encodeURIComponent(title.replace(/ /g, '_'));
   return (
-    `<!DOCTYPE html>\n<html prefix="dc: http://purl.org/dc/terms/ mw: http://mediawiki.org/rdf/"><head prefix="mwr: https://en.wikipedia.org/wiki/Special:Redirect/">` +
+    `<!DOCTYPE html>\n<html prefix="dc: http://purl.org/dc/terms/ mw: http://mediawiki.org/rdf/"><head prefix="mwr: ` +
+    `https://en.wikipedia.org/wiki/Special:Redirect/">` +
     `<meta charset="utf-8"/><meta property="mw:pageNamespace" content="0"/><meta property="mw:htmlVersion" content="2.7.0"/>` +
     `<link rel="dc:isVersionOf" href="//en.wikipedia.org/wiki/${href}"/><base href="//en.wikipedia.org/wiki/"/><title>${title}</title>` +
     `<link rel="stylesheet" href="/w/load.php?lang=en&amp;modules=site.styles&amp;only=styles&amp;skin=vector"/></head>` +

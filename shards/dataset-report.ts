@@ -4,7 +4,8 @@ import type { DatasetSummary } from './dataset-summary.ts';
 /** What `m4data inspect` prints: where the totals come from, the totals, the first samples, notes and problems. */
 export function formatDatasetSummary(s: DatasetSummary): string {
   const lines = [
-    `${s.target} (${s.from === 'manifest' ? `totals from its manifest; shard ${s.checked === 'sha256' ? 'sizes, sha256 and indexes' : 'sizes'} ${s.verified ? 'verified' : 'checked'}` : 'every shard read'})`,
+    `${s.target} ` +
+      `(${s.from === 'manifest' ? `totals from its manifest; shard ${s.checked === 'sha256' ? 'sizes, sha256 and indexes' : 'sizes'} ${s.verified ? 'verified' : 'checked'}` : 'every shard read'})`,
     table([
       ['shards', formatCount(s.shards)],
       ['samples', formatCount(s.samples)],

@@ -104,7 +104,8 @@ async function asShard(target: string, network: OpenOptions): Promise<ShardRef |
     const path = target.startsWith('file://') ? fileURLToPath(target) : target;
     const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ELOOP') throw new M4Error('E_INPUT', 'shards', `${path} is a loop of symbolic links, which leads to no file`, { url: path });
-      if (err.code === 'EACCES' || err.code === 'EPERM') throw new M4Error('E_STORAGE', 'shards', `${path} cannot be read by this user (${err.code})`, { url: path });
+      if (err.code === 'EACCES' || err.code === 'EPERM')
+        throw new M4Error('E_STORAGE', 'shards', `${path} cannot be read by this user (${err.code})`, { url: path });
       return undefined;
     });
     if (!info) throw new M4Error('E_NOT_FOUND', 'shards', `no such file or folder: ${path}`, { url: path });
@@ -146,7 +147,20 @@ async function fromManifest(target: string, storage: Storage, key: string, first
   const { shards, samples, images, tokens, bytes } = manifest.totals;
   const found = problems(counters);
   const verified = options.verify === true && manifestErrors.length === 0 && found.badShards === 0 && found.skippedSamples === 0;
-  return { target, from: 'manifest', shards, samples, images, tokens, bytes, first, ...found, checked: options.verify ? 'sha256' : 'sizes', verified, manifestErrors };
+  return {
+    target,
+    from: 'manifest',
+    shards,
+    samples,
+    images,
+    tokens,
+    bytes,
+    first,
+    ...found,
+    checked: options.verify ? 'sha256' : 'sizes',
+    verified,
+    manifestErrors,
+  };
 }
 
 /**
@@ -170,12 +184,28 @@ async function checkShard(storage: Storage, key: string, record: ShardRecord, ve
     return `${url}: its index cannot be used: ${(err as Error).message}`;
   }
   const differ = (['samples', 'images', 'tokens', 'bytes', 'sha256'] as const).filter((f) => index[f] !== record[f]);
-  return differ.length === 0 ? undefined : `${url}: its index says ${differ.map((f) => `${f} ${index[f]}`).join(', ')}; the manifest ${differ.map((f) => `${f} ${record[f]}`).join(', ')}`;
+  return differ.length === 0
+    ? undefined
+    : `${url}: its index says ${differ.map((f) => `${f} ${index[f]}`).join(', ')}; the manifest ${differ.map((f) => `${f} ${record[f]}`).join(', ')}`;
 }
 
 async function scan(target: string, refs: ShardRef[], firstCount: number, options: SummaryOptions): Promise<DatasetSummary> {
   const counters = newReadCounters();
-  const summary: DatasetSummary = { target, from: 'scan', shards: refs.length, samples: 0, images: 0, tokens: 0, bytes: 0, first: [], skippedSamples: 0, badShards: 0, errors: [], notes: [], manifestErrors: [] };
+  const summary: DatasetSummary = {
+    target,
+    from: 'scan',
+    shards: refs.length,
+    samples: 0,
+    images: 0,
+    tokens: 0,
+    bytes: 0,
+    first: [],
+    skippedSamples: 0,
+    badShards: 0,
+    errors: [],
+    notes: [],
+    manifestErrors: [],
+  };
   let done = 0;
   for (const ref of refs) {
     summary.bytes += ref.bytes;

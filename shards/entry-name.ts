@@ -50,6 +50,9 @@ export function checkWritableName(key: string, field: string): void {
     throw new M4Error('E_SAMPLE', 'shards', `sample key ${JSON.stringify(key)} must be 1-64 characters of A-Z a-z 0-9 _ -`, { key });
   }
   if (!FIELD_PATTERN.test(field)) {
-    throw new M4Error('E_SAMPLE', 'shards', `field ${JSON.stringify(field)} of sample ${key} must be lower-case dotted words such as jpg, 0.jpg, json`, { key, field });
+    throw new M4Error('E_SAMPLE', 'shards', `field ${JSON.stringify(field)} of sample ${key} must be lower-case dotted words such as jpg, 0.jpg, json`, {
+      key,
+      field,
+    });
   }
 }

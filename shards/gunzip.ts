@@ -41,7 +41,8 @@ async function* gunzipped(input: AsyncIterator<Uint8Array>, url: string, onGzip?
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'Z_BUF_ERROR') throw new M4Error('E_TAR_TRUNCATED', 'shards', `${url}: gzip data ends early (truncated)`, { shard: url }, { cause: err });
-    if (typeof code === 'string' && code.startsWith('Z_')) throw new M4Error('E_TAR_CORRUPT', 'shards', `${url}: corrupt gzip data (${(err as Error).message})`, { shard: url }, { cause: err });
+    if (typeof code === 'string' && code.startsWith('Z_'))
+      throw new M4Error('E_TAR_CORRUPT', 'shards', `${url}: corrupt gzip data (${(err as Error).message})`, { shard: url }, { cause: err });
     throw err;
   } finally {
     gunzip.destroy();

@@ -85,7 +85,14 @@ export function checkManifest(value: unknown, url: string): Manifest {
     throw new M4Error('E_INPUT', 'shards', `${url} ${message}`, { url });
   };
   const m = value as Partial<Manifest> | null;
-  if (typeof m !== 'object' || m === null || m.format !== 'm4data-webdataset' || !Array.isArray(m.shards) || typeof m.totals !== 'object' || m.totals === null) {
+  if (
+    typeof m !== 'object' ||
+    m === null ||
+    m.format !== 'm4data-webdataset' ||
+    !Array.isArray(m.shards) ||
+    typeof m.totals !== 'object' ||
+    m.totals === null
+  ) {
     bad('is not an m4data manifest');
   }
   const totals = m!.totals as unknown as Record<string, unknown>;
@@ -112,4 +119,3 @@ export function totalsProblem(manifest: Manifest): string | undefined {
   if (wrong.length === 0) return undefined;
   return `its totals disagree with its shard records: ${wrong.map((f) => `${f} ${manifest.totals[f]} against ${sums[f]}`).join(', ')}`;
 }
-

@@ -48,7 +48,8 @@ export async function readCheckedIndex(storage: Storage, key: string): Promise<{
   const bad = (message: string): never => {
     throw new M4Error('E_INPUT', 'shards', `${url} ${message}`, { url });
   };
-  if (typeof value !== 'object' || value === null || value.format !== 'm4data-shard-index' || !Array.isArray(value.entries)) bad('is not an m4data shard index');
+  if (typeof value !== 'object' || value === null || value.format !== 'm4data-shard-index' || !Array.isArray(value.entries))
+    bad('is not an m4data shard index');
   const index = value as ShardIndex;
   checkRecord(index, 'record', bad);
   let end = 0;

@@ -11,8 +11,6 @@ import { BLOCK, END_OF_ARCHIVE, entryBytes, ustarHeader } from './ustar.ts';
 
 const ZERO_PADDING = Buffer.alloc(BLOCK);
 
-
-
 /**
  * One shard being written: a tar streamed to storage as samples arrive, visible only once `finish()` has completed
  * the upload, then indexed. `add` waits while more than a few MiB are queued for storage, so a slow disk or upload

@@ -86,7 +86,12 @@ async function* memberBody(input: ChunkReader, header: Header, dataStart: number
   }
 }
 
-async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (name: string, size: number) => boolean, range: boolean): AsyncGenerator<TarEntry> {
+async function* entries(
+  input: ChunkReader,
+  maxEntryBytes: number,
+  holdData: (name: string, size: number) => boolean,
+  range: boolean,
+): AsyncGenerator<TarEntry> {
   for await (const header of headers(input, range)) {
     const { name, type, size, padded, headerOffset } = header;
     // Links and special files carry no data even when their size field says otherwise.
@@ -94,7 +99,12 @@ async function* entries(input: ChunkReader, maxEntryBytes: number, holdData: (na
     const skipBytes = type === 'file' ? 0 : padded;
     const hold = dataBytes > 0 && holdData(name, dataBytes);
     if (hold && dataBytes > maxEntryBytes) {
-      throw new M4Error('E_TAR_CORRUPT', 'shards', `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`, { offset: headerOffset, name });
+      throw new M4Error(
+        'E_TAR_CORRUPT',
+        'shards',
+        `entry ${JSON.stringify(name)} at byte ${headerOffset} is ${dataBytes} bytes, over the ${maxEntryBytes}-byte limit`,
+        { offset: headerOffset, name },
+      );
     }
     const data = hold ? await input.take(dataBytes) : EMPTY;
     const present = hold ? data.length : await input.skip(dataBytes);
@@ -164,7 +174,8 @@ export function* entriesIn(bytes: Buffer, offset: number): Generator<TarEntry> {
     if (!header) return;
     at += BLOCK;
     if (header.extension) {
-      if (bytes.length - at < header.padded) throw truncated(`tar ends at byte ${offset + bytes.length} inside an extension header at byte ${header.headerOffset}`, header.headerOffset);
+      if (bytes.length - at < header.padded)
+        throw truncated(`tar ends at byte ${offset + bytes.length} inside an extension header at byte ${header.headerOffset}`, header.headerOffset);
       decoder.extend(header, bytes.subarray(at, at + header.padded));
       at += header.padded;
       continue;

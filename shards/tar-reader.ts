@@ -92,7 +92,14 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
       if (!current || current.key !== parts.key) {
         const done = finish();
         if (done) yield done;
-        current = { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
+        current = {
+          key: parts.key,
+          url,
+          offset: entry.headerOffset,
+          size: 0,
+          fields: Object.create(null) as Record<string, Buffer>,
+          fieldSizes: Object.create(null) as Record<string, number>,
+        };
       }
       if (!problem && parts.field in current.fields) problem = duplicateField(url, parts, entry.headerOffset);
       if (problem) {
@@ -139,7 +146,14 @@ export function readSampleAt(bytes: Buffer, offset: number, url: string): ReadSa
       const parts = splitEntryName(entry.name);
       if (!parts) continue; // webdataset ignores names without an extension
       checkEntryName(entry.name, { shard: url, offset: entry.headerOffset });
-      sample ??= { key: parts.key, url, offset: entry.headerOffset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
+      sample ??= {
+        key: parts.key,
+        url,
+        offset: entry.headerOffset,
+        size: 0,
+        fields: Object.create(null) as Record<string, Buffer>,
+        fieldSizes: Object.create(null) as Record<string, number>,
+      };
       if (parts.key !== sample.key) {
         throw new M4Error('E_SAMPLE', 'shards', `bytes ${offset}-${offset + bytes.length} hold samples ${sample.key} and ${parts.key}, not one`, { offset });
       }

@@ -32,7 +32,10 @@ test('hashes running at once stay apart, and a chunk is copied when given (the c
       await hash.update(reused);
     }
   }
-  assert.deepEqual((await Promise.all(hashes.map((h) => h.digest()))).map((d) => d.sha256), expected.map((h) => h.digest('hex')));
+  assert.deepEqual(
+    (await Promise.all(hashes.map((h) => h.digest()))).map((d) => d.sha256),
+    expected.map((h) => h.digest('hex')),
+  );
 });
 
 test('hashing works in a process started with --input-type=module', () => {

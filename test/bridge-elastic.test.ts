@@ -38,7 +38,9 @@ function marked(mixture: Mixture): MixtureSource {
 
 function mark(sample: MixedSample): MixedSample {
   const fields = { ...sample.fields };
-  const images = Object.keys(fields).filter(isImageField).sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
+  const images = Object.keys(fields)
+    .filter(isImageField)
+    .sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
   images.forEach((name, i) => {
     const marker = Buffer.alloc(4);
     marker.writeUInt32BE(sample.position * 8 + i + 1);
@@ -49,7 +51,8 @@ function mark(sample: MixedSample): MixedSample {
 
 function markers(batch: Batch): number[] {
   const out: number[] = [];
-  for (let slot = 0; slot < batch.batchSize * batch.maxImages; slot++) if (batch.pixelValues[slot * PIXELS_PER_IMAGE] !== 0) out.push(batch.pixelValues[slot * PIXELS_PER_IMAGE]!);
+  for (let slot = 0; slot < batch.batchSize * batch.maxImages; slot++)
+    if (batch.pixelValues[slot * PIXELS_PER_IMAGE] !== 0) out.push(batch.pixelValues[slot * PIXELS_PER_IMAGE]!);
   return out;
 }
 
@@ -92,7 +95,9 @@ test('under another world size at the same global batch, every consumed image is
   const all = [...first.packed, ...second.packed, ...third.packed];
   assert.equal(new Set(all).size, all.length, 'no image packed twice');
   // Consumed: everything before the positions the last world's ranks still have to read.
-  const frontier = Math.min(...third.states.map((s) => new RankSequence(s.mixture.leftovers, s.mixture.tail).firstPositionFrom(s.mixture.next, s.mixture.worldSize)));
+  const frontier = Math.min(
+    ...third.states.map((s) => new RankSequence(s.mixture.leftovers, s.mixture.tail).firstPositionFrom(s.mixture.next, s.mixture.worldSize)),
+  );
   const seen = new Map<number, Set<number>>();
   for (const m of all) {
     const position = Math.floor((m - 1) / 8);
@@ -105,36 +110,94 @@ test('under another world size at the same global batch, every consumed image is
   }
   for (const [p, images] of seen) {
     // A sample part-packed at the end holds its first images only: nothing was skipped inside it.
-    assert.deepEqual([...images].sort(), Array.from({ length: images.size }, (_, i) => i), `position ${p}`);
+    assert.deepEqual(
+      [...images].sort(),
+      Array.from({ length: images.size }, (_, i) => i),
+      `position ${p}`,
+    );
   }
 });
 
 test('resume states of one step are checked: another global batch, mixed steps, batches past --steps, bad fields', async () => {
   const { states } = await world(2, 2, 3);
   const refused = (resume: unknown, shape: object, pattern: RegExp) =>
-    assert.throws(() => openBridge(source, { ...SHAPE, decoder, steps: 10, ...shape, resume: resume as BridgeState }), (err: unknown) => isM4Error(err, 'E_USAGE') && pattern.test(err.message));
+    assert.throws(
+      () => openBridge(source, { ...SHAPE, decoder, steps: 10, ...shape, resume: resume as BridgeState }),
+      (err: unknown) => isM4Error(err, 'E_USAGE') && pattern.test(err.message),
+    );
   refused(states, { worldSize: 3, batchSize: 2 }, /global batch of 2 x 2 = 4 sequences, this run's is 3 x 2 = 6: keep world size x --batch-size/);
   refused([states[0], { ...states[1]!, batches: 2 }], { worldSize: 4, batchSize: 1 }, /saved at different steps/);
   refused(states[0], { worldSize: 2, batchSize: 2, steps: 2 }, /has 3 batches done, past --steps 2/);
   refused(states[0], { worldSize: 4, batchSize: 1 }, /is rank 0 of 2, this run rank 0 of 4: to go on under another world size, give the states of all 2 ranks/);
   refused({ ...states[0]!, batches: -1 }, { worldSize: 2, batchSize: 2 }, /field batches must be a whole number of 0 or more \(found -1\)/);
-  refused({ ...states[0]!, packer: { ...states[0]!.packer, skipUnits: 'two' } }, { worldSize: 2, batchSize: 2 }, /field packer\.skipUnits must be a whole number/);
+  refused(
+    { ...states[0]!, packer: { ...states[0]!.packer, skipUnits: 'two' } },
+    { worldSize: 2, batchSize: 2 },
+    /field packer\.skipUnits must be a whole number/,
+  );
   refused({ ...states[0]!, version: 1 }, { worldSize: 2, batchSize: 2 }, /version 1; this m4data reads version 2/);
 });
 
-test('m4data train --dry-run --resume-state takes every rank\'s states, and goes on under another world size', async () => {
+test("m4data train --dry-run --resume-state takes every rank's states, and goes on under another world size", async () => {
   const mixDir = join(dir, 'mix');
   const state = (rank: number) => join(dir, `state-${rank}.json`);
   for (const rank of [0, 1]) {
-    const r = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '2', '--seq-len', '64', '--rank', String(rank), '--world-size', '2', '--quiet', '--save-state', state(rank)]);
+    const r = await runCli([
+      'train',
+      '--dry-run',
+      '--mixture',
+      mixDir,
+      '--steps',
+      '2',
+      '--seq-len',
+      '64',
+      '--rank',
+      String(rank),
+      '--world-size',
+      '2',
+      '--quiet',
+      '--save-state',
+      state(rank),
+    ]);
     assert.equal(r.code, 0, r.err);
   }
-  const resumed = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '4', '--seq-len', '64', '--batch-size', '4', '--world-size', '1', '--quiet', '--resume-state', state(0), state(1)]);
+  const resumed = await runCli([
+    'train',
+    '--dry-run',
+    '--mixture',
+    mixDir,
+    '--steps',
+    '4',
+    '--seq-len',
+    '64',
+    '--batch-size',
+    '4',
+    '--world-size',
+    '1',
+    '--quiet',
+    '--resume-state',
+    state(0),
+    state(1),
+  ]);
   assert.equal(resumed.code, 0, resumed.err);
   assert.match(resumed.out, /rank 0 of 1: 4 batches of 4 x 64 tokens, 16 image slots per sequence \(resuming after batch 2\)/);
   assert.match(resumed.out, /2 batches on rank 0 of 1 \(4 of 4 in all\)/);
   assert.match(resumed.out, /how well mixed, the samples this rank read/);
-  const alone = await runCli(['train', '--dry-run', '--mixture', mixDir, '--steps', '4', '--seq-len', '64', '--batch-size', '4', '--quiet', '--resume-state', state(0)]);
+  const alone = await runCli([
+    'train',
+    '--dry-run',
+    '--mixture',
+    mixDir,
+    '--steps',
+    '4',
+    '--seq-len',
+    '64',
+    '--batch-size',
+    '4',
+    '--quiet',
+    '--resume-state',
+    state(0),
+  ]);
   assert.equal(alone.code, 2);
   assert.match(alone.err, /is rank 0 of 2, this run rank 0 of 1: to go on under another world size, give the states of all 2 ranks/);
 });

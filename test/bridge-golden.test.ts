@@ -35,7 +35,8 @@ test('golden: a pair', async () => {
   assert.deepEqual(slotMarkers(batch.pixelValues, 0, 2), [7, 0]);
   assert.deepEqual(batch.stats, { tokensBySource: { laion: 7 }, imagesBySource: { laion: 1 }, paddingTokens: 9 });
 
-  const masked = (await packAll([pairSample('laion', 'p', 'Hello world', image(7))], { seqLen: 16, maxImages: 2, batchSize: 1, maskImageTokens: true })).batches[0]!;
+  const masked = (await packAll([pairSample('laion', 'p', 'Hello world', image(7))], { seqLen: 16, maxImages: 2, batchSize: 1, maskImageTokens: true }))
+    .batches[0]!;
   assert.deepEqual(row(masked.labels, 0, 16), pad([S, X, X, X, ...HELLO, E], 16, X));
 });
 
@@ -55,8 +56,12 @@ test('golden: a document with text before its first image', async () => {
   assert.deepEqual(attendedImages(batch, 0), pad([_, _, _, _, 0, 0, 0, 0, 0, 0], 16, _));
 });
 
-test('golden: two samples packed in one sequence never see each other\'s images', async () => {
-  const { batches } = await packAll([pairSample('laion', 'a', 'Hello world', image(1)), pairSample('pmd', 'b', 'A cat.', image(2))], { seqLen: 32, maxImages: 2, batchSize: 1 });
+test("golden: two samples packed in one sequence never see each other's images", async () => {
+  const { batches } = await packAll([pairSample('laion', 'a', 'Hello world', image(1)), pairSample('pmd', 'b', 'A cat.', image(2))], {
+    seqLen: 32,
+    maxImages: 2,
+    batchSize: 1,
+  });
   assert.equal(batches.length, 1);
   const batch = batches[0]!;
   const ids = [S, F, I, F, ...HELLO, E, S, F, I, F, ...CAT, E];
@@ -80,7 +85,13 @@ test('golden: a document longer than the sequence is cut into windows; a text-on
   // Window 2 opens with that image and is filled to 16, cutting the next text after 3 tokens.
   assert.deepEqual(row(batch.inputIds, 1, 16), [S, F, I, F, ...EIGHT, 3118, 1023, 2211, E]);
   assert.deepEqual(attendedImages(batch, 1), [_, _, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-  assert.deepEqual([slotMarkers(batch.pixelValues, 0, 2), slotMarkers(batch.pixelValues, 1, 2)], [[1, 0], [2, 0]]);
+  assert.deepEqual(
+    [slotMarkers(batch.pixelValues, 0, 2), slotMarkers(batch.pixelValues, 1, 2)],
+    [
+      [1, 0],
+      [2, 0],
+    ],
+  );
   // Window 3 (the last 5 + 8 text tokens, 15 laid out) has no image: dropped and counted.
   const t = tallyOf(tally, 'obelisc');
   assert.deepEqual(

@@ -34,8 +34,13 @@ test.after(async () => {
 });
 
 const laionInput = join(dir, 'laion.parquet');
-await writeLaionParquet(laionInput, server, hostileLaionRows().filter((r) => r.status === 'success'));
-const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => ['river', 'light', 'a', 'market', 'of', 'old', 'bridge'][(i * 7 + seed) % 7]).join(' ');
+await writeLaionParquet(
+  laionInput,
+  server,
+  hostileLaionRows().filter((r) => r.status === 'success'),
+);
+const words = (n: number, seed: number) =>
+  Array.from({ length: n }, (_, i) => ['river', 'light', 'a', 'market', 'of', 'old', 'bridge'][(i * 7 + seed) % 7]).join(' ');
 const img = (n: number, doc: number) => server.url(`/f/good${n % 8}.jpg?doc=${doc}`);
 const documents: { images: (string | null)[]; texts: (string | null)[] }[] = [];
 for (let d = 0; d < 12; d++) {
@@ -56,18 +61,30 @@ const obeliscInput = join(dir, 'obelics.parquet');
 await writeParquetFixture(
   obeliscInput,
   { images: 'VARCHAR[]', texts: 'VARCHAR[]', metadata: 'VARCHAR', general_metadata: 'VARCHAR' },
-  documents.map((d, i) => [d.images, d.texts, JSON.stringify(d.images.map((u) => (u ? { src: u } : null))), JSON.stringify({ url: `https://example.org/${i}` })] as FixtureValue[]),
+  documents.map(
+    (d, i) =>
+      [d.images, d.texts, JSON.stringify(d.images.map((u) => (u ? { src: u } : null))), JSON.stringify({ url: `https://example.org/${i}` })] as FixtureValue[],
+  ),
 );
 const laionDir = join(dir, 'laion');
 const obeliscDir = join(dir, 'obelisc');
-await runBuild(resolveBuildOptions({ adapter: findSource('laion'), inputs: [laionInput], output: laionDir, samplesPerShard: 4, concurrency: 8, fetch: TEST_FETCH }));
-await runBuild(resolveBuildOptions({ adapter: findSource('obelics'), inputs: [obeliscInput], output: obeliscDir, samplesPerShard: 5, concurrency: 8, fetch: TEST_FETCH }));
+await runBuild(
+  resolveBuildOptions({ adapter: findSource('laion'), inputs: [laionInput], output: laionDir, samplesPerShard: 4, concurrency: 8, fetch: TEST_FETCH }),
+);
+await runBuild(
+  resolveBuildOptions({ adapter: findSource('obelics'), inputs: [obeliscInput], output: obeliscDir, samplesPerShard: 5, concurrency: 8, fetch: TEST_FETCH }),
+);
 
 const mixDir = join(dir, 'mix');
 const plan = planMixture({
   profile: await loadProfile('idefics-9b'),
   mode: { kind: 'proportions' },
-  supplies: await readSupplies(new Map([['laion', laionDir], ['obelisc', obeliscDir]])),
+  supplies: await readSupplies(
+    new Map([
+      ['laion', laionDir],
+      ['obelisc', obeliscDir],
+    ]),
+  ),
   seed: 7,
   budgetTokens: 4000,
   dropMissing: true,
@@ -92,7 +109,10 @@ const digest = (batch: Batch) => batchArrays(batch).map((a) => createHash('sha25
 
 test("tokens per sample from the bridge's layout equal the tokens the build's index recorded", async () => {
   let checked = 0;
-  for (const [source, folder] of [['laion', laionDir], ['obelisc', obeliscDir]] as const) {
+  for (const [source, folder] of [
+    ['laion', laionDir],
+    ['obelisc', obeliscDir],
+  ] as const) {
     const storage = new LocalStorage(folder);
     for (const name of (await readdir(folder)).filter((f) => f.endsWith('.tar')).sort()) {
       const index = await readShardIndex(storage, name.replace(/\.tar$/, '.idx.json'));
@@ -101,7 +121,11 @@ test("tokens per sample from the bridge's layout equal the tokens the build's in
         const entry = index.entries[i++]!;
         const sample: MixedSample = { position: 0, source, key: read.key, shard: read.url, tokens: entry.tokens, images: entry.images, fields: read.fields };
         const parts = sampleParts(sample);
-        assert.equal(parts.reduce((n, p) => n + layoutAtoms(p.atoms).length, 0), entry.tokens, `${source} ${read.key}`);
+        assert.equal(
+          parts.reduce((n, p) => n + layoutAtoms(p.atoms).length, 0),
+          entry.tokens,
+          `${source} ${read.key}`,
+        );
         assert.equal(JSON.parse(read.fields.json!.toString()).tokens, entry.tokens);
         checked++;
       }
@@ -119,7 +143,10 @@ test('the real mixture through the bridge: shapes, pixels in use, windows; resum
     assert.equal(batch.inputIds.length, 2 * 64);
     assert.equal(batch.pixelValues.length, 2 * 3 * 3 * 224 * 224);
     const imageTokens = batch.inputIds.filter((id) => id === IMAGE_TOKEN).length;
-    assert.equal(imageTokens, Object.values(batch.stats.imagesBySource).reduce((a, b) => a + b, 0));
+    assert.equal(
+      imageTokens,
+      Object.values(batch.stats.imagesBySource).reduce((a, b) => a + b, 0),
+    );
   }
   for (const cut of [1, 3]) {
     const resumed = await collect({ ...SMALL, steps: 6, resume: JSON.parse(JSON.stringify(states[cut - 1])) });
@@ -141,9 +168,34 @@ test('ranks: each yields exactly --steps batches from an endless stream', async 
 
 test('m4data train --dry-run prints shapes per batch; --dump DIR writes the same arrays the bridge yields', async () => {
   const out = join(dir, 'dump');
-  const r = spawnSync(process.execPath, [BIN, 'train', '--dry-run', '--mixture', mixDir, '--steps', '3', '--batch-size', '2', '--seq-len', '64', '--max-images', '3', '--workers', '2', '--dump', out], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [
+      BIN,
+      'train',
+      '--dry-run',
+      '--mixture',
+      mixDir,
+      '--steps',
+      '3',
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '64',
+      '--max-images',
+      '3',
+      '--workers',
+      '2',
+      '--dump',
+      out,
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /batch 0 {2}input_ids \[2, 64\] {2}attention_mask \[2, 64\] {2}labels \[2, 64\] {2}pixel_values \[2, 3, 3, 224, 224\] {2}image_attention_mask \[2, 64, 3\]/);
+  assert.match(
+    r.stdout,
+    /batch 0 {2}input_ids \[2, 64\] {2}attention_mask \[2, 64\] {2}labels \[2, 64\] {2}pixel_values \[2, 3, 3, 224, 224\] {2}image_attention_mask \[2, 64, 3\]/,
+  );
   assert.match(r.stdout, /batch 2 /);
   assert.match(r.stdout, /tokens (laion|obelisc) \d+.*images .*padding \d+\.\d%/);
   assert.match(r.stdout, /throughput +[\d,]+ tokens\/s, [\d.]+ sequences\/s, [\d,]+ images\/s/);
@@ -165,16 +217,52 @@ test('python: examples/pytorch_feed.py receives, byte for byte, the arrays the b
     t.skip('no python3 with numpy (.ci/run installs python3-numpy)');
     return;
   }
-  const r = spawnSync(python, [FEED, '--digest', '--mixture', mixDir, '--', '--steps', '3', '--batch-size', '2', '--seq-len', '64', '--max-images', '3', '--rank', '1', '--world-size', '2'], {
-    encoding: 'utf8',
-    env: { ...process.env, M4DATA: `${process.execPath} ${BIN}` },
-  });
+  const r = spawnSync(
+    python,
+    [
+      FEED,
+      '--digest',
+      '--mixture',
+      mixDir,
+      '--',
+      '--steps',
+      '3',
+      '--batch-size',
+      '2',
+      '--seq-len',
+      '64',
+      '--max-images',
+      '3',
+      '--rank',
+      '1',
+      '--world-size',
+      '2',
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, M4DATA: `${process.execPath} ${BIN}` },
+    },
+  );
   assert.equal(r.status, 0, r.stderr);
-  const received = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, [string, number[], string]>);
+  const received = r.stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, [string, number[], string]>);
   const { batches } = await collect({ ...SMALL, steps: 3, rank: 1, worldSize: 2 });
   assert.equal(received.length, batches.length);
   for (const [k, batch] of batches.entries()) {
-    const sent = Object.fromEntries(batchArrays(batch).map((a) => [a.name, [a.dtype, a.shape, createHash('sha256').update(Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength)).digest('hex')]]));
+    const sent = Object.fromEntries(
+      batchArrays(batch).map((a) => [
+        a.name,
+        [
+          a.dtype,
+          a.shape,
+          createHash('sha256')
+            .update(Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength))
+            .digest('hex'),
+        ],
+      ]),
+    );
     assert.deepEqual(received[k], sent, `batch ${k}`);
   }
 });

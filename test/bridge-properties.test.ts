@@ -11,7 +11,13 @@ const WORDS = ['a', 'cat', 'on', 'the', 'river', 'Bridge', 'morning,', 'light.',
 const text = fc.array(fc.constantFrom(...WORDS), { minLength: 1, maxLength: 40 }).map((w) => w.join(' '));
 const docText = fc.oneof({ weight: 5, arbitrary: text }, { weight: 1, arbitrary: fc.tuple(text, text).map(([a, b]) => `${a} ${END_OF_DOCUMENT} ${b}`) });
 type Item = { text: string } | { image: true };
-const items = fc.array(fc.oneof(docText.map((t): Item => ({ text: t })), fc.constant<Item>({ image: true })), { minLength: 1, maxLength: 14 });
+const items = fc.array(
+  fc.oneof(
+    docText.map((t): Item => ({ text: t })),
+    fc.constant<Item>({ image: true }),
+  ),
+  { minLength: 1, maxLength: 14 },
+);
 const sampleSpec = fc.oneof(
   text.map((caption) => ({ kind: 'pair' as const, caption })),
   items.map((list) => ({ kind: 'document' as const, items: list })),
@@ -19,7 +25,11 @@ const sampleSpec = fc.oneof(
 const settings = fc.record({ seqLen: fc.integer({ min: 16, max: 80 }), maxImages: fc.integer({ min: 1, max: 4 }), batchSize: fc.integer({ min: 1, max: 3 }) });
 
 /** Samples with images whose first byte is a marker 1..255, so a pixel slot tells which image fills it. */
-function materialise(specs: { kind: 'pair'; caption: string } | { kind: 'document'; items: Item[] }[]): { samples: SampleSpec[]; layoutTokens: number; images: number } {
+function materialise(specs: { kind: 'pair'; caption: string } | { kind: 'document'; items: Item[] }[]): {
+  samples: SampleSpec[];
+  layoutTokens: number;
+  images: number;
+} {
   let marker = 0;
   const nextImage = () => Buffer.from([(marker++ % 255) + 1]);
   let layoutTokens = 0;
@@ -33,7 +43,11 @@ function materialise(specs: { kind: 'pair'; caption: string } | { kind: 'documen
     // The count the build records for a document (pipelines/engine/document-sample.ts).
     layoutTokens += countTokens(documentSegments(spec.items));
     images += spec.items.filter((it) => 'image' in it).length;
-    return documentSample(i % 2 ? 'obelisc' : 'wikipedia', `d${i}`, spec.items.map((it) => ('image' in it ? nextImage() : it.text)));
+    return documentSample(
+      i % 2 ? 'obelisc' : 'wikipedia',
+      `d${i}`,
+      spec.items.map((it) => ('image' in it ? nextImage() : it.text)),
+    );
   });
   return { samples, layoutTokens, images };
 }
@@ -52,14 +66,20 @@ test('properties: lengths, image slots, the image-attention rule at every positi
           assert.ok(rowPlan.ids.length <= L);
           const ids = [...batch.inputIds.subarray(b * L, (b + 1) * L)];
           const mask = [...batch.attentionMask.subarray(b * L, (b + 1) * L)];
-          assert.deepEqual(mask, ids.map((_, l) => (l < rowPlan.ids.length ? 1 : 0)));
+          assert.deepEqual(
+            mask,
+            ids.map((_, l) => (l < rowPlan.ids.length ? 1 : 0)),
+          );
           realTokens += rowPlan.ids.length;
           // <image> tokens in the row = its non-empty image slots, in order.
           const imageTokens = ids.filter((id) => id === IMAGE_TOKEN).length;
           const filled = Array.from({ length: N }, (_, n) => batch.pixelValues[(b * N + n) * PIXELS_PER_IMAGE]!);
           assert.equal(imageTokens, filled.filter((v) => v !== 0).length);
           assert.ok(imageTokens <= N);
-          assert.deepEqual(filled.slice(0, imageTokens), rowPlan.images.map((image) => image.bytes[0]));
+          assert.deepEqual(
+            filled.slice(0, imageTokens),
+            rowPlan.images.map((image) => image.bytes[0]),
+          );
           // Every token attends to the most recent <image> at or before it, unless a </s> lies between them (the
           // </s> itself still attends); padding attends to none.
           const attended = attendedImages(batch, b);
@@ -75,13 +95,23 @@ test('properties: lengths, image slots, the image-attention rule at every positi
       });
       // Every input token and image is packed, truncated or dropped (windows' added <s>/</s> counted as added).
       const sources = [...tally.values()];
-      assert.equal(sources.reduce((n, t) => n + t.inputTokens, 0), layoutTokens, 'input tokens equal what the build counts');
-      assert.equal(sources.reduce((n, t) => n + t.inputImages, 0), images);
+      assert.equal(
+        sources.reduce((n, t) => n + t.inputTokens, 0),
+        layoutTokens,
+        'input tokens equal what the build counts',
+      );
+      assert.equal(
+        sources.reduce((n, t) => n + t.inputImages, 0),
+        images,
+      );
       for (const t of sources) {
         assert.equal(pendingTokens(t), 0);
         assert.equal(t.inputImages, t.packedImages + t.droppedImages);
       }
-      assert.equal(sources.reduce((n, t) => n + t.packedTokens, 0), realTokens);
+      assert.equal(
+        sources.reduce((n, t) => n + t.packedTokens, 0),
+        realTokens,
+      );
     }),
     { numRuns: 150 },
   );

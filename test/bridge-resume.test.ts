@@ -35,17 +35,22 @@ async function run(options: Parameters<typeof openBridge>[1]): Promise<{ batches
   return { batches, states };
 }
 
-const tensors = (b: Batch) => [b.inputIds, b.attentionMask, b.labels, b.pixelValues, b.imageAttentionMask].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'));
+const tensors = (b: Batch) =>
+  [b.inputIds, b.attentionMask, b.labels, b.pixelValues, b.imageAttentionMask].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'));
 const markers = (b: Batch) => {
   const out: number[] = [];
-  for (let slot = 0; slot < b.batchSize * b.maxImages; slot++) if (b.pixelValues[slot * PIXELS_PER_IMAGE] !== 0) out.push(b.pixelValues[slot * PIXELS_PER_IMAGE]!);
+  for (let slot = 0; slot < b.batchSize * b.maxImages; slot++)
+    if (b.pixelValues[slot * PIXELS_PER_IMAGE] !== 0) out.push(b.pixelValues[slot * PIXELS_PER_IMAGE]!);
   return out;
 };
 
 test('resume: from the state after any batch, the next batches are identical', async () => {
   const { batches, states } = await run({ steps: 14 });
   assert.equal(batches.length, 14);
-  assert.ok(states.some((s) => (s.packer as { skipUnits: number }).skipUnits > 0), 'some batch ends inside a sample (a window or a later part)');
+  assert.ok(
+    states.some((s) => (s.packer as { skipUnits: number }).skipUnits > 0),
+    'some batch ends inside a sample (a window or a later part)',
+  );
   for (let cut = 1; cut < 14; cut++) {
     const resumed = await run({ steps: 14, resume: states[cut - 1] });
     assert.equal(resumed.batches.length, 14 - cut);
@@ -58,7 +63,10 @@ test('resume: from the state after any batch, the next batches are identical', a
 test('resume: a state taken under another shape or rank is refused', async () => {
   const { states } = await run({ steps: 2 });
   for (const other of [{ seqLen: 64 }, { maxImages: 4 }, { batchSize: 3 }, { rank: 1, worldSize: 2 }]) {
-    assert.throws(() => openBridge(listMixture(samples), { decoder, ...SHAPE, ...other, resume: states[1] }), (err: unknown) => isM4Error(err, 'E_USAGE'));
+    assert.throws(
+      () => openBridge(listMixture(samples), { decoder, ...SHAPE, ...other, resume: states[1] }),
+      (err: unknown) => isM4Error(err, 'E_USAGE'),
+    );
   }
 });
 

@@ -2,7 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import llamaTokenizer from 'llama-tokenizer-js';
 import fc from 'fast-check';
-import { BOS, countTokens, documentSegments, encodeText, END_OF_DOCUMENT, EOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN, layoutTokens } from '../trainer-bridge/token-layout.ts';
+import {
+  BOS,
+  countTokens,
+  documentSegments,
+  encodeText,
+  END_OF_DOCUMENT,
+  EOS,
+  FAKE_TOKEN_AROUND_IMAGE,
+  IMAGE_TOKEN,
+  layoutTokens,
+} from '../trainer-bridge/token-layout.ts';
 import { layoutAtoms, sampleParts } from '../trainer-bridge/sample-parts.ts';
 import { documentSample, pairSample } from './helpers/bridge-mixture.ts';
 import type { MixedSample } from '../mixer/mixture-stream-types.ts';
@@ -30,7 +40,10 @@ test('word by word, remembered or not, the ids are those of the whole string, fo
     }),
     { numRuns: 2000 },
   );
-  fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (t) => assert.deepEqual(encodeText(t), t === '' ? [] : llamaTokenizer.encode(t, false))), { numRuns: 1000 });
+  fc.assert(
+    fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (t) => assert.deepEqual(encodeText(t), t === '' ? [] : llamaTokenizer.encode(t, false))),
+    { numRuns: 1000 },
+  );
 });
 
 test("the bridge's parts count what the build counts: pairs, documents, END_OF_DOCUMENT parts", () => {
@@ -43,5 +56,8 @@ test("the bridge's parts count what the build counts: pairs, documents, END_OF_D
   const first = layoutAtoms(doc[0]!.atoms);
   assert.deepEqual([first[0], first.at(-1)], [BOS, EOS]);
   const whole = countTokens(documentSegments(texts.map((t) => (t === null ? { image: true as const } : { text: t }))));
-  assert.equal(doc.reduce((n, p) => n + layoutAtoms(p.atoms).length, 0), whole);
+  assert.equal(
+    doc.reduce((n, p) => n + layoutAtoms(p.atoms).length, 0),
+    whole,
+  );
 });

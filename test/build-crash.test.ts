@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,8 +35,28 @@ test('a build killed with SIGKILL leaves no partial shard, and resuming gives th
   });
   const input = join(dir, 'in.parquet');
   // Slow answers make the build last long enough to be killed between shards.
-  await writeParquetFixture(input, { URL: 'VARCHAR', TEXT: 'VARCHAR' }, Array.from({ length: ROWS }, (_, i) => [server.url(`/slow-headers/60/f/img${i % 6}.jpg`), `caption ${i}`]));
-  const args = (output: string) => [BIN, 'build', '--source', 'laion', '--input', input, '--output', output, '--samples-per-shard', '3', '--concurrency', '2', '--allow-private-network', '127.0.0.1/32', '--quiet'];
+  await writeParquetFixture(
+    input,
+    { URL: 'VARCHAR', TEXT: 'VARCHAR' },
+    Array.from({ length: ROWS }, (_, i) => [server.url(`/slow-headers/60/f/img${i % 6}.jpg`), `caption ${i}`]),
+  );
+  const args = (output: string) => [
+    BIN,
+    'build',
+    '--source',
+    'laion',
+    '--input',
+    input,
+    '--output',
+    output,
+    '--samples-per-shard',
+    '3',
+    '--concurrency',
+    '2',
+    '--allow-private-network',
+    '127.0.0.1/32',
+    '--quiet',
+  ];
 
   const killed = join(dir, 'killed');
   const child = spawn(process.execPath, args(killed), { stdio: 'ignore' });
@@ -54,13 +74,21 @@ test('a build killed with SIGKILL leaves no partial shard, and resuming gives th
   }
   assert.equal((await readdir(killed)).includes('manifest.json'), false, 'no manifest before every shard exists');
 
+  // What a kill leaves mid-write, made sure of for the last shard (the kill above leaves it by chance): every file of
+  // the shard under its temporary name, the index's included.
+  const last = `laion-${String(ROWS / 3 - 1).padStart(6, '0')}`;
+  for (const side of ['tar', 'idx.json', 'outcomes.parquet', 'stats.json']) await writeFile(join(killed, `${last}.${side}.tmp-0123456789ab`), 'partial');
   const resumed = await run(args(killed));
   assert.equal(resumed.code, 0, resumed.stderr);
   const clean = join(dir, 'clean');
   const uninterrupted = await run(args(clean));
   assert.equal(uninterrupted.code, 0, uninterrupted.stderr);
 
-  assert.deepEqual((await readdir(killed)).filter((f) => f.includes('.tmp-')), [], 'the resumed build discarded what the killed one left');
+  assert.deepEqual(
+    (await readdir(killed)).filter((f) => f.includes('.tmp-')),
+    [],
+    'the resumed build discarded what the killed one left',
+  );
   const a = await filesOf(killed);
   const b = await filesOf(clean);
   assert.deepEqual(Object.keys(a), Object.keys(b));

@@ -46,9 +46,19 @@ test('metadata that is not JSON is kept as its text and counted; null lists are 
   const output = join(dir, 'out-rows');
   const summary = await build('obelisc', input, output);
   assert.deepEqual([summary.status.success, summary.status.malformed, summary.status.filtered], [1, 2, 0]);
-  assert.ok(summary.topErrors.some((e) => e.error === UNPARSED_METADATA && e.count === 1), JSON.stringify(summary.topErrors));
+  assert.ok(
+    summary.topErrors.some((e) => e.error === UNPARSED_METADATA && e.count === 1),
+    JSON.stringify(summary.topErrors),
+  );
   const outcomes = await readParquetRows((await readdir(output)).filter((f) => f.endsWith('.outcomes.parquet')).map((f) => join(output, f)));
-  assert.deepEqual(outcomes.map((o) => [o.status, o.error_message]), [['success', UNPARSED_METADATA], ['malformed', 'the images list is null'], ['malformed', 'the texts list is null']]);
+  assert.deepEqual(
+    outcomes.map((o) => [o.status, o.error_message]),
+    [
+      ['success', UNPARSED_METADATA],
+      ['malformed', 'the images list is null'],
+      ['malformed', 'the texts list is null'],
+    ],
+  );
   const [sample] = await collect(readShard(join(output, 'obelisc-000000.tar')));
   const json = JSON.parse(sample!.fields.json!.toString('utf8')) as { metadata: unknown; general_metadata: unknown };
   assert.equal(json.metadata, '{not json');

@@ -30,7 +30,12 @@ function documents(): Doc[] {
   const docs: Doc[] = [
     { images: [null, img('/f/good0.jpg'), null, img('/f/good1.jpg')], texts: [T('Intro text.'), null, T('Between images.'), null], expect: 'success' },
     { images: [img('/status/404'), null, img('/f/good2.jpg')], texts: [null, T('A page with a dead image.'), null], expect: 'success' },
-    { images: [img('/status/404?a'), null, img('/status/500?b')], texts: [null, T('Only dead images.'), null], expect: 'failed_to_download', error: /no image left/ },
+    {
+      images: [img('/status/404?a'), null, img('/status/500?b')],
+      texts: [null, T('Only dead images.'), null],
+      expect: 'failed_to_download',
+      error: /no image left/,
+    },
     { images: [img('/f/tiny.jpg'), null, img('/f/good3.jpg')], texts: [null, T('One image too small.'), null], expect: 'success' },
     { images: [null, img('/f/wide.jpg')], texts: [T('Only a too wide image.'), null], expect: 'filtered', error: /no image left/ },
     { images: [null, img('/f/good0.jpg?x')], texts: [T('Lists of different lengths.')], expect: 'malformed', error: /images has 2 entries, texts 1/ },
@@ -40,7 +45,11 @@ function documents(): Doc[] {
   ];
   // One URL in 12 documents (more than the default 10) is removed from all of them; each keeps its own image.
   for (let i = 0; i < 12; i++) {
-    docs.push({ images: [img('/f/good5.jpg?banner'), null, img(`/f/good6.jpg?doc=${i}`)], texts: [null, T(`Document ${i} with a site banner.`), null], expect: 'success' });
+    docs.push({
+      images: [img('/f/good5.jpg?banner'), null, img(`/f/good6.jpg?doc=${i}`)],
+      texts: [null, T(`Document ${i} with a site banner.`), null],
+      expect: 'success',
+    });
   }
   const thirty = Array.from({ length: 30 }, (_, i) => img(`/f/good7.jpg?n=${i}`));
   docs.push({ images: [...thirty, null], texts: [...thirty.map(() => null), T('Thirty images.')], expect: 'success' });
@@ -59,12 +68,15 @@ const input = join(dir, 'obelics.parquet');
 await writeParquetFixture(
   input,
   { images: 'VARCHAR[]', texts: 'VARCHAR[]', metadata: 'VARCHAR', general_metadata: 'VARCHAR' },
-  docs.map((d, i) => [
-    d.images,
-    d.texts,
-    JSON.stringify(d.images.map((u) => (u ? { src: u, alt_text: 'alt' } : null))),
-    JSON.stringify({ url: `https://example.org/page/${i}`, warc_record_offset: i }),
-  ] as FixtureValue[]),
+  docs.map(
+    (d, i) =>
+      [
+        d.images,
+        d.texts,
+        JSON.stringify(d.images.map((u) => (u ? { src: u, alt_text: 'alt' } : null))),
+        JSON.stringify({ url: `https://example.org/page/${i}`, warc_record_offset: i }),
+      ] as FixtureValue[],
+  ),
 );
 
 async function build(output: string, extra: Record<string, unknown> = {}) {
@@ -74,7 +86,10 @@ async function build(output: string, extra: Record<string, unknown> = {}) {
 }
 
 async function parquetOf(output: string, suffix: string) {
-  const files = (await readdir(output)).filter((f) => f.endsWith(suffix)).sort().map((f) => join(output, f));
+  const files = (await readdir(output))
+    .filter((f) => f.endsWith(suffix))
+    .sort()
+    .map((f) => join(output, f));
   return readParquetRows(files);
 }
 
@@ -109,9 +124,15 @@ test('documents: every rule ends each document and each image with the right sta
   // The tars hold exactly the successful documents, with exactly the successful images.
   const samples = await samplesOf(output);
   const successes = outcomes.filter((o) => o.status === 'success');
-  assert.deepEqual(samples.map((s) => s.key), successes.map((o) => o.key));
+  assert.deepEqual(
+    samples.map((s) => s.key),
+    successes.map((o) => o.key),
+  );
   const keptImages = images.filter((r) => r.status === 'success');
-  assert.equal(samples.reduce((n, s) => n + Object.keys(s.fields).filter((f) => f.endsWith('.jpg')).length, 0), keptImages.length);
+  assert.equal(
+    samples.reduce((n, s) => n + Object.keys(s.fields).filter((f) => f.endsWith('.jpg')).length, 0),
+    keptImages.length,
+  );
   assert.equal(summary.manifest?.totals.images, keptImages.length);
 });
 
@@ -127,7 +148,10 @@ test('documents round trip: the interleaving read back equals the input order mi
     const actual = (json.texts as (string | null)[]).map((text, i) => (text !== null ? `text:${text}` : `image:${json.metadata[i].src}`));
     assert.deepEqual(actual, expected, `document ${row}`);
     const fields = (json.images as (string | null)[]).filter((f) => f !== null);
-    assert.deepEqual(fields, fields.map((_, i) => `${i}.jpg`));
+    assert.deepEqual(
+      fields,
+      fields.map((_, i) => `${i}.jpg`),
+    );
     for (const field of fields) assert.ok(sample.fields[field!], `${field} is in the sample`);
     assert.equal(json.general_metadata.url, `https://example.org/page/${row}`);
     assert.equal(json.tokens, countTokens(documentSegments(json.texts.map((t: string | null) => (t === null ? { image: true } : { text: t })))));
@@ -160,11 +184,19 @@ test('wikipedia: image bytes inside the parquet and URLs, consecutive section te
   const b = await jpeg(260, 260, { seed: 4 });
   const image = (bytes: Buffer) => ({ bytes, path: 'File:x.jpg' });
   await writeParquetFixture(wiki, { texts: 'VARCHAR[]', images: 'STRUCT(bytes BLOB, path VARCHAR)[]' }, [
-    [['Title', 'First section.', null, '  ', 'Second section.', null], [null, null, image(a), null, null, image(b)]],
+    [
+      ['Title', 'First section.', null, '  ', 'Second section.', null],
+      [null, null, image(a), null, null, image(b)],
+    ],
     [['Only text'], [null]],
   ]);
   const wikiUrls = join(dir, 'wiki-urls.parquet');
-  await writeParquetFixture(wikiUrls, { texts: 'VARCHAR[]', images: 'VARCHAR[]' }, [[[null, 'Caption'], [img('/f/good2.jpg?w'), null]]]);
+  await writeParquetFixture(wikiUrls, { texts: 'VARCHAR[]', images: 'VARCHAR[]' }, [
+    [
+      [null, 'Caption'],
+      [img('/f/good2.jpg?w'), null],
+    ],
+  ]);
   const output = join(dir, 'wiki');
   const summary = await runBuild(resolveBuildOptions({ adapter: findSource('wikipedia'), inputs: [wiki, wikiUrls], output, fetch: TEST_FETCH }));
   assert.deepEqual([summary.status.success, summary.status.filtered], [2, 1]);

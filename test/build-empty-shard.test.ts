@@ -38,13 +38,22 @@ test('a shard whose rows all failed keeps its outcomes and stats, and no tar is 
   const stats = JSON.parse(await readFile(join(output, 'laion-000001.stats.json'), 'utf8'));
   assert.deepEqual([stats.rows, stats.successes, stats.status.failed_to_download, stats.status.filtered], [2, 0, 1, 1]);
   const outcomes = await readParquetRows([join(output, 'laion-000001.outcomes.parquet')]);
-  assert.deepEqual(outcomes.map((o) => o.status), ['failed_to_download', 'filtered']);
+  assert.deepEqual(
+    outcomes.map((o) => o.status),
+    ['failed_to_download', 'filtered'],
+  );
 
   const manifest = JSON.parse(await readFile(join(output, 'manifest.json'), 'utf8'));
-  assert.deepEqual(manifest.shards.map((s: { shard: string }) => s.shard), ['laion-000000.tar', 'laion-000002.tar']);
+  assert.deepEqual(
+    manifest.shards.map((s: { shard: string }) => s.shard),
+    ['laion-000000.tar', 'laion-000002.tar'],
+  );
   assert.equal(manifest.dataset.outcomes.failed_to_download, 1, 'the empty shard still counts in the outcomes');
   const wids = JSON.parse(await readFile(join(output, 'wids.json'), 'utf8'));
-  assert.deepEqual(wids.shardlist.map((s: { url: string }) => s.url), ['laion-000000.tar', 'laion-000002.tar']);
+  assert.deepEqual(
+    wids.shardlist.map((s: { url: string }) => s.url),
+    ['laion-000000.tar', 'laion-000002.tar'],
+  );
 
   // A resume sees the empty shard as done and changes nothing.
   const before = await filesOf(output);

@@ -40,7 +40,10 @@ function laionOptions(output: string, extra: Partial<Parameters<typeof resolveBu
 }
 
 async function outcomesOf(output: string) {
-  const files = (await readdir(output)).filter((f) => f.endsWith('.outcomes.parquet')).sort().map((f) => join(output, f));
+  const files = (await readdir(output))
+    .filter((f) => f.endsWith('.outcomes.parquet'))
+    .sort()
+    .map((f) => join(output, f));
   return readParquetRows(files);
 }
 
@@ -51,7 +54,11 @@ test('every hostile input row ends with the right status, and only successes are
   assert.equal(summary.shardsBuilt, Math.ceil(rows.length / 4));
 
   const outcomes = await outcomesOf(output);
-  assert.deepEqual(outcomes.map((o) => Number(o.row)), rows.map((_, i) => i), 'every input row exactly once, in order');
+  assert.deepEqual(
+    outcomes.map((o) => Number(o.row)),
+    rows.map((_, i) => i),
+    'every input row exactly once, in order',
+  );
   for (const [i, expected] of rows.entries()) {
     const o = outcomes[i]!;
     assert.equal(o.status, expected.status, `row ${i} ${expected.path}: ${o.error_message}`);
@@ -64,7 +71,10 @@ test('every hostile input row ends with the right status, and only successes are
   const packed = [];
   for (const shard of manifest.shards) for await (const s of readShard({ storage, key: shard.shard })) packed.push(s);
   const successes = outcomes.filter((o) => o.status === 'success');
-  assert.deepEqual(packed.map((s) => s.key), successes.map((o) => o.key));
+  assert.deepEqual(
+    packed.map((s) => s.key),
+    successes.map((o) => o.key),
+  );
   for (const sample of packed) {
     assert.deepEqual(Object.keys(sample.fields).sort(), ['jpg', 'json', 'txt']);
     const json = JSON.parse(sample.fields.json!.toString());
@@ -83,7 +93,10 @@ test('every hostile input row ends with the right status, and only successes are
 
   assert.equal(manifest.totals.samples, successes.length);
   assert.equal(manifest.totals.images, successes.length);
-  assert.equal(manifest.totals.tokens, successes.reduce((n, o) => n + Number(o.tokens), 0));
+  assert.equal(
+    manifest.totals.tokens,
+    successes.reduce((n, o) => n + Number(o.tokens), 0),
+  );
   assert.ok(manifest.totals.tokens > successes.length * 4);
   assert.equal((manifest.dataset.outcomes as Record<string, number>).success, successes.length);
   assert.equal(summary.status.success, successes.length);
@@ -130,25 +143,30 @@ test('pmd: image bytes in the parquet and image URLs in one build; a row with ne
   const input = join(dir, 'pmd.parquet');
   const inline = await jpeg(320, 240, { seed: 9 });
   const struct = (bytes: Buffer | null, path: string | null) => ({ bytes, path });
-  await writeParquetFixture(
-    input,
-    { text: 'VARCHAR', source: 'VARCHAR', meta: 'VARCHAR', image_url: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' },
-    [
-      ['a cat on a mat', 'coco', '{"id": 1}', null, struct(inline, 'cat.jpg')],
-      ['a dog in a fog', 'localized_narratives__coco', '{"id": 2}', server.url('/f/good1.jpg'), null],
-      ['nothing to see', 'sbu', 'not json', null, null],
-      ['broken bytes', 'coco', null, null, struct(Buffer.from('not an image at all'), 'x.jpg')],
-    ],
-  );
+  await writeParquetFixture(input, { text: 'VARCHAR', source: 'VARCHAR', meta: 'VARCHAR', image_url: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' }, [
+    ['a cat on a mat', 'coco', '{"id": 1}', null, struct(inline, 'cat.jpg')],
+    ['a dog in a fog', 'localized_narratives__coco', '{"id": 2}', server.url('/f/good1.jpg'), null],
+    ['nothing to see', 'sbu', 'not json', null, null],
+    ['broken bytes', 'coco', null, null, struct(Buffer.from('not an image at all'), 'x.jpg')],
+  ]);
   const output = join(dir, 'pmd');
   const summary = await runBuild(resolveBuildOptions({ adapter: findSource('pmd'), inputs: [input], output, fetch: TEST_FETCH }));
   const outcomes = await outcomesOf(output);
-  assert.deepEqual(outcomes.map((o) => o.status), ['success', 'success', 'malformed', 'failed_to_decode']);
+  assert.deepEqual(
+    outcomes.map((o) => o.status),
+    ['success', 'success', 'malformed', 'failed_to_decode'],
+  );
   assert.equal(outcomes[0]!.url, null);
   assert.equal(summary.manifest?.totals.samples, 2);
   const samples = [];
   for await (const s of readShard(join(output, 'pmd-000000.tar'))) samples.push(JSON.parse(s.fields.json!.toString()));
-  assert.deepEqual(samples.map((s) => [s.source, s.meta, s.inline_image]), [['coco', { id: 1 }, true], ['localized_narratives__coco', { id: 2 }, false]]);
+  assert.deepEqual(
+    samples.map((s) => [s.source, s.meta, s.inline_image]),
+    [
+      ['coco', { id: 1 }, true],
+      ['localized_narratives__coco', { id: 2 }, false],
+    ],
+  );
 });
 
 test('a missing column or a wrong type stops with a message naming the file, the column and what was expected', async () => {
@@ -156,7 +174,8 @@ test('a missing column or a wrong type stops with a message naming the file, the
   await writeParquetFixture(input, { URL: 'VARCHAR', TEXT: 'INTEGER' }, [['http://x/', 1]]);
   await assert.rejects(
     runBuild(laionOptions(join(dir, 'bad-out'), { inputs: [input] })),
-    (err: Error & { code?: string }) => err.code === 'E_INPUT' && err.message.includes('bad.parquet') && err.message.includes('TEXT') && /VARCHAR/.test(err.message),
+    (err: Error & { code?: string }) =>
+      err.code === 'E_INPUT' && err.message.includes('bad.parquet') && err.message.includes('TEXT') && /VARCHAR/.test(err.message),
   );
   const noUrl = join(dir, 'nourl.parquet');
   await writeParquetFixture(noUrl, { TEXT: 'VARCHAR' }, [['hello']]);

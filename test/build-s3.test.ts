@@ -80,10 +80,22 @@ test('build reads parquet from S3 and writes shards to S3; inspect reads them ba
   // Documents too: the repeated-URL count and the read both come through the storage layer.
   const docs = join(dir, 'docs.parquet');
   const url = (i: number) => server.url(`/f/good${i}.jpg`);
-  await writeParquetFixture(docs, { images: 'VARCHAR[]', texts: 'VARCHAR[]' }, Array.from({ length: 12 }, (_, d) => [[url(0), null, url(1 + (d % 6))], [null, `doc ${d}`, null]]));
+  await writeParquetFixture(
+    docs,
+    { images: 'VARCHAR[]', texts: 'VARCHAR[]' },
+    Array.from({ length: 12 }, (_, d) => [
+      [url(0), null, url(1 + (d % 6))],
+      [null, `doc ${d}`, null],
+    ]),
+  );
   await bucket.write('inputs/docs.parquet', await readFile(docs));
   const docSummary = await runBuild(
-    resolveBuildOptions({ adapter: findSource('obelics'), inputs: [`s3://${s3.bucket}/inputs/docs.parquet`], output: `s3://${s3.bucket}/datasets/docs`, fetch: TEST_FETCH }),
+    resolveBuildOptions({
+      adapter: findSource('obelics'),
+      inputs: [`s3://${s3.bucket}/inputs/docs.parquet`],
+      output: `s3://${s3.bucket}/datasets/docs`,
+      fetch: TEST_FETCH,
+    }),
   );
   assert.equal(docSummary.status.success, 12);
   assert.equal(docSummary.imageStatus?.filtered, 12, 'good0.jpg is in 12 documents > 10: removed from each');

@@ -19,7 +19,10 @@ test.after(async () => {
 });
 
 const input = join(dir, 'laion.parquet');
-await writeLaionParquet(input, server, [{ path: '/f/good0.jpg', status: 'success' }, { path: '/f/good1.jpg', status: 'success' }]);
+await writeLaionParquet(input, server, [
+  { path: '/f/good0.jpg', status: 'success' },
+  { path: '/f/good1.jpg', status: 'success' },
+]);
 const LOOPBACK = ['--allow-private-network', '127.0.0.1/32'];
 
 /** Every error line is `m4data: message [E_CODE]`. */
@@ -51,7 +54,8 @@ test('demo --out empties a folder an earlier demo made (its marker is there), an
   await stat(join(out, '.m4data-demo'));
   await stat(join(out, 'laion', 'manifest.json'));
   // npm start's closing table: every source built, mixed and trained on, and the loss of the first and last step.
-  for (const source of ['pmd', 'laion', 'obelisc', 'wikipedia']) assert.match(r.out, new RegExp(`^${source} +\\d+ +\\d+ +\\d+ +[\\d.]+% +[\\d.]+% +[\\d.]+% +[\\d.]+%$`, 'm'));
+  for (const source of ['pmd', 'laion', 'obelisc', 'wikipedia'])
+    assert.match(r.out, new RegExp(`^${source} +\\d+ +\\d+ +\\d+ +[\\d.]+% +[\\d.]+% +[\\d.]+% +[\\d.]+%$`, 'm'));
   const first = Number(/^first step \(1\) {2}loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
   const last = Number(/^last step \(\d+\) {2}loss (\d+\.\d+)$/m.exec(r.out)?.[1]);
   assert.ok(last < first - 1, `the loss fell from ${first} to ${last}`);

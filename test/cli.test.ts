@@ -40,7 +40,10 @@ test('inspect summarises a dataset folder, a manifest and a shard; exit 3 on bad
   const storage = new LocalStorage(dir);
   const writer = new ShardWriter({ storage, prefix: 'ds', maxSamples: 2 });
   for (let i = 0; i < 5; i++) {
-    await writer.write({ key: `k${i}`, fields: { jpg: Buffer.alloc(10, i), json: Buffer.from(JSON.stringify({ tokens: 4 })), txt: Buffer.from('hi') } }, { tokens: 4 });
+    await writer.write(
+      { key: `k${i}`, fields: { jpg: Buffer.alloc(10, i), json: Buffer.from(JSON.stringify({ tokens: 4 })), txt: Buffer.from('hi') } },
+      { tokens: 4 },
+    );
   }
   const records = await writer.close();
   await writeManifest(storage, buildManifest(records));
@@ -53,7 +56,10 @@ test('inspect summarises a dataset folder, a manifest and a shard; exit 3 on bad
     { shards: summary.shards, samples: summary.samples, images: summary.images, tokens: summary.tokens, bytes: summary.bytes },
     { shards: 3, samples: 5, images: 5, tokens: 20, bytes: records.reduce((n, r) => n + r.bytes, 0) },
   );
-  assert.deepEqual(summary.first.map((s: { key: string }) => s.key), ['k0', 'k1', 'k2']);
+  assert.deepEqual(
+    summary.first.map((s: { key: string }) => s.key),
+    ['k0', 'k1', 'k2'],
+  );
   assert.deepEqual(summary.first[0].fields, { jpg: 10, json: 12, txt: 2 });
 
   const oneShard = m4data('inspect', join(dir, 'ds-000001.tar'), '--json');

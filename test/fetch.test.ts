@@ -59,7 +59,12 @@ describe('Fetcher: success and HTTP statuses', () => {
   });
 
   it('fails without retrying on 404 and 501', async () => {
-    for (const [path, status] of [['/f/absent.jpg', 404], ['/status/404', 404], ['/status/501', 501], ['/status/403', 403]] as const) {
+    for (const [path, status] of [
+      ['/f/absent.jpg', 404],
+      ['/status/404', 404],
+      ['/status/501', 501],
+      ['/status/403', 403],
+    ] as const) {
       const result = failure(await fetcher().fetch(server.url(path)));
       assert.deepEqual(result, { ok: false, status: 'failed_to_download', error: `http ${status}`, httpStatus: status, attempts: 1 });
     }
@@ -342,9 +347,7 @@ describe('Fetcher: connection cap', () => {
     try {
       const f = fetcher({ maxConnectionsPerHost: 4 });
       const limit = pLimit(64);
-      const results = await Promise.all(
-        Array.from({ length: 200 }, (_, i) => limit(() => f.fetch(own.url(`/slow-headers/5/cat.jpg?i=${i}`)))),
-      );
+      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => limit(() => f.fetch(own.url(`/slow-headers/5/cat.jpg?i=${i}`)))));
       assert.equal(results.filter((r) => r.ok).length, 200);
       const { peak, total } = own.connections();
       assert.ok(peak <= 4, `peak ${peak} connections`);
@@ -450,7 +453,11 @@ describe('address-policy', () => {
     assert.deepEqual(parseCidr('10.0.0.0/8'), ['10.0.0.0', 8, 'ipv4']);
     assert.deepEqual(parseCidr('::1'), ['::1', 128, 'ipv6']);
     for (const bad of ['10.0.0.0/33', '10.0.0/8', 'fe80::/129', '10.0.0.0/8/1', 'localhost', '10.0.0.0/', '10.0.0.0/-1']) {
-      assert.throws(() => parseCidr(bad), (err) => isM4Error(err, 'E_USAGE'), bad);
+      assert.throws(
+        () => parseCidr(bad),
+        (err) => isM4Error(err, 'E_USAGE'),
+        bad,
+      );
     }
   });
 });
@@ -490,8 +497,15 @@ describe('fetch options', () => {
       { maxRedirect: 3 },
     ];
     for (const options of bad) {
-      assert.throws(() => resolveFetchOptions(options as Partial<FetchOptions>), (err) => isM4Error(err, 'E_USAGE'), JSON.stringify(options));
+      assert.throws(
+        () => resolveFetchOptions(options as Partial<FetchOptions>),
+        (err) => isM4Error(err, 'E_USAGE'),
+        JSON.stringify(options),
+      );
     }
-    assert.throws(() => new Fetcher({ retries: -1 }), (err) => isM4Error(err, 'E_USAGE'));
+    assert.throws(
+      () => new Fetcher({ retries: -1 }),
+      (err) => isM4Error(err, 'E_USAGE'),
+    );
   });
 });

@@ -40,20 +40,46 @@ test('export then import gives every weight back bit for bit, sharded with its i
     const shards = [1, 2, 3, 4, 5].map((k) => `model-0000${k}-of-00005.safetensors`);
     assert.deepEqual((await readdir(out)).sort(), ['config.json', ...shards, 'model.safetensors.index.json']);
     assert.equal(result.tensors, model.weights.specs.length);
-    const index = JSON.parse(await readFile(join(out, 'model.safetensors.index.json'), 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+    const index = JSON.parse(await readFile(join(out, 'model.safetensors.index.json'), 'utf8')) as {
+      metadata: { total_size: number };
+      weight_map: Record<string, string>;
+    };
     assert.equal(index.metadata.total_size, 4 * model.weights.specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0));
     assert.equal(index.weight_map['model.embed_tokens.weight'], shards[1]);
     assert.equal(index.weight_map['model.gated_cross_attn_layers.1.alpha_dense'], shards[4]);
     const shard = await openSafetensors(join(out, shards[4]!));
     assert.deepEqual(shard.metadata, { format: 'pt' });
-    assert.deepEqual(shard.entries.get('model.gated_cross_attn_layers.1.alpha_dense'), { dtype: 'F32', shape: [1], data_offsets: shard.entries.get('model.gated_cross_attn_layers.1.alpha_dense')!.data_offsets });
+    assert.deepEqual(shard.entries.get('model.gated_cross_attn_layers.1.alpha_dense'), {
+      dtype: 'F32',
+      shape: [1],
+      data_offsets: shard.entries.get('model.gated_cross_attn_layers.1.alpha_dense')!.data_offsets,
+    });
     await shard.close();
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual(
-      [config.model_type, config.architectures, config.vocab_size, config.additional_vocab_size, config.use_resampler, config.qk_layer_norms, config.vision_embed_dim, config.cross_layer_interval],
+      [
+        config.model_type,
+        config.architectures,
+        config.vocab_size,
+        config.additional_vocab_size,
+        config.use_resampler,
+        config.qk_layer_norms,
+        config.vision_embed_dim,
+        config.cross_layer_interval,
+      ],
       ['idefics', ['IdeficsForVisionText2Text'], 32000, 2, true, true, 32, 2],
     );
-    assert.deepEqual(config.vision_config, { embed_dim: 32, image_size: 224, intermediate_size: 64, patch_size: 14, num_hidden_layers: 1, num_attention_heads: 2, num_channels: 3, hidden_act: 'gelu', layer_norm_eps: 1e-5 });
+    assert.deepEqual(config.vision_config, {
+      embed_dim: 32,
+      image_size: 224,
+      intermediate_size: 64,
+      patch_size: 14,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_channels: 3,
+      hidden_act: 'gelu',
+      layer_norm_eps: 1e-5,
+    });
 
     const back = await createInitialModel((await initialModelConfig(modelPreset('tiny'), [out])).config, [out]);
     try {
@@ -64,26 +90,36 @@ test('export then import gives every weight back bit for bit, sharded with its i
       model.dispose();
     }
     // Nothing is overwritten: a folder holding a checkpoint is refused before anything is written.
-    await assert.rejects(checkExportLocation(out, '--export-hf'), (err) => isM4Error(err, 'E_USAGE') && /already holds config\.json, model-00001-of-00005\.safetensors/.test(err.message));
+    await assert.rejects(
+      checkExportLocation(out, '--export-hf'),
+      (err) => isM4Error(err, 'E_USAGE') && /already holds config\.json, model-00001-of-00005\.safetensors/.test(err.message),
+    );
   });
 });
 
-test('--export-hf writes the run\'s last step; m4data export --run-dir writes the same bytes from the checkpoint; a resume must keep its --init-from', async () => {
-  await withDir(async (dir) => {
-    const run = (extra: Partial<SyntheticRunOptions>) =>
-      synthesisedRun(join(dir, 'run'), { profile, ...(extra.resume ? {} : { steps: 2, overrides: { learningRate: 1e-2, tokensPerStep: 32 } }), ...extra });
-    const first = await run({ exportHf: join(dir, 'at-end'), stopAt: 1 });
-    assert.equal(first.stoppedBy, 'stop-at');
-    assert.deepEqual(await readdir(dir).then((names) => names.includes('at-end')), false, 'a run stopped early exports nothing');
-    await run({ exportHf: join(dir, 'at-end'), resume: true });
-    const cli = await runCli(['export', '--run-dir', join(dir, 'run'), '--output', join(dir, 'cli')], { timeoutMs: 120_000 });
-    assert.equal(cli.code, 0, cli.err);
-    assert.match(cli.out, /exported step 2 of .*: \d+ tensors, .* in .*model\.safetensors, .*config\.json/);
-    for (const file of ['model.safetensors', 'config.json']) assert.ok((await readFile(join(dir, 'at-end', file))).equals(await readFile(join(dir, 'cli', file))), file);
-    const taken = await runCli(['export', '--run-dir', join(dir, 'run'), '--output', join(dir, 'cli')]);
-    assert.equal(taken.code, 2);
-    assert.match(taken.err, /--output .* already holds config\.json, model\.safetensors/);
-    // The export is a checkpoint --init-from reads; a run resumed with other initial weights is refused.
-    await assert.rejects(run({ steps: 4, resume: true, initFrom: [join(dir, 'at-end')] }), (err) => isM4Error(err, 'E_USAGE') && /weights initialised from \[\], not \[/.test(err.message));
-  });
-});
+test(
+  "--export-hf writes the run's last step; m4data export --run-dir writes the same bytes from the checkpoint; a resume must keep its " + '--init-from',
+  async () => {
+    await withDir(async (dir) => {
+      const run = (extra: Partial<SyntheticRunOptions>) =>
+        synthesisedRun(join(dir, 'run'), { profile, ...(extra.resume ? {} : { steps: 2, overrides: { learningRate: 1e-2, tokensPerStep: 32 } }), ...extra });
+      const first = await run({ exportHf: join(dir, 'at-end'), stopAt: 1 });
+      assert.equal(first.stoppedBy, 'stop-at');
+      assert.deepEqual(await readdir(dir).then((names) => names.includes('at-end')), false, 'a run stopped early exports nothing');
+      await run({ exportHf: join(dir, 'at-end'), resume: true });
+      const cli = await runCli(['export', '--run-dir', join(dir, 'run'), '--output', join(dir, 'cli')], { timeoutMs: 120_000 });
+      assert.equal(cli.code, 0, cli.err);
+      assert.match(cli.out, /exported step 2 of .*: \d+ tensors, .* in .*model\.safetensors, .*config\.json/);
+      for (const file of ['model.safetensors', 'config.json'])
+        assert.ok((await readFile(join(dir, 'at-end', file))).equals(await readFile(join(dir, 'cli', file))), file);
+      const taken = await runCli(['export', '--run-dir', join(dir, 'run'), '--output', join(dir, 'cli')]);
+      assert.equal(taken.code, 2);
+      assert.match(taken.err, /--output .* already holds config\.json, model\.safetensors/);
+      // The export is a checkpoint --init-from reads; a run resumed with other initial weights is refused.
+      await assert.rejects(
+        run({ steps: 4, resume: true, initFrom: [join(dir, 'at-end')] }),
+        (err) => isM4Error(err, 'E_USAGE') && /weights initialised from \[\], not \[/.test(err.message),
+      );
+    });
+  },
+);

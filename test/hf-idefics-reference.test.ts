@@ -35,7 +35,14 @@ const python = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', '
 async function bridgeBatch(): Promise<Batch> {
   const image = (seed: number) => jpeg(240, 200, { seed });
   const samples = [
-    documentSample('obelisc', 'd0', ['A page about rivers.', await image(1), 'The river runs under the old bridge in the morning light.', await image(2), await image(3), 'The end.']),
+    documentSample('obelisc', 'd0', [
+      'A page about rivers.',
+      await image(1),
+      'The river runs under the old bridge in the morning light.',
+      await image(2),
+      await image(3),
+      'The end.',
+    ]),
     pairSample('laion', 'p1', 'a red bicycle leaning on a wall', await image(4)),
     pairSample('pmd', 'p2', 'two dogs on a beach', await image(5)),
   ];
@@ -86,7 +93,9 @@ async function compare(model: AtumModel, batch: Batch, checkpoint: string, dir: 
   return { worst: worst / scale, loss: got.loss };
 }
 
-test('the model computes what transformers\' IDEFICS computes: logits and loss of a bridge batch against a NumPy copy of its code', { skip: !python && 'no python3 with numpy (.ci/run installs python3-numpy)' }, async () => {
+test("the model computes what transformers' IDEFICS computes: logits and loss of a bridge batch against a NumPy copy of its code", {
+  skip: !python && 'no python3 with numpy (.ci/run installs python3-numpy)',
+}, async () => {
   await selectBackend('wasm');
   const dir = await mkdtemp(join(tmpdir(), 'm4-idefics-ref-'));
   try {

@@ -145,11 +145,11 @@ describe('HttpStorage', () => {
 
   test('a 404 read is E_NOT_FOUND; list, write and delete are E_USAGE', async () => {
     const storage = new HttpStorage(`${origin}/files`, LOOPBACK);
-    await assert.rejects(
-      readAll(storage.read('missing.bin')),
-      (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`${origin}/files/missing.bin`),
+    await assert.rejects(readAll(storage.read('missing.bin')), (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`${origin}/files/missing.bin`));
+    assert.throws(
+      () => storage.list(),
+      (e) => isM4Error(e, 'E_USAGE') && /cannot list/.test(e.message),
     );
-    assert.throws(() => storage.list(), (e) => isM4Error(e, 'E_USAGE') && /cannot list/.test(e.message));
     await assert.rejects(storage.write('x.bin', Buffer.from('x')), (e) => isM4Error(e, 'E_USAGE') && /read-only/.test(e.message));
     await assert.rejects(storage.delete('x.bin'), (e) => isM4Error(e, 'E_USAGE') && /read-only/.test(e.message));
   });
@@ -189,7 +189,11 @@ describe('HttpStorage', () => {
 describe('http storage follows the private-network rule', () => {
   test('a loopback, private or link-local server is refused unless allowed, by literal and by name', async () => {
     for (const url of ['http://127.0.0.1:9/files', 'http://10.0.0.1/x', 'http://169.254.169.254/latest', 'http://[::1]:9/x']) {
-      assert.throws(() => new HttpStorage(url), (err) => isM4Error(err, 'E_USAGE') && /blocked address .* is not reached unless --allow-private-network allows it/.test(err.message), url);
+      assert.throws(
+        () => new HttpStorage(url),
+        (err) => isM4Error(err, 'E_USAGE') && /blocked address .* is not reached unless --allow-private-network allows it/.test(err.message),
+        url,
+      );
     }
     // A host name is judged by what it resolves to, when the connection is made.
     const byName = new HttpStorage(`http://localhost:${new URL(origin).port}/files`);

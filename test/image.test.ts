@@ -70,7 +70,11 @@ describe('resolveImageOptions', () => {
       { toString: 'x' },
     ];
     for (const partial of bad) {
-      assert.throws(() => resolveImageOptions(partial as Partial<ImageOptions>), (err) => isM4Error(err, 'E_USAGE'), JSON.stringify(partial));
+      assert.throws(
+        () => resolveImageOptions(partial as Partial<ImageOptions>),
+        (err) => isM4Error(err, 'E_USAGE'),
+        JSON.stringify(partial),
+      );
     }
   });
 });
@@ -123,7 +127,11 @@ describe('processImage', () => {
     // Inverted (Adobe) CMYK read wrongly would come out as a negative; the print profile clips saturated blues.
     const rgb = expectSuccess(await processImage(await images.png(400, 300), options({ resizeMode: 'no', format: 'png' })));
     const [a, b] = await Promise.all([sharp(result.bytes).stats(), sharp(rgb.bytes).stats()]);
-    assertNear(a.channels.map((c) => c.mean), b.channels.map((c) => c.mean), 40);
+    assertNear(
+      a.channels.map((c) => c.mean),
+      b.channels.map((c) => c.mean),
+      40,
+    );
   });
 
   it('flattens PNG alpha onto white', async () => {
@@ -191,7 +199,9 @@ describe('processImage', () => {
   });
 
   it('filters formats that are not allowed, decided by the bytes', async () => {
-    const tiff = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#808080' } }).tiff().toBuffer();
+    const tiff = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#808080' } })
+      .tiff()
+      .toBuffer();
     assert.deepEqual(await processImage(tiff, defaults), { status: 'filtered', error: 'format tiff not allowed', originalFormat: 'tiff' });
     expectSuccess(await processImage(tiff, options({ allowedFormats: ['tiff'] })));
   });
@@ -245,7 +255,11 @@ describe('processImage', () => {
 
   it('encodes the asked format, as sniffed back', async () => {
     const bytes = await images.jpeg(400, 300);
-    for (const [format, sniffed] of [['jpg', 'jpeg'], ['webp', 'webp'], ['png', 'png']] as const) {
+    for (const [format, sniffed] of [
+      ['jpg', 'jpeg'],
+      ['webp', 'webp'],
+      ['png', 'png'],
+    ] as const) {
       const result = expectSuccess(await processImage(bytes, options({ format })));
       assert.equal(result.format, format);
       assert.equal(sniffFormat(result.bytes), sniffed);
@@ -272,7 +286,9 @@ describe('processImage', () => {
   it('keep_ratio: shorter side to min(imageSize, original) and aspect kept, for any size', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 150, max: 1200 }), fc.integer({ min: 150, max: 1200 }), async (w, h) => {
-        const bytes = await sharp({ create: { width: w, height: h, channels: 3, background: '#4080c0' } }).jpeg().toBuffer();
+        const bytes = await sharp({ create: { width: w, height: h, channels: 3, background: '#4080c0' } })
+          .jpeg()
+          .toBuffer();
         const result = expectSuccess(await processImage(bytes, defaults));
         const short = Math.min(result.width, result.height);
         assert.ok(Math.abs(short - Math.min(256, w, h)) <= 1, `${w}x${h} -> ${result.width}x${result.height}`);

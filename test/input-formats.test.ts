@@ -48,7 +48,13 @@ test('csv, tsv, json, jsonl and txt read into the same rows; a caption of digits
   const tsv = join(dir, 'rows.tsv');
   await writeFile(tsv, `URL\tTEXT\tWIDTH\n${a}\ta cat, sitting\t640\n${b}\t1984\t480\n`);
   const json = join(dir, 'rows.json');
-  await writeFile(json, JSON.stringify([{ URL: a, TEXT: 'a cat, sitting', WIDTH: 640 }, { URL: b, TEXT: '1984', WIDTH: 480 }]));
+  await writeFile(
+    json,
+    JSON.stringify([
+      { URL: a, TEXT: 'a cat, sitting', WIDTH: 640 },
+      { URL: b, TEXT: '1984', WIDTH: 480 },
+    ]),
+  );
   const jsonl = join(dir, 'rows.jsonl');
   await writeFile(jsonl, `${JSON.stringify({ URL: a, TEXT: 'a cat, sitting', WIDTH: 640 })}\n${JSON.stringify({ URL: b, TEXT: '1984', WIDTH: 480 })}\n`);
   const expected = [
@@ -76,7 +82,10 @@ test('a csv made with printf builds like parquet; a txt of URLs builds with --mi
   const r = await runCli(['build', '--source', 'laion', '--input', csv, '--output', output, '--allow-private-network', '127.0.0.1/32', '--quiet']);
   assert.equal(r.code, 0, r.err);
   const outcomes = await readParquetRows((await readdir(output)).filter((f) => f.endsWith('.outcomes.parquet')).map((f) => join(output, f)));
-  assert.deepEqual(outcomes.map((o) => o.status), ['success', 'filtered']);
+  assert.deepEqual(
+    outcomes.map((o) => o.status),
+    ['success', 'filtered'],
+  );
   assert.match(String(outcomes[1]!.error_message), /too small/);
 
   const txt = join(dir, 'list.txt');
@@ -87,13 +96,18 @@ test('a csv made with printf builds like parquet; a txt of URLs builds with --mi
   assert.equal(summary.status.success, 2);
   const samples = [];
   for await (const s of readShard(join(dir, 'from-txt', 'laion-000000.tar'))) samples.push(s);
-  assert.deepEqual(samples.map((s) => s.fields.txt?.toString()), ['', '']);
+  assert.deepEqual(
+    samples.map((s) => s.fields.txt?.toString()),
+    ['', ''],
+  );
 });
 
 test('documents from jsonl: lists read as lists, repeated URLs counted across the file', async () => {
   const jsonl = join(dir, 'docs.jsonl');
   const image = server.url('/f/good5.jpg');
-  const lines = Array.from({ length: 3 }, (_, d) => JSON.stringify({ images: [null, image], texts: [`document ${d}`, null], general_metadata: JSON.stringify({ url: `https://e/${d}` }) }));
+  const lines = Array.from({ length: 3 }, (_, d) =>
+    JSON.stringify({ images: [null, image], texts: [`document ${d}`, null], general_metadata: JSON.stringify({ url: `https://e/${d}` }) }),
+  );
   await writeFile(jsonl, `${lines.join('\n')}\n`);
   const summary = await runBuild(
     resolveBuildOptions({ adapter: findSource('obelics'), inputs: [jsonl], output: join(dir, 'docs'), sourceOptions: { maxUrlRepeats: 2 }, fetch: TEST_FETCH }),

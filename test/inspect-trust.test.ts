@@ -97,7 +97,8 @@ execFileSync('tar', ['-czf', tgz, '--sort=name', '-C', tree, 'a01.jpg', 'a01.txt
 async function samplesOf(path: string) {
   const counters = newReadCounters();
   const samples = [];
-  for await (const s of readShard(path, { counters })) samples.push({ key: s.key, fields: Object.fromEntries(Object.entries(s.fields).map(([k, v]) => [k, v.toString()])) });
+  for await (const s of readShard(path, { counters }))
+    samples.push({ key: s.key, fields: Object.fromEntries(Object.entries(s.fields).map(([k, v]) => [k, v.toString()])) });
   return { samples, counters };
 }
 

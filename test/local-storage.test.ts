@@ -35,19 +35,28 @@ test('local storage: atomic writes, ranged reads, listing in key order', async (
 
   // A body that fails half-way leaves neither the object nor its temporary file.
   await assert.rejects(
-    s.write('half', (async function* () {
-      yield Buffer.alloc(1000);
-      throw new Error('source died');
-    })()),
+    s.write(
+      'half',
+      (async function* () {
+        yield Buffer.alloc(1000);
+        throw new Error('source died');
+      })(),
+    ),
     /source died/,
   );
   assert.equal(await s.stat('half'), undefined);
-  assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('half')), []);
+  assert.deepEqual(
+    (await readdir(dir)).filter((n) => n.startsWith('half')),
+    [],
+  );
   // What a killed writer left is discarded for that key only.
   await writeFile(join(dir, 'x.tar.tmp-0123456789ab'), 'partial');
   await writeFile(join(dir, 'y.tar.tmp-0123456789ab'), 'another writer');
   await s.discardIncomplete('x.tar');
-  assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.tmp-')), ['y.tar.tmp-0123456789ab']);
+  assert.deepEqual(
+    (await readdir(dir)).filter((n) => n.includes('.tmp-')),
+    ['y.tar.tmp-0123456789ab'],
+  );
 
   await s.delete('r');
   await s.delete('r');

@@ -30,7 +30,10 @@ test("mix never writes into one of its sources, nor into a dataset's folder it w
   const before = await snapshot(laion);
   const intoSource = await mix('--output', laion, '--materialize');
   assert.equal(intoSource.code, 2, intoSource.err);
-  assert.match(errorLine(intoSource.err), /the mixture's output .*laion is, or lies inside, source laion's dataset .*a mix never writes into a dataset it reads.*\[E_USAGE\]$/);
+  assert.match(
+    errorLine(intoSource.err),
+    /the mixture's output .*laion is, or lies inside, source laion's dataset .*a mix never writes into a dataset it reads.*\[E_USAGE\]$/,
+  );
   const inside = await mix('--output', join(laion, 'mix'));
   assert.equal(inside.code, 2, inside.err);
   // A built dataset that is not among the sources: its files are not the mixture's.
@@ -38,7 +41,10 @@ test("mix never writes into one of its sources, nor into a dataset's folder it w
   await cp(laion, other, { recursive: true });
   const intoOther = await mix('--output', other, '--materialize');
   assert.equal(intoOther.code, 2, intoOther.err);
-  assert.match(errorLine(intoOther.err), /holds files that are not this mixture's \(laion-000000\.idx\.json, laion-000000\.tar, laion-000002\.idx\.json and \d+ more\): give a new or empty output \(nothing was changed\)/);
+  assert.match(
+    errorLine(intoOther.err),
+    /holds files that are not this mixture's \(laion-000000\.idx\.json, laion-000000\.tar, laion-000002\.idx\.json and \d+ more\): give a new or empty output \(nothing was changed\)/,
+  );
   assert.deepEqual(await snapshot(laion), before);
   assert.deepEqual(await snapshot(other), before);
   // A user's own file in the output.
@@ -79,9 +85,15 @@ test('a rerun of --materialize cleans what an earlier run left: temporary files,
   assert.equal(second.code, 0, second.err);
   const names = await readdir(out);
   assert.deepEqual(names.filter((n) => n.startsWith('mix-')).sort(), ['mix-000000.idx.json', 'mix-000000.tar']);
-  assert.deepEqual(names.filter((n) => n.includes('.tmp-')), []);
+  assert.deepEqual(
+    names.filter((n) => n.includes('.tmp-')),
+    [],
+  );
   const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { shards: { shard: string }[] };
-  assert.deepEqual(manifest.shards.map((s) => s.shard), ['mix-000000.tar']);
+  assert.deepEqual(
+    manifest.shards.map((s) => s.shard),
+    ['mix-000000.tar'],
+  );
 });
 
 test('budgets that are not finite or round to 0 tokens are refused, as is a dataset given for the wrong source', async () => {
@@ -116,8 +128,22 @@ test('mix reads an http(s) source only where --allow-private-network allows its 
     const overHttp = sources.map((arg) => (arg.startsWith('pmd=') ? `pmd=${url}` : arg));
     const refused = await runCli(['mix', '--profile', 'atum-9b', ...overHttp, '--budget', '4000', '--output', join(dir, 'http-refused')]);
     assert.equal(refused.code, 2, refused.err);
-    assert.match(errorLine(refused.err), /blocked address 127\.0\.0\.1 \(loopback\): http:\/\/127\.0\.0\.1:\d+\/pmd is not reached unless --allow-private-network allows it/);
-    const allowed = await runCli(['mix', '--profile', 'atum-9b', ...overHttp, '--budget', '4000', '--output', join(dir, 'http-allowed'), '--allow-private-network', '127.0.0.1/32']);
+    assert.match(
+      errorLine(refused.err),
+      /blocked address 127\.0\.0\.1 \(loopback\): http:\/\/127\.0\.0\.1:\d+\/pmd is not reached unless --allow-private-network allows it/,
+    );
+    const allowed = await runCli([
+      'mix',
+      '--profile',
+      'atum-9b',
+      ...overHttp,
+      '--budget',
+      '4000',
+      '--output',
+      join(dir, 'http-allowed'),
+      '--allow-private-network',
+      '127.0.0.1/32',
+    ]);
     assert.equal(allowed.code, 0, allowed.err);
   } finally {
     server.close();

@@ -46,16 +46,25 @@ test('mix plans, prints the table, writes plan.json and plan.svg, and materialis
   assert.match(r.out, /^pmd .* 73\.85% .* share of the budget$/m);
   assert.match(r.out, /realised \(\d+ shards in /);
   const plan = JSON.parse(await readFile(join(out, 'plan.json'), 'utf8'));
-  assert.deepEqual(plan.sources.map((s: { name: string }) => s.name), ['pmd', 'laion', 'obelisc', 'wikipedia']);
+  assert.deepEqual(
+    plan.sources.map((s: { name: string }) => s.name),
+    ['pmd', 'laion', 'obelisc', 'wikipedia'],
+  );
   for (const s of plan.sources) for (const field of ['tokens', 'epochs', 'share']) assert.equal(typeof s[field], 'number', field);
   assert.match(await readFile(join(out, 'plan.svg'), 'utf8'), /^<svg [\s\S]*realised[\s\S]*<\/svg>\n$/);
   const realised = JSON.parse(await readFile(join(out, 'realised.json'), 'utf8'));
   assert.equal(realised.sources.length, 4);
   // How well mixed: per source, windows without it against what is expected, absence, runs, shards.
-  assert.match(r.out, /how well mixed \(\d+ windows of 8192 tokens\):\nsource +windows without it +expected +longest absence +longest run +same shard as previous +shards per 1,000\n/);
+  assert.match(
+    r.out,
+    /how well mixed \(\d+ windows of 8192 tokens\):\nsource +windows without it +expected +longest absence +longest run +same shard as previous +shards per 1,000\n/,
+  );
   // 8,000 tokens: no complete window of 8,192, so no share of windows (a dash), the rest measured.
   assert.match(r.out, /^laion +- +- +\S+ tokens +\d+ +\d+\.\d% +\d+$/m);
-  assert.deepEqual(realised.quality.sources.map((s: { name: string }) => s.name), ['pmd', 'laion', 'obelisc', 'wikipedia']);
+  assert.deepEqual(
+    realised.quality.sources.map((s: { name: string }) => s.name),
+    ['pmd', 'laion', 'obelisc', 'wikipedia'],
+  );
   for (const field of ['windowsWithout', 'windowsWithoutExpected', 'longestAbsence', 'longestRun', 'adjacentSameShard', 'distinctShardsPer1000']) {
     assert.equal(typeof realised.quality.sources[1][field], 'number', field);
   }
@@ -67,10 +76,30 @@ test('mix plans, prints the table, writes plan.json and plan.svg, and materialis
 });
 
 test('mix --json prints the plan as one object; --assume-tokens plans without data', () => {
-  const r = m4data('mix', '--profile', 'idefics-9b', '--mode', 'epochs', '--assume-tokens', 'obelisc=114.9B', '--assume-tokens', 'wikipedia=3.192B', '--assume-tokens', 'laion=29.9B', '--assume-tokens', 'pmd=1.6B', '--output', join(dir, 'paper'), '--json');
+  const r = m4data(
+    'mix',
+    '--profile',
+    'idefics-9b',
+    '--mode',
+    'epochs',
+    '--assume-tokens',
+    'obelisc=114.9B',
+    '--assume-tokens',
+    'wikipedia=3.192B',
+    '--assume-tokens',
+    'laion=29.9B',
+    '--assume-tokens',
+    'pmd=1.6B',
+    '--output',
+    join(dir, 'paper'),
+    '--json',
+  );
   assert.equal(r.code, 0, r.err);
   const { plan } = JSON.parse(r.out);
-  assert.deepEqual(plan.sources.map((s: { share: number }) => Math.round(s.share * 1000) / 10), [72.2, 6, 18.8, 3]);
+  assert.deepEqual(
+    plan.sources.map((s: { share: number }) => Math.round(s.share * 1000) / 10),
+    [72.2, 6, 18.8, 3],
+  );
 });
 
 test('mix refuses a missing source, a bad mode, a bad profile file; --drop-missing says so loudly', async () => {
@@ -109,7 +138,20 @@ test('mix --materialize over a corrupt shard exits 3 and names it; past --max-ba
   assert.equal(r.code, 3, r.err);
   assert.match(r.out, /bad shard: .*pmd-000000\.tar/);
   assert.match(r.out, /^pmd .* \d+ samples$/m, 'the lost samples are counted');
-  const strict = m4data('mix', '--profile', 'atum-9b', ...broken, '--output', join(dir, 'm-bad-strict'), '--mode', 'epochs', '--materialize', '--max-bad-shards', '0', '--quiet');
+  const strict = m4data(
+    'mix',
+    '--profile',
+    'atum-9b',
+    ...broken,
+    '--output',
+    join(dir, 'm-bad-strict'),
+    '--mode',
+    'epochs',
+    '--materialize',
+    '--max-bad-shards',
+    '0',
+    '--quiet',
+  );
   assert.equal(strict.code, 1);
   assert.match(strict.err, /1 shards could not be read in full \(more than --max-bad-shards 0\).*pmd-000000\.tar.*\[E_TAR_CORRUPT\]/);
 });

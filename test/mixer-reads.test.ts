@@ -60,7 +60,7 @@ async function expected(mixture: Mixture): Promise<Served> {
   return { reads, bytes };
 }
 
-test('a local stream reads each run once, with one request, and every sample\'s bytes exactly once', async (t) => {
+test("a local stream reads each run once, with one request, and every sample's bytes exactly once", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'm4-mix-reads-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const mixture = await planFour(join(dir, 'mix'), await writeFourSources(join(dir, 'data')), { mode: 'epochs' });

@@ -53,13 +53,17 @@ async function runWorlds(worlds: number[], shares: number[]): Promise<{ read: Ma
 
 test('states of every rank resume under other world sizes: over all worlds, the single-rank stream exactly once', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 2, maxLength: 3 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 9 }), async (worlds, shares) => {
-      const { read, remainder } = await runWorlds(worlds, shares);
-      const missing = whole.map((_, p) => p).filter((p) => !read.has(p));
-      // What the last world could not share out evenly (its last incomplete round) is all that is left unread.
-      assert.equal(missing.length, remainder, `unread positions ${missing.join(', ')}, remainder ${remainder}`);
-      assert.ok(remainder < worlds.at(-1)!);
-    }),
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 2, maxLength: 3 }),
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 9 }),
+      async (worlds, shares) => {
+        const { read, remainder } = await runWorlds(worlds, shares);
+        const missing = whole.map((_, p) => p).filter((p) => !read.has(p));
+        // What the last world could not share out evenly (its last incomplete round) is all that is left unread.
+        assert.equal(missing.length, remainder, `unread positions ${missing.join(', ')}, remainder ${remainder}`);
+        assert.ok(remainder < worlds.at(-1)!);
+      },
+    ),
     { numRuns: 25 },
   );
 });
@@ -73,13 +77,18 @@ test('a merge hands out what lagging ranks left, then the rest of the stream; th
   assert.ok(JSON.stringify(state.state()).length < 600);
 });
 
-test('a state of one rank of another world is refused, saying to give every rank\'s; a merge needs every rank once', async () => {
-  const states = await Promise.all([0, 1].map(async (rank) => {
-    const stream = mixture.stream({ rank, worldSize: 2 });
-    await collect(stream, 10 + rank);
-    return stream.state();
-  }));
-  assert.throws(() => mixture.stream({ rank: 0, worldSize: 3, resume: states[0] }), /belongs to rank 0 of 2, not rank 0 of 3: to go on under another world size, give the states of all 2 ranks/);
+test("a state of one rank of another world is refused, saying to give every rank's; a merge needs every rank once", async () => {
+  const states = await Promise.all(
+    [0, 1].map(async (rank) => {
+      const stream = mixture.stream({ rank, worldSize: 2 });
+      await collect(stream, 10 + rank);
+      return stream.state();
+    }),
+  );
+  assert.throws(
+    () => mixture.stream({ rank: 0, worldSize: 3, resume: states[0] }),
+    /belongs to rank 0 of 2, not rank 0 of 3: to go on under another world size, give the states of all 2 ranks/,
+  );
   assert.throws(() => mixture.stream({ rank: 0, worldSize: 3, resume: [states[0]!] }), /needs the states of all 2 ranks/);
   assert.throws(() => mixture.stream({ rank: 0, worldSize: 3, resume: [states[0]!, states[0]!] }), /needs the states of all 2 ranks/);
   const merged = mergeStates(states);

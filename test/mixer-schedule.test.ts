@@ -19,14 +19,25 @@ function dataset(name: string, shardTokens: number[][]): IndexedDataset {
       return entry;
     });
   });
-  const shards: ShardRecord[] = shardTokens.map((tokens, k) => ({ shard: `${name}-${k}.tar`, samples: tokens.length, images: tokens.length, tokens: tokens.reduce((a, b) => a + b, 0), bytes: 10 * tokens.reduce((a, b) => a + b, 0), sha256: '' }));
+  const shards: ShardRecord[] = shardTokens.map((tokens, k) => ({
+    shard: `${name}-${k}.tar`,
+    samples: tokens.length,
+    images: tokens.length,
+    tokens: tokens.reduce((a, b) => a + b, 0),
+    bytes: 10 * tokens.reduce((a, b) => a + b, 0),
+    sha256: '',
+  }));
   return { shards, entries: async (shard: number) => entries[shard]! };
 }
 
 const tokensOf = (d: IndexedDataset) => d.shards.reduce((a, s) => a + s.tokens, 0);
 
 /** Small runs, groups and windows, so that a few dozen samples cross every level of the order. */
-const layoutArb: fc.Arbitrary<ReadLayout> = fc.record({ run: fc.integer({ min: 1, max: 5 }), groupRuns: fc.integer({ min: 1, max: 6 }), windowSamples: fc.integer({ min: 1, max: 40 }) });
+const layoutArb: fc.Arbitrary<ReadLayout> = fc.record({
+  run: fc.integer({ min: 1, max: 5 }),
+  groupRuns: fc.integer({ min: 1, max: 6 }),
+  windowSamples: fc.integer({ min: 1, max: 40 }),
+});
 
 /** Sample sizes with a heavy tail: mostly short, now and then a long document. */
 const sizeArb = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 60 }) }, { weight: 1, arbitrary: fc.integer({ min: 200, max: 3000 }) });
@@ -49,7 +60,13 @@ function planned(specs: Spec[]): ScheduleSource<IndexedDataset>[] {
   const datasets = specs.map((s, i) => dataset(`s${i}`, s.shards));
   const targets = specs.map((s, i) => s.epochs * tokensOf(datasets[i]!));
   const total = targets.reduce((a, b) => a + b, 0);
-  return specs.map((s, i) => ({ name: `s${i}`, share: targets[i]! / total, target: targets[i]!, dataset: datasets[i]!, ...(s.layout ? { layout: s.layout } : {}) }));
+  return specs.map((s, i) => ({
+    name: `s${i}`,
+    share: targets[i]! / total,
+    target: targets[i]!,
+    dataset: datasets[i]!,
+    ...(s.layout ? { layout: s.layout } : {}),
+  }));
 }
 
 function* take<T>(it: Iterator<T>, n: number): Generator<T> {
@@ -117,7 +134,10 @@ test('a single shard: two seeds give two orders of the same samples', () => {
   const a = keys(1);
   const b = keys(2);
   assert.notDeepEqual(a, b);
-  assert.deepEqual([...a].sort((x, y) => x - y), [...b].sort((x, y) => x - y));
+  assert.deepEqual(
+    [...a].sort((x, y) => x - y),
+    [...b].sort((x, y) => x - y),
+  );
   assert.deepEqual(keys(1), a, 'the same seed gives the same order');
 });
 
@@ -131,7 +151,7 @@ test('neighbours come from different shards: with 64 shards, under 5% of consecu
   assert.ok(distinct >= 50, `${distinct} shards among the first 1,000 samples`);
 });
 
-test('every prefix holds each source\'s tokens within one sample (the sources\' largest) of its share', async () => {
+test("every prefix holds each source's tokens within one sample (the sources' largest) of its share", async () => {
   await fc.assert(
     fc.asyncProperty(sourcesArb, fc.nat(1000), async (specs, seed) => {
       const sources = planned(specs);
@@ -185,7 +205,13 @@ test('whole epochs give each sample exactly that many times; a fractional epoch 
 test('integer epochs: every sample exactly `epochs` times', async () => {
   const specs = [
     { shards: [[10, 20, 30], [5, 5], [40]], epochs: 3, layout: { run: 2, groupRuns: 2 } },
-    { shards: [[100, 200], [300, 50, 60, 70]], epochs: 1 },
+    {
+      shards: [
+        [100, 200],
+        [300, 50, 60, 70],
+      ],
+      epochs: 1,
+    },
     { shards: [[7, 8, 9, 10, 11, 12]], epochs: 2, layout: { run: 1, groupRuns: 3, windowSamples: 2 } },
   ];
   const sources = planned(specs);
@@ -198,33 +224,52 @@ test('integer epochs: every sample exactly `epochs` times', async () => {
   });
 });
 
-test('no source runs longer than its share allows: with samples of one size, at most ceil((1 + jitter) share / smallest other share) + 2 in a row', async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 2, maxLength: 5 }),
-      fc.integer({ min: 1, max: 500 }),
-      fc.nat(1000),
-      async (weights, size, seed) => {
-        const total = weights.reduce((a, b) => a + b, 0);
-        const sources = weights.map((w, i) => ({ name: `s${i}`, share: w / total, target: Infinity, dataset: dataset(`s${i}`, [Array(20).fill(size)]) }));
-        const items = await collect(schedule(sources, { seed, endless: true }), 2000);
-        let run = 0;
-        items.forEach((item, k) => {
-          run = k > 0 && items[k - 1]!.source === item.source ? run + 1 : 1;
-          const others = Math.min(...sources.filter((_, j) => j !== item.source).map((s) => s.share));
-          const limit = Math.ceil(((1 + JITTER) * sources[item.source]!.share) / others) + 2;
-          assert.ok(run <= limit, `source ${item.source} (share ${sources[item.source]!.share.toFixed(3)}) ran ${run} samples at position ${k}, over ${limit}`);
-        });
-      },
-    ),
-    { numRuns: 100 },
-  );
-});
+test(
+  'no source runs longer than its share allows: with samples of one size, at most ceil((1 + jitter) share / smallest other share) + 2 in a ' + 'row',
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 2, maxLength: 5 }),
+        fc.integer({ min: 1, max: 500 }),
+        fc.nat(1000),
+        async (weights, size, seed) => {
+          const total = weights.reduce((a, b) => a + b, 0);
+          const sources = weights.map((w, i) => ({ name: `s${i}`, share: w / total, target: Infinity, dataset: dataset(`s${i}`, [Array(20).fill(size)]) }));
+          const items = await collect(schedule(sources, { seed, endless: true }), 2000);
+          let run = 0;
+          items.forEach((item, k) => {
+            run = k > 0 && items[k - 1]!.source === item.source ? run + 1 : 1;
+            const others = Math.min(...sources.filter((_, j) => j !== item.source).map((s) => s.share));
+            const limit = Math.ceil(((1 + JITTER) * sources[item.source]!.share) / others) + 2;
+            assert.ok(
+              run <= limit,
+              `source ${item.source} (share ${sources[item.source]!.share.toFixed(3)}) ran ${run} samples at position ${k}, over ${limit}`,
+            );
+          });
+        },
+      ),
+      { numRuns: 100 },
+    );
+  },
+);
 
 test('same seed, same stream; another seed, another order of the same multiset', async () => {
   const specs = [
-    { shards: [[10, 20, 30, 15], [5, 5, 6]], epochs: 2, layout: { run: 2, groupRuns: 2 } },
-    { shards: [[100, 200], [300, 50, 60]], epochs: 1 },
+    {
+      shards: [
+        [10, 20, 30, 15],
+        [5, 5, 6],
+      ],
+      epochs: 2,
+      layout: { run: 2, groupRuns: 2 },
+    },
+    {
+      shards: [
+        [100, 200],
+        [300, 50, 60],
+      ],
+      epochs: 1,
+    },
   ];
   const key = (x: ScheduledSample) => `${x.source}/${x.key}`;
   const a = (await collect(schedule(planned(specs), { seed: 1 }))).map(key);
@@ -252,10 +297,16 @@ test('the schedule resumes from the cursors taken at any position', async () => 
 });
 
 test('endless goes on past the plan by the same rule', async () => {
-  const sources = planned([{ shards: [[10, 20]], epochs: 1 }, { shards: [[5]], epochs: 1 }]);
+  const sources = planned([
+    { shards: [[10, 20]], epochs: 1 },
+    { shards: [[5]], epochs: 1 },
+  ]);
   const finite = await collect(schedule(sources, { seed: 3 }));
   const endless = await collect(schedule(sources, { seed: 3, endless: true }), 50);
   assert.equal(finite.length, 3);
   assert.equal(endless.length, 50);
-  assert.deepEqual(endless.slice(0, 3).map((x) => x.key), finite.map((x) => x.key));
+  assert.deepEqual(
+    endless.slice(0, 3).map((x) => x.key),
+    finite.map((x) => x.key),
+  );
 });

@@ -22,11 +22,14 @@ after(() => rm(dir, { recursive: true, force: true }));
 
 const id = (s: MixedSample) => `${s.position} ${s.source}/${s.key}`;
 
-test('the stream delivers the scheduled samples, read from their shards, with the plan\'s shares', async () => {
+test("the stream delivers the scheduled samples, read from their shards, with the plan's shares", async () => {
   const mixture = await planFour(join(dir, 'mix-a'), locations);
   const stream = mixture.stream();
   const samples = await collect(stream);
-  assert.deepEqual(samples.map((s) => s.position), samples.map((_, i) => i));
+  assert.deepEqual(
+    samples.map((s) => s.position),
+    samples.map((_, i) => i),
+  );
   for (const s of samples) {
     const json = JSON.parse(s.fields.json!.toString()) as { key: string; tokens: number };
     assert.equal(json.key, s.key);
@@ -70,7 +73,10 @@ test('a state taken anywhere resumes the stream exactly, on any rank', async () 
     { numRuns: 12 },
   );
   const state = mixture.stream({ rank: 1, worldSize: 2 }).state();
-  assert.throws(() => mixture.stream({ rank: 1, worldSize: 4, resume: state }), /belongs to rank 1 of 2, not rank 1 of 4: to go on under another world size, give the states of all 2 ranks/);
+  assert.throws(
+    () => mixture.stream({ rank: 1, worldSize: 4, resume: state }),
+    /belongs to rank 1 of 2, not rank 1 of 4: to go on under another world size, give the states of all 2 ranks/,
+  );
 });
 
 test('the same seed gives the same stream; another seed another order of the same multiset', async () => {
@@ -92,14 +98,25 @@ test('a single shard per source: two seeds give two orders of the same samples',
   const single = new Map<string, string>();
   for (const s of FOUR_SOURCES) {
     const location = join(dir, 'single', s.name);
-    await writeSyntheticDataset({ location, source: s.name, layout: s.layout, shardSamples: [(s.shardSamples as readonly number[]).reduce((a, b) => a + b, 0)] });
+    await writeSyntheticDataset({
+      location,
+      source: s.name,
+      layout: s.layout,
+      shardSamples: [(s.shardSamples as readonly number[]).reduce((a, b) => a + b, 0)],
+    });
     single.set(s.name, location);
   }
-  const order = async (seed: number) => (await collect((await planFour(join(dir, `mix-single-${seed}`), single, { mode: 'epochs', seed })).stream())).map((s) => `${s.source}/${s.key}`);
+  const order = async (seed: number) =>
+    (await collect((await planFour(join(dir, `mix-single-${seed}`), single, { mode: 'epochs', seed })).stream())).map((s) => `${s.source}/${s.key}`);
   const [a, b] = [await order(1), await order(2)];
   assert.notDeepEqual(a, b);
   assert.deepEqual([...a].sort(), [...b].sort());
-  for (const source of ['pmd', 'laion']) assert.notDeepEqual(a.filter((k) => k.startsWith(source)), b.filter((k) => k.startsWith(source)), `${source}'s own order`);
+  for (const source of ['pmd', 'laion'])
+    assert.notDeepEqual(
+      a.filter((k) => k.startsWith(source)),
+      b.filter((k) => k.startsWith(source)),
+      `${source}'s own order`,
+    );
 });
 
 test('materialising twice gives byte-identical shards and manifest that inspect and Python read', async () => {
@@ -117,7 +134,9 @@ test('materialising twice gives byte-identical shards and manifest that inspect 
   const summary = await summarizeDataset(outputs[0]!);
   assert.equal(summary.samples, results[0]!.realised.samples);
   assert.equal(summary.tokens, results[0]!.realised.tokens);
-  const python = execFileSync('python3', ['-c', `
+  const python = execFileSync('python3', [
+    '-c',
+    `
 import tarfile, json, sys, glob
 keys = []
 for path in sorted(glob.glob(sys.argv[1] + '/mix-*.tar')):
@@ -127,11 +146,16 @@ for path in sorted(glob.glob(sys.argv[1] + '/mix-*.tar')):
                 j = json.load(tar.extractfile(m))
                 keys.append((m.name.split('.')[0], j['source'], j['source_key']))
 print(json.dumps(keys))
-`, outputs[0]!]).toString();
+`,
+    outputs[0]!,
+  ]).toString();
   const keys = JSON.parse(python) as [string, string, string][];
   assert.equal(keys.length, summary.samples);
   assert.equal(new Set(keys.map((k) => k[0])).size, keys.length, 'keys unique although samples repeat');
-  assert.deepEqual(keys.map((k) => k[0]), keys.map((_, i) => String(i).padStart(9, '0')));
+  assert.deepEqual(
+    keys.map((k) => k[0]),
+    keys.map((_, i) => String(i).padStart(9, '0')),
+  );
   assert.ok(keys.every(([, source]) => ['pmd', 'laion', 'obelisc', 'wikipedia'].includes(source)));
 });
 
@@ -150,8 +174,11 @@ test('a corrupt shard is skipped and reported; past --max-bad-shards the stream 
   assert.match(report.badShards.join('\n'), /laion-000002\.tar/);
   const lost = report.sources.reduce((a, s) => a + s.lostSamples, 0);
   assert.ok(lost > 0);
-  assert.equal(samples.length + lost, (75 * 3 + 75 + 21 * 3 + 19) - report.remainder);
-  await assert.rejects(collect(mixture.stream({ maxBadShards: 1 })), /2 shards could not be read in full \(more than --max-bad-shards 1\).*(pmd-000001|laion-000002)/s);
+  assert.equal(samples.length + lost, 75 * 3 + 75 + 21 * 3 + 19 - report.remainder);
+  await assert.rejects(
+    collect(mixture.stream({ maxBadShards: 1 })),
+    /2 shards could not be read in full \(more than --max-bad-shards 1\).*(pmd-000001|laion-000002)/s,
+  );
 });
 
 test('a dataset changed since the plan, or planned only by assumption, is refused when streaming', async () => {

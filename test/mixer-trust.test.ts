@@ -35,7 +35,7 @@ async function editJson(path: string, edit: (value: any) => void): Promise<void>
   await writeFile(path, JSON.stringify(value));
 }
 
-test('a sample\'s tokens edited in an index after planning: the stream is refused naming the index', async () => {
+test("a sample's tokens edited in an index after planning: the stream is refused naming the index", async () => {
   const { root, locations } = await copy('edited-index');
   const mixture = await planFour(join(dir, 'mix-edited'), locations, { mode: 'epochs' });
   assert.ok((await collect(mixture.stream())).length > 0);
@@ -44,7 +44,14 @@ test('a sample\'s tokens edited in an index after planning: the stream is refuse
     [index.entries[3].tokens, index.entries[4].tokens] = [index.entries[4].tokens + 5, index.entries[3].tokens - 5];
   });
   const reopened = await openMixture(join(dir, 'mix-edited'));
-  await assert.rejects(collect(reopened.stream()), (err: unknown) => isM4Error(err, 'E_INPUT') && /laion-000002\.idx\.json changed since the plan was made \(its sha256 is [0-9a-f]{12}\.\.\., the plan's [0-9a-f]{12}\.\.\.\): plan the mixture again/.test(err.message));
+  await assert.rejects(
+    collect(reopened.stream()),
+    (err: unknown) =>
+      isM4Error(err, 'E_INPUT') &&
+      /laion-000002\.idx\.json changed since the plan was made \(its sha256 is [0-9a-f]{12}\.\.\., the plan's [0-9a-f]{12}\.\.\.\): plan the mixture again/.test(
+        err.message,
+      ),
+  );
   // Its tokens edited, and its record with them: the index no longer describes the manifest's shard.
   await editJson(join(root, 'laion', 'laion-000002.idx.json'), (index) => {
     index.entries[3].tokens += 100;
@@ -56,7 +63,10 @@ test('a sample\'s tokens edited in an index after planning: the stream is refuse
     m.shards[1].tokens += 100; // laion-000002 (shard 1 holds no sample, so it has no record)
     m.totals.tokens += 100;
   });
-  await assert.rejects(openMixture(join(dir, 'mix-edited')), /laion changed since the plan was made: laion-000002\.tar has \d+ tokens, the plan used \d+; plan the mixture again/);
+  await assert.rejects(
+    openMixture(join(dir, 'mix-edited')),
+    /laion changed since the plan was made: laion-000002\.tar has \d+ tokens, the plan used \d+; plan the mixture again/,
+  );
   // An index whose entries no longer add up to its record is refused as it is read.
   await editJson(join(root, 'laion', 'laion-000000.idx.json'), (index) => (index.entries[0].tokens = 7));
   await assert.rejects(readSupplies(new Map([['laion', join(root, 'laion')]])), /laion-000000\.idx\.json says \d+ tokens, its entries hold \d+/);
@@ -66,16 +76,26 @@ test('numbers a manifest or an index cannot hold are refused, naming the field',
   const { root } = await copy('bad-numbers');
   const manifest = join(root, 'pmd', 'manifest.json');
   const original = await readFile(manifest, 'utf8');
-  for (const [value, shown] of [[-64, '-64'], ['abc', '"abc"'], [2.5, '2.5']] as const) {
+  for (const [value, shown] of [
+    [-64, '-64'],
+    ['abc', '"abc"'],
+    [2.5, '2.5'],
+  ] as const) {
     await editJson(manifest, (m) => (m.shards[1].samples = value));
-    await assert.rejects(readSupplies(new Map([['pmd', join(root, 'pmd')]])), new RegExp(`field shards\\[1\\]\\.samples must be a whole number of 0 or more \\(found ${shown.replace('.', '\\.')}\\)`));
+    await assert.rejects(
+      readSupplies(new Map([['pmd', join(root, 'pmd')]])),
+      new RegExp(`field shards\\[1\\]\\.samples must be a whole number of 0 or more \\(found ${shown.replace('.', '\\.')}\\)`),
+    );
     await writeFile(manifest, original);
   }
   await editJson(manifest, (m) => (m.totals.samples += 1));
   await assert.rejects(readSupplies(new Map([['pmd', join(root, 'pmd')]])), /its totals disagree with its shard records: samples 76 against 75/);
   await writeFile(manifest, original);
   await editJson(join(root, 'pmd', 'pmd-000001.idx.json'), (index) => (index.entries[2].offset = -512));
-  await assert.rejects(readSupplies(new Map([['pmd', join(root, 'pmd')]])), /pmd-000001\.idx\.json field entries\[2\]\.offset must be a whole number of 0 or more \(found -512\)/);
+  await assert.rejects(
+    readSupplies(new Map([['pmd', join(root, 'pmd')]])),
+    /pmd-000001\.idx\.json field entries\[2\]\.offset must be a whole number of 0 or more \(found -512\)/,
+  );
 });
 
 test('inspect --verify never calls a dataset verified whose manifest disagrees with its shards (exit 3)', async () => {
@@ -118,13 +138,20 @@ test('every field of a resume state is checked, and a state of another mixture i
   const refused = (edit: (s: any) => void, pattern: RegExp) => {
     const bad = structuredClone(state) as any;
     edit(bad);
-    assert.throws(() => mixture.stream({ rank: 1, worldSize: 2, resume: bad as MixtureState }), (err: unknown) => isM4Error(err, 'E_USAGE') && pattern.test(err.message), pattern.source);
+    assert.throws(
+      () => mixture.stream({ rank: 1, worldSize: 2, resume: bad as MixtureState }),
+      (err: unknown) => isM4Error(err, 'E_USAGE') && pattern.test(err.message),
+      pattern.source,
+    );
   };
   refused((s) => (s.replay.sources[0].taken = -3), /field replay\.sources\[0\]\.taken must be a whole number of 0 or more \(found -3\)/);
   refused((s) => (s.replay.sources[1].tokens = 'many'), /field replay\.sources\[1\]\.tokens must be a whole number of 0 or more \(found "many"\)/);
   refused((s) => (s.replay.position = 1e12), /field replay\.position is 1000000000000, but its cursors have taken \d+ samples \(one per position\)/);
   // Every batch PMD: the other sources' tokens made to look far ahead.
-  refused((s) => (s.replay.sources[1].tokens = 10_000_000), /field replay\.sources\[1\]\.tokens is 10000000, impossible after 0 epochs and \d+ samples of laion/);
+  refused(
+    (s) => (s.replay.sources[1].tokens = 10_000_000),
+    /field replay\.sources\[1\]\.tokens is 10000000, impossible after 0 epochs and \d+ samples of laion/,
+  );
   refused((s) => (s.next = 8), /has next 8, which is not an item of rank 1 of 2/);
   refused((s) => (s.next = 1), /replays the schedule from position \d+, past the position of its next sample/);
   refused((s) => (s.leftovers = [{ first: 5, step: 0, count: 2 }]), /field leftovers\[0\]\.step must be a whole number of at least 1/);
@@ -132,7 +159,10 @@ test('every field of a resume state is checked, and a state of another mixture i
   // Same seed, same sources, another budget: another mixture.
   const other = await planFour(join(dir, 'mix-other'), locations, { budget: 13_000 });
   assert.equal(other.plan.seed, mixture.plan.seed);
-  assert.throws(() => other.stream({ rank: 1, worldSize: 2, resume: state }), /was taken from another mixture \(plan fingerprint "[0-9a-f]{16}", this mixture's [0-9a-f]{16}\)/);
+  assert.throws(
+    () => other.stream({ rank: 1, worldSize: 2, resume: state }),
+    /was taken from another mixture \(plan fingerprint "[0-9a-f]{16}", this mixture's [0-9a-f]{16}\)/,
+  );
   // The state as saved resumes.
   const rest = await collect(mixture.stream({ rank: 1, worldSize: 2, resume: JSON.parse(JSON.stringify(state)) }));
   assert.ok(rest.length > 0);

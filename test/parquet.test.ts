@@ -97,11 +97,17 @@ test('LAION-like files read in order, with projection, batches and a limit acros
   assert.equal(projected.rows.length, 3500);
   assert.deepEqual(Object.keys(projected.rows[0]!).sort(), ['URL', 'similarity']);
   assert.deepEqual(projected.rows[3499], { URL: 'https://example.com/img/3499.jpg', similarity: 3499 / 8 });
-  assert.deepEqual(projected.batches.map((x) => x.rows.length), [2048, 1452]);
+  assert.deepEqual(
+    projected.batches.map((x) => x.rows.length),
+    [2048, 1452],
+  );
 
   // A glob matches part-a before part-b whatever order they were written in; explicit inputs keep their order.
   const globbed = await readAll([join(dir, 'laion', 'part-*.parquet')], { columns: [LAION[0]!] });
-  assert.deepEqual(globbed.rows, all.rows.map((r) => ({ URL: r.URL })));
+  assert.deepEqual(
+    globbed.rows,
+    all.rows.map((r) => ({ URL: r.URL })),
+  );
   const reversed = await readAll([b, a], { columns: [LAION[0]!], limit: 1 });
   assert.deepEqual(reversed.rows, [{ URL: 'https://example.com/img/3000.jpg' }]);
 
@@ -149,7 +155,13 @@ test('schema mismatches stop with E_INPUT naming the file, the column, what was 
 
 test('PMD-like image structs and BLOBs round-trip byte for byte; null structs, bytes and URLs stay null', async () => {
   const file = join(dir, 'pmd.parquet');
-  const payloads = [Buffer.alloc(0), Buffer.from([0, 255, 0]), Buffer.alloc(12, 7), Buffer.alloc(13, 9), Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 31) % 256))];
+  const payloads = [
+    Buffer.alloc(0),
+    Buffer.from([0, 255, 0]),
+    Buffer.alloc(12, 7),
+    Buffer.alloc(13, 9),
+    Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 31) % 256)),
+  ];
   await withConnection(async (connection) => {
     await connection.run('CREATE TEMP TABLE pmd (image STRUCT(bytes BLOB, path VARCHAR), image_url VARCHAR, text VARCHAR, thumb BLOB)');
     for (const [i, bytes] of payloads.entries()) {
@@ -194,7 +206,9 @@ test('OBELICS-like lists keep their null items; JSON strings come back as string
     { images: ['https://i/2.png', null], texts: [null, 'Ünïcödé 😀 中文'], metadata: '[{"a": [1, 2]}]' },
   ];
   const values = docs.map((d) => `(${sqlList(d.images)}, ${sqlList(d.texts)}, ${sqlString(d.metadata)}, ${sqlString(d.metadata)}::JSON)`);
-  await sql(`COPY (SELECT * FROM (VALUES ${values.join(', ')}) v(images, texts, metadata, general_metadata)) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`);
+  await sql(
+    `COPY (SELECT * FROM (VALUES ${values.join(', ')}) v(images, texts, metadata, general_metadata)) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`,
+  );
 
   const { rows } = await readAll([file], {
     columns: [
@@ -205,17 +219,26 @@ test('OBELICS-like lists keep their null items; JSON strings come back as string
     ],
   });
   // The JSON-typed column comes back as its text, not as parsed JSON.
-  assert.deepEqual(rows, docs.map((d) => ({ ...d, general_metadata: d.metadata })));
+  assert.deepEqual(
+    rows,
+    docs.map((d) => ({ ...d, general_metadata: d.metadata })),
+  );
 });
 
 test('strings of any Unicode survive the JSON route exactly', async () => {
   const file = join(dir, 'strings.parquet');
   await fc.assert(
     fc.asyncProperty(fc.array(fc.option(fc.string({ unit: 'grapheme', maxLength: 40 }), { nil: null }), { minLength: 1, maxLength: 30 }), async (strings) => {
-      const bytes = await writeParquet(strings.map((s) => ({ s })), [{ name: 's', type: 'VARCHAR' }]);
+      const bytes = await writeParquet(
+        strings.map((s) => ({ s })),
+        [{ name: 's', type: 'VARCHAR' }],
+      );
       await writeFile(file, bytes);
       const { rows } = await readAll([file], { columns: [{ name: 's', type: 'string', required: true }] });
-      assert.deepEqual(rows.map((r) => r.s), strings);
+      assert.deepEqual(
+        rows.map((r) => r.s),
+        strings,
+      );
     }),
     { numRuns: 25, examples: [[['\u0000', '\u0001\u001f\u007f', '"\\/\b\f\n\r\t', '\u2028\u2029', '\ud83d\ude00', '']]] },
   );
@@ -224,15 +247,24 @@ test('strings of any Unicode survive the JSON route exactly', async () => {
 test('a file rewritten in place at the same size reads back new, never cached', async () => {
   // Two versions whose files have the same size (333 bytes): DuckDB's external file cache served the first
   // version's blocks for the second ("ZSTD Decompression failure") until the cache was switched off.
-  const versions = [["𐧭⪇⿏ﷁ𑄿𝌭ѓ𛄟㈖", "꛵𝠌", "", "ᦨⵯ🏁𞄗ꪄᘕ𖬟ꗥ𐳻"], ["𒐶⡸", "Ṗ🎁ᖏ𖡝", "💹᧼ጤꤣἾ᪑Ⓤ𓇾ꑛ"]];
+  const versions = [
+    ['𐧭⪇⿏ﷁ𑄿𝌭ѓ𛄟㈖', '꛵𝠌', '', 'ᦨⵯ🏁𞄗ꪄᘕ𖬟ꗥ𐳻'],
+    ['𒐶⡸', 'Ṗ🎁ᖏ𖡝', '💹᧼ጤꤣἾ᪑Ⓤ𓇾ꑛ'],
+  ];
   const file = join(dir, 'rewritten.parquet');
   const sizes: number[] = [];
   for (const strings of versions) {
-    const bytes = await writeParquet(strings.map((s) => ({ s })), [{ name: 's', type: 'VARCHAR' }]);
+    const bytes = await writeParquet(
+      strings.map((s) => ({ s })),
+      [{ name: 's', type: 'VARCHAR' }],
+    );
     sizes.push(bytes.length);
     await writeFile(file, bytes);
     const { rows } = await readAll([file], { columns: [{ name: 's', type: 'string', required: true }] });
-    assert.deepEqual(rows.map((r) => r.s), strings);
+    assert.deepEqual(
+      rows.map((r) => r.s),
+      strings,
+    );
   }
   assert.equal(sizes[0], sizes[1], 'the premise: both versions have the same size');
 });
@@ -275,16 +307,34 @@ test('countRepeatedUrls counts the documents a URL occurs in, once per document,
   await sql(write('1.parquet', 0, 12), write('2.parquet', 12, 24));
   const files = [join(dir, 'repeats', '1.parquet'), join(dir, 'repeats', '2.parquet')];
 
-  assert.deepEqual(await countRepeatedUrls(files, { column: 'images', threshold: 10 }), new Map([[A, 11], [C, 11]]));
+  assert.deepEqual(
+    await countRepeatedUrls(files, { column: 'images', threshold: 10 }),
+    new Map([
+      [A, 11],
+      [C, 11],
+    ]),
+  );
   assert.deepEqual(await countRepeatedUrls([join(dir, 'repeats', '*.parquet')], { column: 'images', threshold: 10, limit: 21 }), new Map([[A, 11]]));
-  assert.deepEqual(await countRepeatedUrls(files, { column: 'images', threshold: 9, limit: 12 }), new Map([[A, 11], [B, 10]]));
+  assert.deepEqual(
+    await countRepeatedUrls(files, { column: 'images', threshold: 9, limit: 12 }),
+    new Map([
+      [A, 11],
+      [B, 10],
+    ]),
+  );
   assert.deepEqual(await countRepeatedUrls(files, { column: 'images', threshold: 10, limit: 0 }), new Map());
   await assert.rejects(countRepeatedUrls(files, { column: 'id', threshold: 1 }), (err: unknown) => isM4Error(err, 'E_INPUT') && err.message.includes('"id"'));
 
   const tempDir = join(dir, 'repeats-temp');
   await mkdir(tempDir);
   const viaStorage = await countRepeatedUrls([pathToFileURL(files[0]!).href, files[1]!], { column: 'images', threshold: 10, tempDir });
-  assert.deepEqual(viaStorage, new Map([[A, 11], [C, 11]]));
+  assert.deepEqual(
+    viaStorage,
+    new Map([
+      [A, 11],
+      [C, 11],
+    ]),
+  );
   assert.deepEqual(await readdir(tempDir), [], 'the temporary copy is deleted');
 });
 
@@ -311,7 +361,10 @@ test('writeParquet writes rows in order with nulls, reads back through DuckDB, a
   await writeFile(file, bytes);
   await withConnection(async (connection) => {
     const described = await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlString(file)})`);
-    assert.deepEqual(described.getRowObjectsJS().map((r) => [r.column_name, r.column_type]), schema.map((c) => [c.name, c.type]));
+    assert.deepEqual(
+      described.getRowObjectsJS().map((r) => [r.column_name, r.column_type]),
+      schema.map((c) => [c.name, c.type]),
+    );
     const codecs = await connection.runAndReadAll(`SELECT DISTINCT compression FROM parquet_metadata(${sqlString(file)})`);
     assert.deepEqual(codecs.getRowsJS(), [['ZSTD']]);
     const back = (await connection.runAndReadAll(`SELECT * FROM read_parquet(${sqlString(file)})`)).getRowObjectsJS();
@@ -347,6 +400,8 @@ test('URLs are read through the storage layer via a temporary copy that is delet
   }
   assert.deepEqual(await readdir(tempDir), []);
 
-  await assert.rejects(readAll([pathToFileURL(join(dir, 'absent.parquet')).href], { columns: LAION, tempDir }), (err: unknown) => isM4Error(err, 'E_NOT_FOUND'));
+  await assert.rejects(readAll([pathToFileURL(join(dir, 'absent.parquet')).href], { columns: LAION, tempDir }), (err: unknown) =>
+    isM4Error(err, 'E_NOT_FOUND'),
+  );
   assert.deepEqual(await readdir(tempDir), []);
 });

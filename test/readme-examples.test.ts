@@ -58,7 +58,11 @@ test("the README's mix, bridge and training examples run as written, in order", 
   const s3 = await startS3Server({ bucket: 'bucket' });
   try {
     // The user's folder: the sources the examples name, built, and `m4data` on PATH as `npm install -g` puts it.
-    for (const [name, layout] of [['laion', 'pair'], ['obelisc', 'document'], ['wikipedia', 'document']] as const) {
+    for (const [name, layout] of [
+      ['laion', 'pair'],
+      ['obelisc', 'document'],
+      ['wikipedia', 'document'],
+    ] as const) {
       await writeSyntheticDataset({ location: join(dir, 'out', name), source: name, layout, shardSamples: [40, 30] });
     }
     const env = { ...process.env, ...s3.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` };

@@ -20,16 +20,22 @@ test('a GET is signed as AWS documents it (the GET Object example of the SigV4 g
   );
   assert.equal(
     headers.authorization,
-    'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
+    'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,' +
+      'Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
   );
   assert.equal(headers['x-amz-date'], '20130524T000000Z');
   assert.equal(headers['x-amz-content-sha256'], 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 });
 
-test('keys are encoded as S3 paths carry them, and the SDK\'s request gives the bucket\'s target', () => {
+test("keys are encoded as S3 paths carry them, and the SDK's request gives the bucket's target", () => {
   assert.equal(encodeKey("pre fix/a+b(1)!*'~_.-ü.tar"), 'pre%20fix/a%2Bb%281%29%21%2A%27~_.-%C3%BC.tar');
   const authorization = 'AWS4-HMAC-SHA256 Credential=AK/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00';
-  const sent = (path: string, extra: Record<string, string> = {}) => ({ protocol: 'https:', hostname: 'b.s3.eu-west-1.amazonaws.com', path, headers: { authorization, ...extra } });
+  const sent = (path: string, extra: Record<string, string> = {}) => ({
+    protocol: 'https:',
+    hostname: 'b.s3.eu-west-1.amazonaws.com',
+    path,
+    headers: { authorization, ...extra },
+  });
   assert.deepEqual(targetOf(sent('/data/a%20b.tar'), 'data/a b.tar'), {
     origin: 'https://b.s3.eu-west-1.amazonaws.com',
     host: 'b.s3.eu-west-1.amazonaws.com',
@@ -76,7 +82,13 @@ async function verifyingServer(objects: Map<string, Buffer>) {
     const signed = auth[3]!.split(';');
     const headers = Object.fromEntries(signed.map((name) => [name, String(req.headers[name])]));
     const [path, query] = req.url!.split('?');
-    const signer = new SignatureV4({ credentials: { accessKeyId: auth[1]!, secretAccessKey: 'SECRET', sessionToken: 'TOKEN' }, region: auth[2]!, service: 's3', sha256, uriEscapePath: false });
+    const signer = new SignatureV4({
+      credentials: { accessKeyId: auth[1]!, secretAccessKey: 'SECRET', sessionToken: 'TOKEN' },
+      region: auth[2]!,
+      service: 's3',
+      sha256,
+      uriEscapePath: false,
+    });
     const date = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(headers['x-amz-date']!)!;
     const again = await signer.sign(
       { method: 'GET', protocol: 'http:', hostname: '127.0.0.1', path: path!, headers, query: Object.fromEntries(new URLSearchParams(query ?? '')) },
@@ -95,7 +107,10 @@ async function verifyingServer(objects: Map<string, Buffer>) {
       const reply = (status: number, code: string) => {
         res.writeHead(status, { 'content-type': 'application/xml' }).end(`<Error><Code>${code}</Code><Message>from the test server</Message></Error>`);
       };
-      if (seen.failNext > 0 && !('amz-sdk-invocation-id' in req.headers)) return void (seen.failNext--, reply(503, 'SlowDown'));
+      if (seen.failNext > 0 && !('amz-sdk-invocation-id' in req.headers)) {
+        seen.failNext--;
+        return reply(503, 'SlowDown');
+      }
       if (!object) return reply(404, 'NoSuchKey');
       const etag = `"${createHash('md5').update(object).digest('hex')}"`;
       if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== etag) return reply(412, 'PreconditionFailed');
@@ -104,7 +119,9 @@ async function verifyingServer(objects: Map<string, Buffer>) {
       const start = Number(range[1]);
       const end = range[2] ? Math.min(Number(range[2]), object.length - 1) : object.length - 1;
       if (start >= object.length) return reply(416, 'InvalidRange');
-      res.writeHead(206, { etag, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${object.length}` }).end(object.subarray(start, end + 1));
+      res
+        .writeHead(206, { etag, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${object.length}` })
+        .end(object.subarray(start, end + 1));
     })();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -112,12 +129,20 @@ async function verifyingServer(objects: Map<string, Buffer>) {
   return { endpoint, seen, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-test('after the SDK\'s first GET of a bucket, reads are signed here: every signature verifies, every byte is right', async (t) => {
+test("after the SDK's first GET of a bucket, reads are signed here: every signature verifies, every byte is right", async (t) => {
   const key = "data set/shard*(1)!'~+ü.tar";
   const data = randomBytes(300_000);
   const server = await verifyingServer(new Map([[`pre/${key}`, data]]));
   t.after(server.close);
-  t.after(applyEnv({ AWS_ENDPOINT_URL: server.endpoint, AWS_ACCESS_KEY_ID: 'AKID', AWS_SECRET_ACCESS_KEY: 'SECRET', AWS_SESSION_TOKEN: 'TOKEN', AWS_REGION: 'eu-west-1' }));
+  t.after(
+    applyEnv({
+      AWS_ENDPOINT_URL: server.endpoint,
+      AWS_ACCESS_KEY_ID: 'AKID',
+      AWS_SECRET_ACCESS_KEY: 'SECRET',
+      AWS_SESSION_TOKEN: 'TOKEN',
+      AWS_REGION: 'eu-west-1',
+    }),
+  );
   const storage = new S3Storage('s3://bucket/pre', { maxAttempts: 3 });
   const read = async (range?: { start: number; end?: number }) => {
     const chunks: Buffer[] = [];
@@ -136,7 +161,12 @@ test('after the SDK\'s first GET of a bucket, reads are signed here: every signa
   server.seen.failNext = 2;
   assert.deepEqual(await read({ start: 10, end: 20 }), data.subarray(10, 20));
   server.seen.failNext = 3;
-  await assert.rejects(read({ start: 10, end: 20 }), (err: unknown) => isM4Error(err, 'E_STORAGE') && /S3 read of s3:\/\/bucket\/pre\/data set\/shard\*\(1\)!'~\+ü\.tar at http:\/\/127\.0\.0\.1:\d+ failed after 3 attempts: SlowDown/.test(err.message));
+  await assert.rejects(
+    read({ start: 10, end: 20 }),
+    (err: unknown) =>
+      isM4Error(err, 'E_STORAGE') &&
+      /S3 read of s3:\/\/bucket\/pre\/data set\/shard\*\(1\)!'~\+ü\.tar at http:\/\/127\.0\.0\.1:\d+ failed after 3 attempts: SlowDown/.test(err.message),
+  );
   await assert.rejects(
     (async () => {
       for await (const chunk of storage.read('nothing.tar')) void chunk;

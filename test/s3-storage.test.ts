@@ -64,8 +64,14 @@ describe('S3Storage locations', () => {
   });
 
   test('bad locations and part sizes are usage errors', () => {
-    assert.throws(() => new S3Storage('s3://'), (e) => isM4Error(e, 'E_USAGE'));
-    assert.throws(() => new S3Storage('s3://b/p', { partSize: MiB }), (e) => isM4Error(e, 'E_USAGE'));
+    assert.throws(
+      () => new S3Storage('s3://'),
+      (e) => isM4Error(e, 'E_USAGE'),
+    );
+    assert.throws(
+      () => new S3Storage('s3://b/p', { partSize: MiB }),
+      (e) => isM4Error(e, 'E_USAGE'),
+    );
   });
 });
 
@@ -140,10 +146,7 @@ describe('S3Storage against s3rver', () => {
   test('stat of a missing key is undefined; read of one is E_NOT_FOUND naming its s3:// URL', async () => {
     const storage = new S3Storage(`s3://${s3.bucket}/missing`);
     assert.equal(await storage.stat('nope.tar'), undefined);
-    await assert.rejects(
-      readAll(storage.read('nope.tar')),
-      (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`s3://${s3.bucket}/missing/nope.tar`),
-    );
+    await assert.rejects(readAll(storage.read('nope.tar')), (e) => isM4Error(e, 'E_NOT_FOUND') && e.message.includes(`s3://${s3.bucket}/missing/nope.tar`));
   });
 });
 
@@ -205,7 +208,10 @@ describe('S3Storage on a flaky network', () => {
   });
 
   test('429, 500 and a connection dropped before the reply are retried too', async (t) => {
-    for (const fault of [{ status: 429, code: 'TooManyRequests' }, { status: 500, code: 'InternalError' }]) {
+    for (const fault of [
+      { status: 429, code: 'TooManyRequests' },
+      { status: 500, code: 'InternalError' },
+    ]) {
       const { storage, proxy } = await viaProxy(t, 'flaky');
       proxy.failRequests(1, fault);
       assert.deepEqual(await storage.stat('object.bin'), { key: 'object.bin', size: data.length });

@@ -83,5 +83,8 @@ test('S3 timeouts come from the environment, and a bad value names its variable'
     requestMs: 60,
     idleMs: 70,
   });
-  assert.throws(() => s3Timeouts({ M4DATA_S3_REQUEST_TIMEOUT_MS: 'soon' }), (err: unknown) => isM4Error(err, 'E_USAGE') && err.message.includes('M4DATA_S3_REQUEST_TIMEOUT_MS'));
+  assert.throws(
+    () => s3Timeouts({ M4DATA_S3_REQUEST_TIMEOUT_MS: 'soon' }),
+    (err: unknown) => isM4Error(err, 'E_USAGE') && err.message.includes('M4DATA_S3_REQUEST_TIMEOUT_MS'),
+  );
 });

@@ -33,7 +33,9 @@ test('reading a shard to its end, or stopping early, leaves no file open', { ski
   assert.equal(await openFiles(), before, 'after stopping at the first sample of every shard');
 });
 
-test('a mixture stream abandoned midway, or read to its end, leaves no file open', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async (t) => {
+test('a mixture stream abandoned midway, or read to its end, leaves no file open', {
+  skip: process.platform !== 'linux' && 'reads /proc/self/fd',
+}, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'm4-release-mix-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const mixture = await planFour(join(dir, 'mix'), await writeFourSources(join(dir, 'data')), { mode: 'epochs' });

@@ -49,7 +49,10 @@ test('random samples written then read back are the same samples, rolled within 
           back.map((s) => ({ key: s.key, fields: Object.fromEntries(Object.entries(s.fields).map(([k, v]) => [k, new Uint8Array(v)])) })),
           samples.map((s) => ({ key: s.key, fields: Object.fromEntries(Object.entries(s.fields).map(([k, v]) => [k, new Uint8Array(v)])) })),
         );
-        assert.equal(records.reduce((n, r) => n + r.samples, 0), samples.length);
+        assert.equal(
+          records.reduce((n, r) => n + r.samples, 0),
+          samples.length,
+        );
         for (const r of records) {
           assert.ok(r.samples <= maxSamples, 'count limit');
           assert.ok(r.bytes <= maxBytes || r.samples === 1, `size limit: ${r.bytes} > ${maxBytes} with ${r.samples} samples`);
@@ -87,10 +90,13 @@ test('index offsets and sizes locate each sample exactly, and counts add up in t
   await withDir(async (dir) => {
     const samples: Sample[] = Array.from({ length: 9 }, (_, i) => ({
       key: `k${i}`,
-      fields: { 'jpg': Buffer.alloc(100 * i + 1, i), '0.png': Buffer.alloc(600, 1), txt: Buffer.from(`caption ${i}`) },
+      fields: { jpg: Buffer.alloc(100 * i + 1, i), '0.png': Buffer.alloc(600, 1), txt: Buffer.from(`caption ${i}`) },
     }));
     const { storage, records } = await writeAll(dir, samples, 4, 1 << 20);
-    assert.deepEqual(records.map((r) => r.shard), ['ds-000000.tar', 'ds-000001.tar', 'ds-000002.tar']);
+    assert.deepEqual(
+      records.map((r) => r.shard),
+      ['ds-000000.tar', 'ds-000001.tar', 'ds-000002.tar'],
+    );
     for (const record of records) {
       const index = await readShardIndex(storage, indexKeyOf(record.shard));
       assert.equal(index.entries.length, record.samples);
@@ -99,13 +105,22 @@ test('index offsets and sizes locate each sample exactly, and counts add up in t
         assert.equal(entry.images, 2);
         const slice = tar.subarray(entry.offset, entry.offset + entry.size);
         const names = [];
-        for await (const e of parseTar((async function* () { yield slice; yield Buffer.alloc(1024); })())) names.push(e.name);
+        for await (const e of parseTar(
+          (async function* () {
+            yield slice;
+            yield Buffer.alloc(1024);
+          })(),
+        ))
+          names.push(e.name);
         assert.deepEqual(names, [`${entry.key}.0.png`, `${entry.key}.jpg`, `${entry.key}.txt`]);
       }
       // What the reader reports agrees with the index.
       const read = [];
       for await (const s of readShard({ storage, key: record.shard })) read.push({ key: s.key, offset: s.offset, size: s.size });
-      assert.deepEqual(read, index.entries.map(({ key, offset, size }) => ({ key, offset, size })));
+      assert.deepEqual(
+        read,
+        index.entries.map(({ key, offset, size }) => ({ key, offset, size })),
+      );
     }
     const manifest = buildManifest(await collectShardRecords(storage), { source: 'test' });
     await writeManifest(storage, manifest, 'test');
@@ -123,7 +138,13 @@ test('index offsets and sizes locate each sample exactly, and counts add up in t
         }),
       ),
     });
-    for (const r of back.shards) assert.equal(r.md5, createHash('md5').update(await readFile(join(dir, r.shard))).digest('hex'));
+    for (const r of back.shards)
+      assert.equal(
+        r.md5,
+        createHash('md5')
+          .update(await readFile(join(dir, r.shard)))
+          .digest('hex'),
+      );
   });
 });
 
@@ -135,7 +156,10 @@ test('a sample too big for the size limit gets a shard of its own', async () => 
       { key: 'c', fields: { bin: Buffer.alloc(100) } },
     ];
     const { records } = await writeAll(dir, samples, 100, 4096);
-    assert.deepEqual(records.map((r) => r.samples), [1, 1, 1]);
+    assert.deepEqual(
+      records.map((r) => r.samples),
+      [1, 1, 1],
+    );
   });
 });
 
@@ -146,7 +170,7 @@ test('bad samples are refused before anything is written, and the shard stays va
     await writer.write({ key: 'ok', fields: { txt: Buffer.from('x') } });
     await assert.rejects(writer.write({ key: '../evil', fields: { txt: Buffer.from('x') } }), { code: 'E_SAMPLE' });
     await assert.rejects(writer.write({ key: 'a.b', fields: { txt: Buffer.from('x') } }), { code: 'E_SAMPLE' });
-    await assert.rejects(writer.write({ key: 'k', fields: { 'TXT': Buffer.from('x') } }), { code: 'E_SAMPLE' });
+    await assert.rejects(writer.write({ key: 'k', fields: { TXT: Buffer.from('x') } }), { code: 'E_SAMPLE' });
     await assert.rejects(writer.write({ key: 'k', fields: {} }), { code: 'E_SAMPLE' });
     await assert.rejects(writer.write({ key: 'ok', fields: { txt: Buffer.from('again') } }), { code: 'E_SAMPLE' });
     const [record] = await writer.close();

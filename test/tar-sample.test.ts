@@ -100,7 +100,11 @@ test('bytes that are not one whole, sound sample are refused, naming the shard a
   const url = 'file:///bad-000000.tar';
   const [a, b] = (await bothWays(join(storage.root, record!.shard))).streamed;
   const refused = (slice: Buffer, offset: number, code: ErrorCode, pattern: RegExp) =>
-    assert.throws(() => readSampleAt(slice, offset, url), (err: unknown) => isM4Error(err, code) && err.message.startsWith(url) && pattern.test(err.message), pattern.source);
+    assert.throws(
+      () => readSampleAt(slice, offset, url),
+      (err: unknown) => isM4Error(err, code) && err.message.startsWith(url) && pattern.test(err.message),
+      pattern.source,
+    );
 
   // A flipped byte in b's first header.
   const flipped = Buffer.from(bytes);
@@ -108,9 +112,19 @@ test('bytes that are not one whole, sound sample are refused, naming the shard a
   refused(flipped.subarray(b!.offset, b!.offset + b!.size), b!.offset, 'E_TAR_CORRUPT', new RegExp(`bad tar header checksum at byte ${b!.offset}`));
   // Cut inside its image (its first entry: a header, then 700 bytes padded to 1,024).
   const cut = b!.offset + 1024;
-  refused(bytes.subarray(b!.offset, cut), b!.offset, 'E_TAR_TRUNCATED', new RegExp(`tar ends at byte ${cut} inside entry "b\\.jpg" \\(header at byte ${b!.offset}, 512 of 700 bytes present\\)`));
+  refused(
+    bytes.subarray(b!.offset, cut),
+    b!.offset,
+    'E_TAR_TRUNCATED',
+    new RegExp(`tar ends at byte ${cut} inside entry "b\\.jpg" \\(header at byte ${b!.offset}, 512 of 700 bytes present\\)`),
+  );
   // Two samples' bytes, and none.
-  refused(bytes.subarray(a!.offset, b!.offset + b!.size), a!.offset, 'E_SAMPLE', new RegExp(`bytes ${a!.offset}-${b!.offset + b!.size} hold samples a and b, not one`));
+  refused(
+    bytes.subarray(a!.offset, b!.offset + b!.size),
+    a!.offset,
+    'E_SAMPLE',
+    new RegExp(`bytes ${a!.offset}-${b!.offset + b!.size} hold samples a and b, not one`),
+  );
   refused(Buffer.alloc(0), 0, 'E_SAMPLE', /bytes 0-0 hold no sample/);
   // A field twice: a's entries, then its image again.
   const twice = Buffer.concat([bytes.subarray(a!.offset, a!.offset + a!.size), bytes.subarray(a!.offset, a!.offset + 1536)]);

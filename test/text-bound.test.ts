@@ -17,14 +17,10 @@ test('a PMD row with a 10 MB caption is filtered before tokenizing: fast, in bou
   const input = join(dir, 'pmd.parquet');
   const image = await jpeg(320, 240);
   const huge = 'word '.repeat(2_000_000); // 10 MB, one line: 2 million tokens if it reached the tokenizer
-  await writeParquetFixture(
-    input,
-    { text: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' },
-    [
-      [huge, { bytes: image, path: 'a.jpg' }],
-      ['a small caption', { bytes: image, path: 'b.jpg' }],
-    ],
-  );
+  await writeParquetFixture(input, { text: 'VARCHAR', image: 'STRUCT(bytes BLOB, path VARCHAR)' }, [
+    [huge, { bytes: image, path: 'a.jpg' }],
+    ['a small caption', { bytes: image, path: 'b.jpg' }],
+  ]);
   const output = join(dir, 'pmd-out');
   // Without the bound this row took 85 s and 3.7 GB; the deadline and the memory bound tell the two apart.
   const r = await runCliWithRss(['build', '--source', 'pmd', '--input', input, '--output', output, '--quiet'], { timeoutMs: 60_000 });
@@ -53,9 +49,16 @@ test('documents are bounded on their texts together; the bound is a flag with pe
   assert.equal(plan([page, null, page]).kind, 'planned'); // 800 kB: under the 1 MiB default
   const over = plan([page, null, page, page]);
   assert.equal(over.kind, 'rejected');
-  assert.deepEqual(over.kind === 'rejected' && [over.status, over.error], ['filtered', `document text over ${MAX_TEXT_BYTES.document} bytes (--max-text-bytes)`]);
+  assert.deepEqual(over.kind === 'rejected' && [over.status, over.error], [
+    'filtered',
+    `document text over ${MAX_TEXT_BYTES.document} bytes (--max-text-bytes)`,
+  ]);
   assert.equal(plan(['short text', null], 5).kind, 'rejected');
-  for (const [source, bytes] of [['laion', MAX_TEXT_BYTES.laion], ['pmd', MAX_TEXT_BYTES.pmd], ['wikipedia', MAX_TEXT_BYTES.document]] as const) {
+  for (const [source, bytes] of [
+    ['laion', MAX_TEXT_BYTES.laion],
+    ['pmd', MAX_TEXT_BYTES.pmd],
+    ['wikipedia', MAX_TEXT_BYTES.document],
+  ] as const) {
     assert.equal(resolveBuildOptions({ adapter: findSource(source), inputs: ['x'], output: 'o' }).sourceOptions.maxTextBytes, bytes, source);
   }
 });

@@ -39,18 +39,33 @@ test('train on a mixture through the bridge: stopped at step 2 and resumed, it l
   const losses = (r: typeof whole) => r.training.metrics.map((m) => m.loss);
   const resumed = [...losses(first), ...losses(rest)];
   assert.equal(resumed.length, 4);
-  resumed.forEach((loss, i) => assert.ok(Math.abs(loss - losses(whole)[i]!) <= 1e-5 * Math.abs(loss), `step ${i + 1}: ${loss} resumed, ${losses(whole)[i]} uninterrupted`));
-  const metrics = (await readFile(join(dir, 'split', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number });
-  assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4]);
+  resumed.forEach((loss, i) =>
+    assert.ok(Math.abs(loss - losses(whole)[i]!) <= 1e-5 * Math.abs(loss), `step ${i + 1}: ${loss} resumed, ${losses(whole)[i]} uninterrupted`),
+  );
+  const metrics = (await readFile(join(dir, 'split', 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { step: number });
+  assert.deepEqual(
+    metrics.map((m) => m.step),
+    [1, 2, 3, 4],
+  );
   assert.match(await readFile(join(dir, 'split', 'loss.svg'), 'utf8'), /^<svg/);
   // The mixture's realised table travels with the bridge's report.
-  assert.deepEqual(whole.report.mixture.sources.map((s) => s.name), ['pmd', 'laion', 'obelisc', 'wikipedia']);
+  assert.deepEqual(
+    whole.report.mixture.sources.map((s) => s.name),
+    ['pmd', 'laion', 'obelisc', 'wikipedia'],
+  );
 });
 
 test('m4data train refuses a run directory of another model, and a run without --run-dir', async () => {
   const runDir = join(dir, 'other');
   await trainOnMixture(mixture, options(runDir, { steps: 1 }));
-  const r = spawnSync(process.execPath, [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', runDir, '--resume', '--model', 'atum-9b', '--backend', 'wasm'], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', runDir, '--resume', '--model', 'atum-9b', '--backend', 'wasm'],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /holds a checkpoint of another run: model tiny, not atum-9b \[E_USAGE\]/);
   const fresh = spawnSync(process.execPath, [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', runDir, '--backend', 'wasm'], { encoding: 'utf8' });
@@ -59,7 +74,32 @@ test('m4data train refuses a run directory of another model, and a run without -
 });
 
 test('m4data train runs steps from the command line and logs them', () => {
-  const r = spawnSync(process.execPath, [BIN, 'train', '--mixture', join(dir, 'mix'), '--run-dir', join(dir, 'cli'), '--steps', '2', '--backend', 'wasm', '--batch-size', '1', '--seq-len', '256', '--tokens-per-step', '256', '--max-images', '4', '--workers', '1'], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [
+      BIN,
+      'train',
+      '--mixture',
+      join(dir, 'mix'),
+      '--run-dir',
+      join(dir, 'cli'),
+      '--steps',
+      '2',
+      '--backend',
+      'wasm',
+      '--batch-size',
+      '1',
+      '--seq-len',
+      '256',
+      '--tokens-per-step',
+      '256',
+      '--max-images',
+      '4',
+      '--workers',
+      '1',
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^backend wasm/m);
   assert.match(r.stdout, /^step 1\/2 {2}loss \d+\.\d{4}/m);

@@ -40,18 +40,34 @@ test('outputs on /proc, or through a file, are refused at once with exit 2 (they
 });
 
 test('the card shapes are refused before anything is allocated, with the memory they need and how to run them', async () => {
-  for (const [model, backend] of [['atum-9b', 'wasm'], ['atum-80b', 'cpu']]) {
-    const r = await runCli(['train', '--mixture', MIX, '--run-dir', join(dir, `run-${model}`), '--model', model!, '--backend', backend!, ...SHAPE], { timeoutMs: 60_000 });
+  for (const [model, backend] of [
+    ['atum-9b', 'wasm'],
+    ['atum-80b', 'cpu'],
+  ]) {
+    const r = await runCli(['train', '--mixture', MIX, '--run-dir', join(dir, `run-${model}`), '--model', model!, '--backend', backend!, ...SHAPE], {
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 2, r.err);
-    assert.match(errorLine(r.err), new RegExp(`model ${model} .* needs about [\\d.]+ GB to train \\(weights [\\d.]+ GB, optimizer .*\\), more than the ${backend} backend can hold .*nothing was allocated\\. Train it with --backend tfjs-node-gpu`));
+    assert.match(
+      errorLine(r.err),
+      new RegExp(
+        `model ${model} .* needs about [\\d.]+ GB to train \\(weights [\\d.]+ GB, optimizer .*\\), more than the ${backend} backend can hold .*nothing was ` +
+          `allocated\\. Train it with --backend tfjs-node-gpu`,
+      ),
+    );
   }
 });
 
 test('batch shapes the machine cannot hold are refused up front; more workers than cores are capped, saying so', async () => {
   const huge = await runCli(['train', '--dry-run', '--mixture', MIX, '--batch-size', '100000', '--steps', '1'], { timeoutMs: 30_000 });
   assert.equal(huge.code, 2, huge.err);
-  assert.match(errorLine(huge.err), /batches of 100000 x 1024 tokens with 16 image slots, 3 decoding ahead, need about [\d.]+ TB .* lower --batch-size, --max-images or --prefetch/);
-  const workers = await runCli(['train', '--dry-run', '--mixture', MIX, ...SHAPE.slice(0, -2), '--workers', '500', '--steps', '1', '--quiet'], { timeoutMs: 60_000 });
+  assert.match(
+    errorLine(huge.err),
+    /batches of 100000 x 1024 tokens with 16 image slots, 3 decoding ahead, need about [\d.]+ TB .* lower --batch-size, --max-images or --prefetch/,
+  );
+  const workers = await runCli(['train', '--dry-run', '--mixture', MIX, ...SHAPE.slice(0, -2), '--workers', '500', '--steps', '1', '--quiet'], {
+    timeoutMs: 60_000,
+  });
   assert.equal(workers.code, 0, workers.err);
   assert.match(workers.out, /^workers: 500 capped at \d+, the cores available$/m);
 });
@@ -69,7 +85,10 @@ test('a shard corrupted after planning: the dry run and training name it and the
   assert.equal(dry.code, 3, dry.err);
   assert.match(dry.out, /^DATA LOST: 1 shard could not be read in full, so the mixture lost pmd [\d,]+ samples? \([\d,]+ tokens\):$/m);
   assert.match(dry.out, /^ {2}.*pmd-000000\.tar.*bad tar header checksum/m);
-  const train = await runCli(['train', '--mixture', join(broken, 'mix'), '--run-dir', join(broken, 'run'), '--backend', 'wasm', '--steps', '2', '--tokens-per-step', '256', ...SHAPE], { timeoutMs: 120_000 });
+  const train = await runCli(
+    ['train', '--mixture', join(broken, 'mix'), '--run-dir', join(broken, 'run'), '--backend', 'wasm', '--steps', '2', '--tokens-per-step', '256', ...SHAPE],
+    { timeoutMs: 120_000 },
+  );
   assert.equal(train.code, 3, train.err);
   assert.match(train.out, /^step 2\/2 {2}loss/m);
   assert.match(train.out, /^DATA LOST: 1 shard could not be read in full/m);
@@ -77,7 +96,10 @@ test('a shard corrupted after planning: the dry run and training name it and the
 
 test("a resumed run keeps its own batch shape and learning rate without repeating a flag (the README's example)", async () => {
   const run = join(dir, 'readme-run');
-  const first = await runCli(['train', '--mixture', MIX, '--run-dir', run, '--steps', '3', '--backend', 'wasm', ...SHAPE, '--tokens-per-step', '256', '--lr', '1e-2', '--stop-at', '1'], { timeoutMs: 120_000 });
+  const first = await runCli(
+    ['train', '--mixture', MIX, '--run-dir', run, '--steps', '3', '--backend', 'wasm', ...SHAPE, '--tokens-per-step', '256', '--lr', '1e-2', '--stop-at', '1'],
+    { timeoutMs: 120_000 },
+  );
   assert.equal(first.code, 0, first.err);
   const resumed = await runCli(['train', '--mixture', MIX, '--run-dir', run, '--resume', '--backend', 'wasm'], { timeoutMs: 120_000 });
   assert.equal(resumed.code, 0, resumed.err);
@@ -116,17 +138,30 @@ test('--dump writes whole batches only; a rerun continues its own dump and refus
   child.kill('SIGKILL');
   await new Promise((resolve) => child.on('close', resolve));
   for (const name of await readdir(dump)) {
-    if (/^batch-\d+$/.test(name)) assert.deepEqual((await readdir(join(dump, name))).sort(), ['attention_mask.npy', 'image_attention_mask.npy', 'input_ids.npy', 'labels.npy', 'pixel_values.npy'], name);
+    if (/^batch-\d+$/.test(name))
+      assert.deepEqual(
+        (await readdir(join(dump, name))).sort(),
+        ['attention_mask.npy', 'image_attention_mask.npy', 'input_ids.npy', 'labels.npy', 'pixel_values.npy'],
+        name,
+      );
     else assert.match(name, /^(dump\.json|batch-\d+\.tmp-[0-9a-f]{12})$/);
   }
   const again = await runCli(args, { timeoutMs: 120_000 });
   assert.equal(again.code, 0, again.err);
   const names = await readdir(dump);
   assert.equal(names.filter((n) => /^batch-\d+$/.test(n)).length, 12);
-  assert.deepEqual(names.filter((n) => n.includes('.tmp-')), []);
-  const other = await runCli(['train', '--dry-run', '--mixture', MIX, ...SHAPE.slice(2), '--batch-size', '2', '--steps', '1', '--dump', dump], { timeoutMs: 60_000 });
+  assert.deepEqual(
+    names.filter((n) => n.includes('.tmp-')),
+    [],
+  );
+  const other = await runCli(['train', '--dry-run', '--mixture', MIX, ...SHAPE.slice(2), '--batch-size', '2', '--steps', '1', '--dump', dump], {
+    timeoutMs: 60_000,
+  });
   assert.equal(other.code, 2);
-  assert.match(errorLine(other.err), /--dump .*dump holds the batches of another mixture, rank or batch shape: give a new or empty folder \(nothing was written\)/);
+  assert.match(
+    errorLine(other.err),
+    /--dump .*dump holds the batches of another mixture, rank or batch shape: give a new or empty folder \(nothing was written\)/,
+  );
   const mine = join(dir, 'my-folder');
   await mkdir(mine);
   await writeFile(join(mine, 'results.csv'), 'mine');

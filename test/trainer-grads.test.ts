@@ -42,7 +42,10 @@ test('matmulNT: a @ b^T, both input gradients match finite differences', () => {
   const a = random([3, 4]);
   const b = random([5, 4]);
   const r = random([3, 5]);
-  assert.deepEqual([...matmulNT(a as tf.Tensor2D, b as tf.Tensor2D).dataSync()].map((v) => v.toFixed(4)), [...tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true).dataSync()].map((v) => v.toFixed(4)));
+  assert.deepEqual(
+    [...matmulNT(a as tf.Tensor2D, b as tf.Tensor2D).dataSync()].map((v) => v.toFixed(4)),
+    [...tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true).dataSync()].map((v) => v.toFixed(4)),
+  );
   assert.ok(checkGradient((x) => tf.sum(tf.mul(matmulNT(x as tf.Tensor2D, b as tf.Tensor2D), r)), a) < 1e-2);
   assert.ok(checkGradient((x) => tf.sum(tf.mul(matmulNT(a as tf.Tensor2D, x as tf.Tensor2D), r)), b) < 1e-2);
 });
@@ -60,7 +63,8 @@ test('lmHeadLoss: the gradients of cross-entropy plus z-loss, for the hidden sta
   const hidden = random([5, 4]);
   const sums = () => ({ crossEntropy: 0, zLoss: 0, count: 0 });
   // A chunk of 2 rows exercises the chunked path (3 chunks, one with the ignored row).
-  const loss = (x: tf.Tensor, added: tf.Tensor, z: number) => lmHeadLoss(x as tf.Tensor2D, targets, { frozen: head.frozen, added: added as tf.Tensor2D }, z, sums(), 2);
+  const loss = (x: tf.Tensor, added: tf.Tensor, z: number) =>
+    lmHeadLoss(x as tf.Tensor2D, targets, { frozen: head.frozen, added: added as tf.Tensor2D }, z, sums(), 2);
   assert.ok(checkGradient((x) => loss(x, head.added, 0.1), hidden, 1e-2) < 2e-2);
   assert.ok(checkGradient((a) => loss(hidden, a, 0.1), head.added, 1e-2) < 2e-2);
   // The z-loss term alone (weight 0.1 minus weight 0), so a wrong z-loss gradient is not hidden by the larger CE term.

@@ -14,7 +14,8 @@ import { BOS, FAKE_TOKEN_AROUND_IMAGE, IMAGE_TOKEN } from '../trainer-bridge/tok
 
 // Each component IDEFICS has and the trainer once lacked, against values worked out by hand.
 await selectBackend('wasm');
-const close = (actual: number, expected: number, tolerance = 1e-6) => assert.ok(Math.abs(actual - expected) <= tolerance * Math.max(1, Math.abs(expected)), `${actual} != ${expected}`);
+const close = (actual: number, expected: number, tolerance = 1e-6) =>
+  assert.ok(Math.abs(actual - expected) <= tolerance * Math.max(1, Math.abs(expected)), `${actual} != ${expected}`);
 const rowsOf = (t: tf.Tensor) => (t.arraySync() as number[][]).map((r) => [...r]);
 
 /** A ViT of width 2 on 2 x 2 images with 1-pixel patches (4 patches and the class token), every weight given. */
@@ -46,7 +47,10 @@ test('vision: the class token first, learned positions for all 5 tokens, pre-Lay
     'vision.layers.0.fc2': [1, 0, 0, 1],
     'vision.layers.0.b2': [0.5, 0.5],
   };
-  const zeros = (name: string) => parameterSpecs(config).find((s) => s.name === name)!.shape.reduce((a, b) => a * b, 1);
+  const zeros = (name: string) =>
+    parameterSpecs(config)
+      .find((s) => s.name === name)!
+      .shape.reduce((a, b) => a * b, 1);
   const weights = await Weights.create(config, {
     has: (name) => name.startsWith('vision.'),
     read: async (name) => Float32Array.from(given[name] ?? (name.endsWith('.gain') ? [1, 1] : Array(zeros(name)).fill(0))),
@@ -60,7 +64,13 @@ test('vision: the class token first, learned positions for all 5 tokens, pre-Lay
     return [2 * n + 0.5, -n - 0.5];
   };
   const gelu = [0.8413447460685429, -0.15865525393145707]; // x * Phi(x) at 1 and -1
-  const tokens = [[3, -1], [1, 0], [2, 1], [3, 0], [4, 0]]; // class; patches (0,0), (0,1) + its position, (1,0), (1,1)
+  const tokens = [
+    [3, -1],
+    [1, 0],
+    [2, 1],
+    [3, 0],
+    [4, 0],
+  ]; // class; patches (0,0), (0,1) + its position, (1,0), (1,1)
   const expected = tokens.map((t) => preNorm(t).map((v, j) => v + [0.25, -0.125][j]! + gelu[j]! + 0.5));
   rowsOf(out).forEach((row, i) => row.forEach((v, j) => close(v, expected[i]![j]!, 1e-5)));
   tf.dispose(out);
@@ -87,7 +97,13 @@ test('cross-attention q/k norm: RMSNorm per head, weight only, at the config eps
   close(loose[2]!, 2e-3 / Math.sqrt(1.1e-5), 1e-5);
   // The model's q/k norms are that: one [head dim] weight each, no bias.
   const names = parameterSpecs(modelPreset('tiny')).filter((s) => /^cross\.0\.[qk]_norm/.test(s.name));
-  assert.deepEqual(names.map((s) => [s.name, s.shape]), [['cross.0.q_norm', [16]], ['cross.0.k_norm', [16]]]);
+  assert.deepEqual(
+    names.map((s) => [s.name, s.shape]),
+    [
+      ['cross.0.q_norm', [16]],
+      ['cross.0.k_norm', [16]],
+    ],
+  );
   tf.dispose([x, weight]);
 });
 
@@ -126,16 +142,22 @@ test('positions are cumsum(attention_mask) - 1 (padding at 1) and padding keys a
   const padded = model.prepare(textBatch(ids, [1, 1, 1, 0, 0]));
   const { rotary, bias } = padded.sequence.perRow[0]!;
   const M = MASKED;
-  assert.deepEqual(rowsOf(bias), [
-    [0, M, M, M, M],
-    [0, 0, M, M, M],
-    [0, 0, 0, M, M],
-    [0, 0, 0, M, M],
-    [0, 0, 0, M, M],
-  ].map((r) => r.map((v) => Math.fround(v))));
+  assert.deepEqual(
+    rowsOf(bias),
+    [
+      [0, M, M, M, M],
+      [0, 0, M, M, M],
+      [0, 0, 0, M, M],
+      [0, 0, 0, M, M],
+      [0, 0, 0, M, M],
+    ].map((r) => r.map((v) => Math.fround(v))),
+  );
   const whole = model.prepare(textBatch([...ids.slice(0, 3), 1000, 1001], [1, 1, 1, 1, 1]));
   const table = rowsOf(whole.sequence.perRow[0]!.rotary.cos);
-  assert.deepEqual(rowsOf(rotary.cos), [0, 1, 2, 1, 1].map((p) => table[p]));
+  assert.deepEqual(
+    rowsOf(rotary.cos),
+    [0, 1, 2, 1, 1].map((p) => table[p]),
+  );
   // The real tokens' logits do not depend on what fills the padding, bit for bit.
   const other = model.prepare(textBatch([BOS, 319, 6635, 5000, IMAGE_TOKEN], [1, 1, 1, 0, 0]));
   const logits = (p: typeof padded) => {

@@ -4,10 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { isM4Error } from '../core/errors.ts';
-import { loadProfile, } from '../mixer/profile.ts';
+import { loadProfile } from '../mixer/profile.ts';
 import { selectBackend } from '../trainer/backend.ts';
 import { readCheckpointInfo } from '../trainer/checkpoint.ts';
-import { resolveHyperParameters, } from '../trainer/hyper-parameters.ts';
+import { resolveHyperParameters } from '../trainer/hyper-parameters.ts';
 import { readMetrics } from '../trainer/metrics.ts';
 import { modelPreset } from '../trainer/model-config.ts';
 import { AtumModel } from '../trainer/model.ts';
@@ -50,7 +50,10 @@ test('frozen weights stay bit-identical over training steps, trainable ones chan
   assert.deepEqual(live.slice(1), [live[1], live[1], live[1]]);
   for (const [name, t] of model.weights.frozen) assert.deepEqual(t.dataSync(), frozenBefore.get(name), name);
   const unchanged = [...model.trainableVariables()].filter(([name, v]) => v.dataSync().every((x, i) => x === trainableBefore.get(name)![i]));
-  assert.deepEqual(unchanged.map(([name]) => name), []);
+  assert.deepEqual(
+    unchanged.map(([name]) => name),
+    [],
+  );
   assert.equal(trainer.optimizer.m.size, model.trainableVariables().size);
   trainer.dispose();
   model.dispose();
@@ -119,7 +122,10 @@ test('a run stopped at step k and resumed logs the same losses as one that never
     assert.ok(a.every((m) => Number.isFinite(m.loss) && m.tokens > 0 && m.images === 4));
     const svg = await readFile(join(split, 'loss.svg'), 'utf8');
     assert.match(svg, /^<svg[^>]*>[\s\S]*<polyline[^>]*points="([\d.]+,[\d.]+ ){7}[\d.]+,[\d.]+"/);
-    assert.deepEqual(b.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(
+      b.map((m) => m.step),
+      [1, 2, 3, 4, 5, 6, 7, 8],
+    );
     a.forEach((m, i) => {
       for (const key of ['loss', 'zLoss', 'gradNorm', 'learningRate'] as const) {
         assert.ok(Math.abs(m[key] - b[i]![key]) <= RESUME_TOLERANCE * Math.abs(m[key]), `step ${m.step} ${key}: ${m[key]} vs ${b[i]![key]}`);
@@ -130,11 +136,20 @@ test('a run stopped at step k and resumed logs the same losses as one that never
 
 test('a run directory holding another run is refused with a message that says why', async () => {
   await withDir(async (dir) => {
-    await assert.rejects(run(dir, { steps: 2, resume: true }), (err) => isM4Error(err, 'E_USAGE') && /nothing to resume: .* holds no checkpoint/.test(err.message));
+    await assert.rejects(
+      run(dir, { steps: 2, resume: true }),
+      (err) => isM4Error(err, 'E_USAGE') && /nothing to resume: .* holds no checkpoint/.test(err.message),
+    );
     await run(dir, { steps: 2 });
     await assert.rejects(run(dir, { steps: 2 }), (err) => isM4Error(err, 'E_USAGE') && /already holds a checkpoint at step 2/.test(err.message));
-    await assert.rejects(run(dir, { steps: 4, resume: true, profile: await loadProfile('atum-80b') }), (err) => isM4Error(err, 'E_USAGE') && /profile atum-9b, not atum-80b/.test(err.message));
-    await assert.rejects(run(dir, { steps: 4, resume: true, model: 'atum-9b' }), (err) => isM4Error(err, 'E_USAGE') && /model tiny, not atum-9b/.test(err.message));
+    await assert.rejects(
+      run(dir, { steps: 4, resume: true, profile: await loadProfile('atum-80b') }),
+      (err) => isM4Error(err, 'E_USAGE') && /profile atum-9b, not atum-80b/.test(err.message),
+    );
+    await assert.rejects(
+      run(dir, { steps: 4, resume: true, model: 'atum-9b' }),
+      (err) => isM4Error(err, 'E_USAGE') && /model tiny, not atum-9b/.test(err.message),
+    );
   });
 });
 
@@ -163,7 +178,7 @@ test('a resumed run names every hyper-parameter a flag changes, and keeps the ot
     await run(dir, { steps: 4, stopAt: 1 });
     const resumeFrom = await openRunDirectory(dir, true);
     const settings = await resolveRunSettings({ profile, overrides: { learningRate: 5e-3, weightDecay: 0.1 }, resumeFrom }, () => 1, dir);
-    assert.deepEqual(settings.changed, ['learningRate 0.01 -> 0.005'], 'weightDecay 0.1 is the run\'s own: no change');
+    assert.deepEqual(settings.changed, ['learningRate 0.01 -> 0.005'], "weightDecay 0.1 is the run's own: no change");
     assert.deepEqual([settings.hyper.finalLearningRate, settings.hyper.warmupSteps, settings.hyper.steps], [1e-3, 2, 4]);
   });
 });
@@ -172,8 +187,15 @@ test('a step whose loss is not finite stops the run naming it; the last checkpoi
   await withDir(async (dir) => {
     const steps: string[] = [];
     await assert.rejects(
-      run(dir, { overrides: { ...OVERRIDES, learningRate: 1e30, warmupSteps: 0 }, checkpointEvery: 1, log: (line) => line.startsWith('step ') && steps.push(line) }),
-      (err) => isM4Error(err, 'E_DIVERGED') && /^step \d+ diverged: (loss|z-loss|gradient norm) (NaN|Infinity)/.test(err.message) && /update was not applied/.test(err.message),
+      run(dir, {
+        overrides: { ...OVERRIDES, learningRate: 1e30, warmupSteps: 0 },
+        checkpointEvery: 1,
+        log: (line) => line.startsWith('step ') && steps.push(line),
+      }),
+      (err) =>
+        isM4Error(err, 'E_DIVERGED') &&
+        /^step \d+ diverged: (loss|z-loss|gradient norm) (NaN|Infinity)/.test(err.message) &&
+        /update was not applied/.test(err.message),
     );
     const info = await readCheckpointInfo(dir);
     assert.ok(info && info.step === steps.length && info.step >= 1, `checkpoint at step ${info?.step}, ${steps.length} finite steps logged`);

@@ -43,7 +43,10 @@ test('safetensors: F32 written and read back, F16 and BF16 decoded, metadata kep
     const mixed = join(dir, 'b.safetensors');
     await writeFile(
       mixed,
-      rawSafetensors({ h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] }, b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] } }, Buffer.concat([half, brain])),
+      rawSafetensors(
+        { h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] }, b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] } },
+        Buffer.concat([half, brain]),
+      ),
     );
     const decoded = await openSafetensors(mixed);
     assert.deepEqual([...(await decoded.read('h'))], [1.5, -2, 2 ** -24]);
@@ -76,7 +79,10 @@ test('parameter counts on paper equal the specs the model allocates, for every p
   const profile = await loadProfile('atum-9b');
   assert.deepEqual(modelPreset('atum-9b', profile.model), modelPreset('atum-9b'), 'the presets agree with the draft card');
   const other = modelPreset('atum-9b', { ...profile.model, perceiver: { layers: 2, latents: 32, heads: 8, headDim: 64 }, crossLayerInterval: 8 });
-  assert.deepEqual([other.perceiver.layers, other.perceiver.latents, other.perceiver.heads, other.perceiver.headDim, other.crossAttention.interval], [2, 32, 8, 64, 8]);
+  assert.deepEqual(
+    [other.perceiver.layers, other.perceiver.latents, other.perceiver.heads, other.perceiver.headDim, other.crossAttention.interval],
+    [2, 32, 8, 64, 8],
+  );
   assert.deepEqual(modelPreset('tiny', profile.model), modelPreset('tiny'), 'tiny keeps its own sizes');
   const tiny = modelPreset('tiny');
   const model = await AtumModel.create(tiny);

@@ -45,7 +45,9 @@ async function fixture(name: string, title: string, identifier: number): Promise
 async function writeFixtureDump(dir: string): Promise<string> {
   const deep = parsoidPage(
     'Deep',
-    `${'<div>'.repeat(100_000)}<p>Deep inside.</p><figure typeof="mw:File/Thumb"><a><img resource="./File:Deep.jpg" src="//upload.wikimedia.org/wikipedia/commons/thumb/d/de/Deep.jpg/220px-Deep.jpg" data-file-width="2000" data-file-height="1500" width="220" height="165"/></a><figcaption>At the bottom</figcaption></figure>${'</div>'.repeat(100_000)}`,
+    `${'<div>'.repeat(100_000)}<p>Deep inside.</p><figure typeof="mw:File/Thumb"><a><img resource="./File:Deep.jpg" ` +
+      `src="//upload.wikimedia.org/wikipedia/commons/thumb/d/de/Deep.jpg/220px-Deep.jpg" data-file-width="2000" data-file-height="1500" width="220" ` +
+      `height="165"/></a><figcaption>At the bottom</figcaption></figure>${'</div>'.repeat(100_000)}`,
   );
   const member0 = [
     await fixture('thumb-figures', 'Nesting doll', 1),

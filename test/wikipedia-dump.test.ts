@@ -195,7 +195,9 @@ test('records: non-JSON, no article_body, over the bound, another namespace, a r
 test('a record becomes the OBELICS layout with the article in general_metadata', () => {
   const html = parsoidPage(
     'Doll',
-    '<p>Wooden.</p><figure typeof="mw:File/Thumb"><a><img resource="./File:D.jpg" src="//upload.wikimedia.org/wikipedia/commons/thumb/d/dd/D.jpg/220px-D.jpg" data-file-width="1000" data-file-height="1000" width="220" height="220"/></a><figcaption>A doll</figcaption></figure>',
+    '<p>Wooden.</p><figure typeof="mw:File/Thumb"><a><img resource="./File:D.jpg" ' +
+      'src="//upload.wikimedia.org/wikipedia/commons/thumb/d/dd/D.jpg/220px-D.jpg" data-file-width="1000" data-file-height="1000" width="220" ' +
+      'height="220"/></a><figcaption>A doll</figcaption></figure>',
   );
   const text = dumpLine(articleRecord({ name: 'Doll', identifier: 42, html, revision: 1234, dateModified: '2023-01-02T03:04:05Z', wikidata: 'Q1' }));
   const document = dumpDocument({ bytes: Buffer.from(text), length: text.length, maxLineBytes: 1 << 20 }, TARGET);

@@ -30,11 +30,17 @@ export class BatchDumpFolder {
     if (names.length > 0) {
       const found = names.includes(DUMP_FILE) ? await readFile(join(dir, DUMP_FILE), 'utf8') : undefined;
       if (found !== wanted) {
-        const why = found === undefined ? `holds files m4data did not dump (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''})` : 'holds the batches of another mixture, rank or batch shape';
+        const why =
+          found === undefined
+            ? `holds files m4data did not dump (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''})`
+            : 'holds the batches of another mixture, rank or batch shape';
         throw new M4Error('E_USAGE', 'bridge', `${flag} ${dir} ${why}: give a new or empty folder (nothing was written)`, { dir });
       }
       const strays = names.filter((name) => name !== DUMP_FILE && !BATCH_FOLDER.test(name) && !isTemporary(name));
-      if (strays.length > 0) throw new M4Error('E_USAGE', 'bridge', `${flag} ${dir} also holds ${strays.join(', ')}, which m4data did not write: give a new or empty folder`, { dir });
+      if (strays.length > 0)
+        throw new M4Error('E_USAGE', 'bridge', `${flag} ${dir} also holds ${strays.join(', ')}, which m4data did not write: give a new or empty folder`, {
+          dir,
+        });
       for (const name of names.filter(isTemporary)) await rm(join(dir, name), { recursive: true, force: true });
     }
     await mkdir(dir, { recursive: true });

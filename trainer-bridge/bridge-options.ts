@@ -90,7 +90,20 @@ export function resolveBridgeOptions(options: BridgeOptions, plan: Pick<MixPlan,
   checkBridgeMemory(batchSize, seqLen, maxImages, prefetch, usage);
 
   const resume = options.resume === undefined ? undefined : checkBridgeResume(options.resume, { batchSize, seqLen, maxImages, rank, worldSize, steps });
-  return { batchSize, seqLen, maxImages, steps, rank, worldSize, maskImageTokens: options.maskImageTokens ?? false, imageTransform, prefetch, workers, resume, notes };
+  return {
+    batchSize,
+    seqLen,
+    maxImages,
+    steps,
+    rank,
+    worldSize,
+    maskImageTokens: options.maskImageTokens ?? false,
+    imageTransform,
+    prefetch,
+    workers,
+    resume,
+    notes,
+  };
 }
 
 /**
@@ -109,7 +122,8 @@ function checkBridgeMemory(batchSize: number, seqLen: number, maxImages: number,
   if (needed > limit) {
     usage(
       `batches of ${batchSize} x ${seqLen} tokens with ${maxImages} image slots, ${prefetch} decoding ahead, need about ${formatBytes(needed)} ` +
-        `(${formatBytes((2 * maxImages * PIXELS_PER_IMAGE * 4))} of pixels per sequence), over half of this machine's ${formatBytes(totalmem())}: lower --batch-size, --max-images or --prefetch`,
+        `(${formatBytes(2 * maxImages * PIXELS_PER_IMAGE * 4)} of pixels per sequence), over half of this machine's ${formatBytes(totalmem())}: lower ` +
+        `--batch-size, --max-images or --prefetch`,
     );
   }
 }

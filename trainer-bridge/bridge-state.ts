@@ -37,9 +37,16 @@ export function checkBridgeResume(resume: unknown, shape: ResumeShape): BridgeSt
     // The state of a world of one rank is every rank's state of that world.
     if (mixture.worldSize === 1 && shape.worldSize !== 1) return checkBridgeResume([resume], shape);
     if (mixture.rank !== shape.rank || mixture.worldSize !== shape.worldSize) {
-      usage(`the resume state is rank ${mixture.rank} of ${mixture.worldSize}, this run rank ${shape.rank} of ${shape.worldSize}: to go on under another world size, give the states of all ${mixture.worldSize} ranks saved at the same step`);
+      usage(
+        `the resume state is rank ${mixture.rank} of ${mixture.worldSize}, this run rank ${shape.rank} of ${shape.worldSize}: to go on under another world ` +
+          `size, give the states of all ${mixture.worldSize} ranks saved at the same step`,
+      );
     }
-    for (const [name, ours] of [['seqLen', shape.seqLen], ['batchSize', shape.batchSize], ['maxImages', shape.maxImages]] as const) {
+    for (const [name, ours] of [
+      ['seqLen', shape.seqLen],
+      ['batchSize', shape.batchSize],
+      ['maxImages', shape.maxImages],
+    ] as const) {
       if (packer[name] !== ours) usage(`the resume state was taken with ${name} ${packer[name]}, this run has ${ours}: the batches would differ`);
     }
     return state;
@@ -48,14 +55,17 @@ export function checkBridgeResume(resume: unknown, shape: ResumeShape): BridgeSt
   const states = resume.map((s, i) => checkBridgeState(s, shape, `resume state ${i + 1}`));
   const first = states[0]!;
   for (const s of states) {
-    if (s.batches !== first.batches) usage(`the resume states were saved at different steps (${first.batches} and ${s.batches} batches): give every rank's state of one step`);
+    if (s.batches !== first.batches)
+      usage(`the resume states were saved at different steps (${first.batches} and ${s.batches} batches): give every rank's state of one step`);
     for (const name of ['seqLen', 'maxImages'] as const) {
-      if (s.packer[name] !== shape[name]) usage(`a resume state was taken with ${name} ${s.packer[name]}, this run has ${shape[name]}: keep it when the world size changes`);
+      if (s.packer[name] !== shape[name])
+        usage(`a resume state was taken with ${name} ${s.packer[name]}, this run has ${shape[name]}: keep it when the world size changes`);
     }
     const global = s.mixture.worldSize * s.packer.batchSize;
     if (global !== shape.worldSize * shape.batchSize) {
       usage(
-        `the resume states were saved with a global batch of ${s.mixture.worldSize} x ${s.packer.batchSize} = ${global} sequences, this run's is ${shape.worldSize} x ${shape.batchSize} = ${shape.worldSize * shape.batchSize}: keep world size x --batch-size when the world size changes`,
+        `the resume states were saved with a global batch of ${s.mixture.worldSize} x ${s.packer.batchSize} = ${global} sequences, this run's is ` +
+          `${shape.worldSize} x ${shape.batchSize} = ${shape.worldSize * shape.batchSize}: keep world size x --batch-size when the world size changes`,
       );
     }
   }
@@ -67,7 +77,8 @@ function checkBridgeState(value: unknown, shape: ResumeShape, what: string): Bri
   if (typeof value !== 'object' || value === null) bad('is not a JSON object');
   const s = value as Record<string, unknown>;
   if (s.format !== 'm4data-bridge-state') bad(`is not an m4data bridge state (format ${JSON.stringify(s.format)})`);
-  if (s.version !== 2) bad(`has version ${JSON.stringify(s.version)}; this m4data reads version 2 (states of version 1 predate plan fingerprints: start again)`);
+  if (s.version !== 2)
+    bad(`has version ${JSON.stringify(s.version)}; this m4data reads version 2 (states of version 1 predate plan fingerprints: start again)`);
   for (const key of Object.keys(s)) if (!FIELDS.includes(key)) bad(`has an unknown field ${JSON.stringify(key)}`);
   const batches = wholeNumber(s.batches, 'batches', 0, bad);
   if (batches > shape.steps) bad(`has ${batches} batches done, past --steps ${shape.steps}`);

@@ -46,7 +46,14 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
   // Every rank's states, of a world of another size; or this rank's own.
   const states = Array.isArray(opts.resume) ? opts.resume : undefined;
   const own = Array.isArray(opts.resume) ? undefined : opts.resume;
-  const stream = mixture.stream({ rank: opts.rank, worldSize: opts.worldSize, endless: true, resume: states ? states.map((s) => s.mixture) : own?.mixture, signal: options.signal, maxBadShards: options.maxBadShards });
+  const stream = mixture.stream({
+    rank: opts.rank,
+    worldSize: opts.worldSize,
+    endless: true,
+    resume: states ? states.map((s) => s.mixture) : own?.mixture,
+    signal: options.signal,
+    maxBadShards: options.maxBadShards,
+  });
   const tally = newTally();
   // Under another world size every rank starts at a sample boundary; part-emitted samples go on by position.
   const partial = states ? partialAfterMerge(states, stream.state()) : new Map(own?.packer.partial ?? []);
@@ -81,7 +88,12 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
         yield batch;
         if (batches === remaining) return;
       }
-      throw new M4Error('E_INPUT', 'bridge', `the mixture stream of rank ${opts.rank} ended after ${startBatches + batches} batches; ${opts.steps} were asked (every rank must yield the same number)`);
+      throw new M4Error(
+        'E_INPUT',
+        'bridge',
+        `the mixture stream of rank ${opts.rank} ended after ${startBatches + batches} batches; ${opts.steps} were asked (every rank must yield the same ` +
+          `number)`,
+      );
     } finally {
       await close();
     }
@@ -95,7 +107,13 @@ export function openBridge(mixture: MixtureSource, options: BridgeOptions = {}):
       version: 2,
       mixture: next.state,
       batches: startBatches + batches,
-      packer: { skipUnits: next.skipUnits, seqLen: opts.seqLen, batchSize: opts.batchSize, maxImages: opts.maxImages, partial: [...partial] } satisfies PackerState,
+      packer: {
+        skipUnits: next.skipUnits,
+        seqLen: opts.seqLen,
+        batchSize: opts.batchSize,
+        maxImages: opts.maxImages,
+        partial: [...partial],
+      } satisfies PackerState,
     }),
     report: () => ({
       rank: opts.rank,
@@ -131,7 +149,11 @@ async function* positioned(stream: MixtureStream): AsyncGenerator<PositionedSamp
  * Keeps up to `prefetch` batches in decoding ahead of the consumer, in order: packing the next batch (main thread)
  * overlaps the workers' decoding, and nothing is read further ahead than that (backpressure to the mixture).
  */
-async function* decodeAhead<S>(plans: AsyncGenerator<BatchPlan<S>>, decoder: PixelDecoder, prefetch: number): AsyncGenerator<{ plan: BatchPlan<S>; pixels: Float32Array[][] }> {
+async function* decodeAhead<S>(
+  plans: AsyncGenerator<BatchPlan<S>>,
+  decoder: PixelDecoder,
+  prefetch: number,
+): AsyncGenerator<{ plan: BatchPlan<S>; pixels: Float32Array[][] }> {
   const pending: Promise<{ plan: BatchPlan<S>; pixels: Float32Array[][] }>[] = [];
   let done = false;
   try {
@@ -143,7 +165,10 @@ async function* decodeAhead<S>(plans: AsyncGenerator<BatchPlan<S>>, decoder: Pix
           break;
         }
         const plan = r.value;
-        const decoding = Promise.all(plan.rows.map((row) => Promise.all(row.images.map((image) => decoder.decode(image))))).then((pixels) => ({ plan, pixels }));
+        const decoding = Promise.all(plan.rows.map((row) => Promise.all(row.images.map((image) => decoder.decode(image))))).then((pixels) => ({
+          plan,
+          pixels,
+        }));
         decoding.catch(() => {}); // awaited in order below; a batch abandoned by an early stop must not raise unhandled
         pending.push(decoding);
       }

@@ -35,10 +35,25 @@ export async function dryRun(mixture: MixtureSource, options: DryRunOptions): Pr
   const bridge = openBridge(mixture, options);
   const { rank, worldSize, steps, batchSize, seqLen, maxImages, resume } = bridge.options;
   const resumedAt = bridge.state().batches;
-  say(`rank ${rank} of ${worldSize}: ${plural(steps, 'batch', 'batches')} of ${batchSize} x ${seqLen} tokens, ${maxImages} image slots per sequence${resume ? ` (resuming after batch ${resumedAt})` : ''}`);
+  say(
+    `rank ${rank} of ${worldSize}: ${plural(steps, 'batch', 'batches')} of ${batchSize} x ${seqLen} tokens, ${maxImages} image slots per ` +
+      `sequence${resume ? ` (resuming after batch ${resumedAt})` : ''}`,
+  );
   for (const note of bridge.options.notes) say(note);
   const stream = dump && 'stream' in dump ? dump.stream : undefined;
-  const folder = dump && 'dir' in dump ? await BatchDumpFolder.open(dump.dir, { plan: planFingerprint(mixture.plan), rank, worldSize, batchSize, seqLen, maxImages, maskImageTokens: bridge.options.maskImageTokens, imageTransform: bridge.options.imageTransform }) : undefined;
+  const folder =
+    dump && 'dir' in dump
+      ? await BatchDumpFolder.open(dump.dir, {
+          plan: planFingerprint(mixture.plan),
+          rank,
+          worldSize,
+          batchSize,
+          seqLen,
+          maxImages,
+          maskImageTokens: bridge.options.maskImageTokens,
+          imageTransform: bridge.options.imageTransform,
+        })
+      : undefined;
   const closed = stream ? readerGone(stream) : undefined;
   const start = performance.now();
   let tokens = 0;
@@ -59,9 +74,14 @@ export async function dryRun(mixture: MixtureSource, options: DryRunOptions): Pr
     }
     if (!quiet) {
       const seconds = (performance.now() - start) / 1000;
-      const shapes = tensorShapes(batch).map(([name, shape]) => `${name} [${shape.join(', ')}]`).join('  ');
+      const shapes = tensorShapes(batch)
+        .map(([name, shape]) => `${name} [${shape.join(', ')}]`)
+        .join('  ');
       say(`batch ${index}  ${shapes}`);
-      say(`  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ${share(batch.stats.paddingTokens, batchSize * seqLen)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`);
+      say(
+        `  tokens ${bySource(batch.stats.tokensBySource)}  images ${bySource(batch.stats.imagesBySource)}  padding ` +
+          `${share(batch.stats.paddingTokens, batchSize * seqLen)}  ${formatCount(Math.round(tokens / seconds))} tokens/s`,
+      );
     }
     index++;
   }
@@ -94,7 +114,21 @@ function readerGone(stream: Writable): { promise: Promise<void>; closed: boolean
 export function formatBridgeReport(report: BridgeReport, run: { seconds: number; tokens: number; images: number; sequences: number }): string {
   const sources = Object.entries(report.sources);
   const header = ['source', 'samples', 'tokens in', 'added', 'packed', 'truncated', 'dropped', 'windows', 'images in', 'img packed', 'img dropped'];
-  const rows = sources.map(([name, t]) => [name, t.samples, t.inputTokens, t.addedTokens, t.packedTokens, t.truncatedTokens, t.droppedTokens, t.windows, t.inputImages, t.packedImages, t.droppedImages].map((v) => (typeof v === 'number' ? formatCount(v) : v)));
+  const rows = sources.map(([name, t]) =>
+    [
+      name,
+      t.samples,
+      t.inputTokens,
+      t.addedTokens,
+      t.packedTokens,
+      t.truncatedTokens,
+      t.droppedTokens,
+      t.windows,
+      t.inputImages,
+      t.packedImages,
+      t.droppedImages,
+    ].map((v) => (typeof v === 'number' ? formatCount(v) : v)),
+  );
   const seconds = Math.max(run.seconds, 1e-9);
   return [
     `\n${plural(report.batches, 'batch', 'batches')} on rank ${report.rank} of ${report.worldSize} (${report.totalBatches} of ${report.steps} in all)`,
@@ -102,7 +136,11 @@ export function formatBridgeReport(report: BridgeReport, run: { seconds: number;
     '  (tokens in + added = packed + truncated + dropped + still in the packer; added: <s>/</s> of windows)',
     table([
       ['padding', `${share(report.paddingTokens, report.tokenSlots)} of ${formatCount(report.tokenSlots)} token slots`],
-      ['throughput', `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`],
+      [
+        'throughput',
+        `${formatCount(Math.round(run.tokens / seconds))} tokens/s, ${(run.sequences / seconds).toFixed(1)} sequences/s, ` +
+          `${formatCount(Math.round(run.images / seconds))} images/s over ${run.seconds.toFixed(1)} s`,
+      ],
     ]),
     `how well mixed, the samples this rank read (${report.mixture.quality.windows} windows of ${report.mixture.quality.window} tokens):`,
     formatQuality(report.mixture.quality).trimEnd(),
@@ -116,7 +154,8 @@ export function formatLoss(report: Pick<BridgeReport, 'mixture'>): string[] {
   if (badShards.length === 0) return [];
   const lost = sources.filter((s) => s.lostSamples > 0).map((s) => `${s.name} ${plural(s.lostSamples, 'sample')} (${formatCount(s.lostTokens)} tokens)`);
   return [
-    `DATA LOST: ${plural(badShards.length, 'shard')} could not be read in full, so the mixture lost ${lost.length > 0 ? lost.join(', ') : 'no scheduled sample'}:`,
+    `DATA LOST: ${plural(badShards.length, 'shard')} could not be read in full, so the mixture lost ` +
+      `${lost.length > 0 ? lost.join(', ') : 'no scheduled sample'}:`,
     ...badShards.map((message) => `  ${message}`),
   ];
 }

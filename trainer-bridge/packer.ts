@@ -49,7 +49,11 @@ export interface PackContext<S> {
  * unit opens the next one. Units of batch k all precede those of batch k+1 in stream order, so a batch boundary is a
  * single resume point. A finite stream's last batch is filled with empty rows.
  */
-export async function* packBatches<S>(samples: AsyncIterable<PositionedSample<S>>, options: PackOptions, context: PackContext<S>): AsyncGenerator<BatchPlan<S>> {
+export async function* packBatches<S>(
+  samples: AsyncIterable<PositionedSample<S>>,
+  options: PackOptions,
+  context: PackContext<S>,
+): AsyncGenerator<BatchPlan<S>> {
   const { tally } = context;
   let first = true;
   let rows: PackedRow[] = [];
@@ -85,7 +89,12 @@ export async function* packBatches<S>(samples: AsyncIterable<PositionedSample<S>
       // Units an earlier run emitted: counted there. Only the rest are read into this run's tally.
       const all = sampleUnits(sample, options, newTally());
       if (skip >= all.length) {
-        throw new M4Error('E_USAGE', 'bridge', `the resume state has ${skip} units of sample ${sample.source}/${sample.key} (position ${sample.position}) emitted, but it makes ${all.length}: the state does not belong to this mixture and shape`);
+        throw new M4Error(
+          'E_USAGE',
+          'bridge',
+          `the resume state has ${skip} units of sample ${sample.source}/${sample.key} (position ${sample.position}) emitted, but it makes ${all.length}: ` +
+            `the state does not belong to this mixture and shape`,
+        );
       }
       units = all.slice(skip);
       const t = tallyOf(tally, sample.source);

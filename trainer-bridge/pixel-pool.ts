@@ -49,7 +49,13 @@ export class PixelPool implements PixelDecoder {
 
   constructor(options: PixelPoolOptions = {}) {
     this.perWorker = options.perWorker ?? 2;
-    const workerData = { size: IMAGE_SIZE, mean: [...CLIP_MEAN], std: [...CLIP_STD], transform: options.transform ?? 'resize', maxPixels: options.maxPixels ?? 134_217_728 };
+    const workerData = {
+      size: IMAGE_SIZE,
+      mean: [...CLIP_MEAN],
+      std: [...CLIP_STD],
+      transform: options.transform ?? 'resize',
+      maxPixels: options.maxPixels ?? 134_217_728,
+    };
     const count = options.workers ?? availableParallelism();
     for (let i = 0; i < count; i++) {
       const worker = new Worker(new URL('./pixel-worker.mjs', import.meta.url), { workerData });
@@ -95,7 +101,13 @@ export class PixelPool implements PixelDecoder {
     if (message.pixels) task.resolve(message.pixels);
     else {
       const { image } = task;
-      task.reject(new M4Error('E_INPUT', 'bridge', `${image.shard}: sample ${image.key}: image ${image.field} cannot be decoded: ${message.error}`, { shard: image.shard, key: image.key, field: image.field }));
+      task.reject(
+        new M4Error('E_INPUT', 'bridge', `${image.shard}: sample ${image.key}: image ${image.field} cannot be decoded: ${message.error}`, {
+          shard: image.shard,
+          key: image.key,
+          field: image.field,
+        }),
+      );
     }
     this.dispatch();
   }

@@ -18,7 +18,8 @@ async function toPixels(bytes) {
     .resize(size, size, transform === 'center-crop' ? { kernel: 'cubic', fit: 'cover', position: 'centre' } : { kernel: 'cubic', fit: 'fill' })
     .raw()
     .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== size || info.height !== size) throw new Error(`unexpected decoded shape ${info.width}x${info.height}x${info.channels}`);
+  if (info.channels !== 3 || info.width !== size || info.height !== size)
+    throw new Error(`unexpected decoded shape ${info.width}x${info.height}x${info.channels}`);
   const plane = size * size;
   const pixels = new Float32Array(3 * plane);
   for (let p = 0, i = 0; p < plane; p++, i += 3) {

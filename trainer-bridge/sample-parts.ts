@@ -33,7 +33,11 @@ const IMAGE_FIELDS = ['jpg', 'jpeg', 'png', 'webp'];
  */
 export function sampleParts(sample: MixedSample): SamplePart[] {
   const fail = (problem: string): never => {
-    throw new M4Error('E_INPUT', 'bridge', `${sample.shard}: sample ${sample.key} (${sample.source}): ${problem}`, { shard: sample.shard, key: sample.key, source: sample.source });
+    throw new M4Error('E_INPUT', 'bridge', `${sample.shard}: sample ${sample.key} (${sample.source}): ${problem}`, {
+      shard: sample.shard,
+      key: sample.key,
+      source: sample.source,
+    });
   };
   const image = (field: string): ImageRef => {
     const bytes = sample.fields[field];

@@ -37,7 +37,17 @@ export function assembleBatch(rows: readonly PackedRow[], pixels: readonly (read
     for (const [source, n] of Object.entries(row.tokensBySource)) tokensBySource[source] = (tokensBySource[source] ?? 0) + n;
     for (const [source, n] of Object.entries(row.imagesBySource)) imagesBySource[source] = (imagesBySource[source] ?? 0) + n;
   });
-  return { batchSize: B, seqLen: L, maxImages: N, inputIds, attentionMask, labels, pixelValues, imageAttentionMask, stats: { tokensBySource, imagesBySource, paddingTokens } };
+  return {
+    batchSize: B,
+    seqLen: L,
+    maxImages: N,
+    inputIds,
+    attentionMask,
+    labels,
+    pixelValues,
+    imageAttentionMask,
+    stats: { tokensBySource, imagesBySource, paddingTokens },
+  };
 }
 
 /** Each tensor's name and shape, in TENSOR_ORDER. */

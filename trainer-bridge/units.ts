@@ -110,7 +110,11 @@ export function cutWindows(atoms: readonly Atom[], seqLen: number): Atom[][] {
     if (end < atoms.length) {
       const tailStart = Math.floor(capacity * (1 - IMAGE_TAIL_FRACTION));
       let firstImage = -1;
-      for (let i = start; i < end; i++) if (isImage(i)) { firstImage = i; break; }
+      for (let i = start; i < end; i++)
+        if (isImage(i)) {
+          firstImage = i;
+          break;
+        }
       for (let i = end - 1; i > firstImage && firstImage >= 0; i--) {
         if (offsets[i - start]! < tailStart) break;
         if (isImage(i) && !isImage(i - 1)) {

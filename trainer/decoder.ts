@@ -44,7 +44,9 @@ export function decoderLayer(weights: Weights, config: ModelConfig, layer: numbe
   const k = linear(a, 'wk');
   const v = linear(a, 'wv');
   const attended = seq.perRow.map(({ rotary, bias }, row) =>
-    multiHeadAttention(rowSlice(q, row, seq.length), rowSlice(k, row, seq.length), rowSlice(v, row, seq.length), config.language.heads, bias, (x) => applyRotary(x, rotary)),
+    multiHeadAttention(rowSlice(q, row, seq.length), rowSlice(k, row, seq.length), rowSlice(v, row, seq.length), config.language.heads, bias, (x) =>
+      applyRotary(x, rotary),
+    ),
   );
   h = tf.add(h, linear(seq.rows === 1 ? attended[0]! : (tf.concat(attended, 0) as tf.Tensor2D), 'wo'));
   const f = rmsNorm(h, weights.get(`${at}.ffn_norm`) as tf.Tensor1D, eps);
@@ -61,12 +63,20 @@ function swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
  * with RMSNorm on q and k per head when `qkLayerNorms`. A token attends only to the latents of the images its mask
  * row allows; a token with none gets a zero cross-attention output (transformers' `cross_attention_gate`).
  */
-export function gatedCrossAttention(weights: Weights, config: ModelConfig, layer: number, h: tf.Tensor2D, seq: SequenceLayout, visual: VisualContext | null): tf.Tensor2D {
+export function gatedCrossAttention(
+  weights: Weights,
+  config: ModelConfig,
+  layer: number,
+  h: tf.Tensor2D,
+  seq: SequenceLayout,
+  visual: VisualContext | null,
+): tf.Tensor2D {
   const at = `cross.${layer}`;
   const { heads, dim, rmsNormEps: eps } = config.language;
   const w = (name: string) => weights.get(`${at}.${name}`);
   const linear = (input: tf.Tensor2D, name: string) => matmul(input, w(name) as tf.Tensor2D);
-  const qkNorm = (x: tf.Tensor2D, name: 'q_norm' | 'k_norm') => (config.crossAttention.qkLayerNorms ? perHead(x, heads, (r) => rmsNorm(r, w(name) as tf.Tensor1D, eps)) : x);
+  const qkNorm = (x: tf.Tensor2D, name: 'q_norm' | 'k_norm') =>
+    config.crossAttention.qkLayerNorms ? perHead(x, heads, (r) => rmsNorm(r, w(name) as tf.Tensor1D, eps)) : x;
   if (visual) {
     const q = qkNorm(linear(rmsNorm(h, w('attn_norm') as tf.Tensor1D, eps), 'wq'), 'q_norm');
     const k = qkNorm(linear(visual.latents, 'wk'), 'k_norm');

@@ -34,14 +34,7 @@ export interface LmHead {
  * there (matmuls with the kept transpose of the frozen head, and with the added columns) and only those wait for the
  * backward pass, never the [T, V] logits. `hidden` is [T, d]; `targets[t]` is the id row t must predict, or IGNORE_INDEX.
  */
-export function lmHeadLoss(
-  hidden: tf.Tensor2D,
-  targets: Int32Array,
-  head: LmHead,
-  zWeight: number,
-  sums: LossSums,
-  chunkRows = DEFAULT_CHUNK_ROWS,
-): tf.Scalar {
+export function lmHeadLoss(hidden: tf.Tensor2D, targets: Int32Array, head: LmHead, zWeight: number, sums: LossSums, chunkRows = DEFAULT_CHUNK_ROWS): tf.Scalar {
   const [rows, dim] = hidden.shape;
   const frozenVocab = head.frozen.w.shape[1];
   const added = head.added.shape[1];
@@ -76,7 +69,8 @@ export function lmHeadLoss(
           rowAdded.fill(0);
           continue;
         }
-        if (target < 0 || target >= vocab) throw new M4Error('E_INPUT', 'trainer', `label ${target} outside the vocabulary of ${vocab} (and not ${IGNORE_INDEX})`);
+        if (target < 0 || target >= vocab)
+          throw new M4Error('E_INPUT', 'trainer', `label ${target} outside the vocabulary of ${vocab} (and not ${IGNORE_INDEX})`);
         const targetLogit = target < frozenVocab ? row[target]! : rowAdded[target - frozenVocab]!;
         let max = -Infinity;
         for (let j = 0; j < frozenVocab; j++) if (row[j]! > max) max = row[j]!;

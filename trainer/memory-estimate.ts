@@ -29,7 +29,8 @@ export function estimateTrainingMemory(config: ModelConfig, batch: { batchSize: 
   const v = config.vision;
   const p = config.perceiver;
   const keys = patchesPerImage(config) + p.latents;
-  const perceiverLayer = b * n * (keys * (2 * v.dim + 2 * p.heads * p.headDim) + p.latents * (4 * v.dim + perceiverMlpDim(config)) + p.heads * p.latents * keys);
+  const perceiverLayer =
+    b * n * (keys * (2 * v.dim + 2 * p.heads * p.headDim) + p.latents * (4 * v.dim + perceiverMlpDim(config)) + p.heads * p.latents * keys);
   const cross = crossLayerIndices(config).length * b * l * (4 * lang.dim + 2 * lang.ffnDim);
   // The LM head and loss are fused and chunked (lm-loss.ts): no [B, L, vocab] logits are held.
   const activations = FLOAT * (lang.layers * decoderLayer + p.layers * perceiverLayer + cross);
@@ -50,17 +51,25 @@ export function backendMemoryLimit(backend: BackendName): number | undefined {
 }
 
 /** Refuses, before any weight is allocated, a model and batch shape the backend cannot hold; returns the estimate. */
-export function checkTrainingMemory(config: ModelConfig, batch: { batchSize: number; seqLen: number; maxImages: number }, backend: BackendName): MemoryEstimate {
+export function checkTrainingMemory(
+  config: ModelConfig,
+  batch: { batchSize: number; seqLen: number; maxImages: number },
+  backend: BackendName,
+): MemoryEstimate {
   const estimate = estimateTrainingMemory(config, batch);
   const limit = backendMemoryLimit(backend);
   if (limit === undefined || estimate.total <= limit) return estimate;
-  const parts = `weights ${formatBytes(estimate.weights)}, optimizer ${formatBytes(estimate.optimizer)}, gradients ${formatBytes(estimate.gradients)}, activations at least ${formatBytes(estimate.activations)}`;
+  const parts =
+    `weights ${formatBytes(estimate.weights)}, optimizer ${formatBytes(estimate.optimizer)}, gradients ${formatBytes(estimate.gradients)}, ` +
+    `activations at least ${formatBytes(estimate.activations)}`;
   const where = backend === 'wasm' ? "WebAssembly's 4 GiB" : `this machine's ${formatBytes(limit)} of memory`;
   throw new M4Error(
     'E_USAGE',
     'trainer',
-    `model ${config.name} with batches of ${batch.batchSize} x ${batch.seqLen} tokens and ${batch.maxImages} image slots needs about ${formatBytes(estimate.total)} to train (${parts}), ` +
-      `more than the ${backend} backend can hold (${where}); nothing was allocated. Train it with --backend tfjs-node-gpu on a GPU with at least ${formatBytes(estimate.total)} of memory, ` +
+    `model ${config.name} with batches of ${batch.batchSize} x ${batch.seqLen} tokens and ${batch.maxImages} image slots needs about ` +
+      `${formatBytes(estimate.total)} to train (${parts}), ` +
+      `more than the ${backend} backend can hold (${where}); nothing was allocated. Train it with --backend tfjs-node-gpu on a GPU with at least ` +
+      `${formatBytes(estimate.total)} of memory, ` +
       'or feed PyTorch ranks with m4data train --dry-run --dump - (README, "Data parallel"); smaller batches lower only the activations.',
     { estimate, limit, backend },
   );

@@ -1,7 +1,6 @@
 import { M4Error } from '../core/errors.ts';
 import type { ModelTable } from '../mixer/profile.ts';
 
-
 /**
  * The ATUM architecture's sizes, as data: a frozen CLIP ViT, a trainable Perceiver resampler, a frozen LLaMA decoder
  * and trainable gated cross-attention blocks before every `crossAttention.interval`-th decoder layer, with the
@@ -12,7 +11,16 @@ import type { ModelTable } from '../mixer/profile.ts';
 export interface ModelConfig {
   name: string;
   /** `activation` is the config's `hidden_act` (laion/CLIP-ViT-H-14: exact `gelu`; OpenAI's CLIPs: `quick_gelu`). */
-  vision: { imageSize: number; patchSize: number; dim: number; layers: number; heads: number; mlpDim: number; activation: VisionActivation; layerNormEps: number };
+  vision: {
+    imageSize: number;
+    patchSize: number;
+    dim: number;
+    layers: number;
+    heads: number;
+    mlpDim: number;
+    activation: VisionActivation;
+    layerNormEps: number;
+  };
   /** The resampler works at the vision width; `heads * headDim` is its attention width. `qkLayerNorms`: LayerNorm on q and k per head. */
   perceiver: { layers: number; latents: number; heads: number; headDim: number; qkLayerNorms: boolean };
   /** `vocabSize` frozen LLaMA rows plus `addedTokens` trained ones (IDEFICS's decoupled embedding and head). */
@@ -96,7 +104,8 @@ export function checkModelConfig(config: ModelConfig): ModelConfig {
   if ((language.dim / language.heads) % 2 !== 0) fail('the language head dimension must be even (rotary pairs)');
   if (config.crossAttention.interval < 1) fail('crossAttention.interval must be at least 1');
   // IdeficsModel makes num_hidden_layers // interval blocks and indexes them by layer // interval.
-  if (language.layers % config.crossAttention.interval !== 0) fail('language.layers must be a multiple of crossAttention.interval (as transformers builds the blocks)');
+  if (language.layers % config.crossAttention.interval !== 0)
+    fail('language.layers must be a multiple of crossAttention.interval (as transformers builds the blocks)');
   return config;
 }
 

@@ -80,7 +80,19 @@ export class AtumModel {
     const sequence = this.sequenceLayout(batch, created);
     const features = imageOffsets.length > 0 ? keep(encodeImages(this.weights, this.config, batch.pixelValues, imageOffsets)) : null;
     const visualRows = crossAttentionRows(batch, slotsByRow, this.config.perceiver.latents, keep);
-    return { rows, length, embeddings, addedOneHot, sequence, targets, features, images: imageOffsets.length, visualRows, tokens, dispose: () => tf.dispose(created) };
+    return {
+      rows,
+      length,
+      embeddings,
+      addedOneHot,
+      sequence,
+      targets,
+      features,
+      images: imageOffsets.length,
+      visualRows,
+      tokens,
+      dispose: () => tf.dispose(created),
+    };
   }
 
   /**
@@ -148,7 +160,10 @@ export class AtumModel {
   logits(prepared: PreparedBatch): tf.Tensor2D {
     return tf.tidy((): tf.Tensor2D => {
       const h = this.hidden(prepared, true);
-      return tf.concat([tf.matMul(h, this.weights.get('language.lm_head') as tf.Tensor2D), tf.matMul(h, this.weights.get('language.lm_head_added') as tf.Tensor2D)], 1) as tf.Tensor2D;
+      return tf.concat(
+        [tf.matMul(h, this.weights.get('language.lm_head') as tf.Tensor2D), tf.matMul(h, this.weights.get('language.lm_head_added') as tf.Tensor2D)],
+        1,
+      ) as tf.Tensor2D;
     });
   }
 
@@ -198,7 +213,8 @@ function checkBatchShape(batch: Batch, imageSize: number): void {
     ['pixelValues', batch.pixelValues.length, B * N * 3 * imageSize * imageSize],
   ];
   for (const [field, actual, wanted] of expected) {
-    if (actual !== wanted) throw new M4Error('E_INPUT', 'trainer', `batch ${field} holds ${actual} values, its shape [B=${B}, L=${L}, N=${N}] needs ${wanted}`, { field });
+    if (actual !== wanted)
+      throw new M4Error('E_INPUT', 'trainer', `batch ${field} holds ${actual} values, its shape [B=${B}, L=${L}, N=${N}] needs ${wanted}`, { field });
   }
 }
 

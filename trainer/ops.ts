@@ -9,7 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[];
 
 /** `tf.customGrad` with the inputs and the save function apart, typed. */
-export function customOp<T extends tf.Tensor>(f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: T; gradFunc: GradFunc }): (...inputs: tf.Tensor[]) => T {
+export function customOp<T extends tf.Tensor>(
+  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: T; gradFunc: GradFunc },
+): (...inputs: tf.Tensor[]) => T {
   return tf.customGrad<T>((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     return f(args.slice(0, -1) as tf.Tensor[], save);

@@ -87,7 +87,10 @@ export function parameterSpecs(config: ModelConfig): ParameterSpec[] {
     specs.push(matrix(`${at}.wq`, l.dim, l.dim, true), matrix(`${at}.wk`, v.dim, l.dim, true), matrix(`${at}.wv`, v.dim, l.dim, true));
     specs.push(matrix(`${at}.wo`, l.dim, l.dim, true));
     if (config.crossAttention.qkLayerNorms) {
-      specs.push({ name: `${at}.q_norm`, shape: [headDim], trainable: true, init: ones }, { name: `${at}.k_norm`, shape: [headDim], trainable: true, init: ones });
+      specs.push(
+        { name: `${at}.q_norm`, shape: [headDim], trainable: true, init: ones },
+        { name: `${at}.k_norm`, shape: [headDim], trainable: true, init: ones },
+      );
     }
     specs.push({ name: `${at}.ffn_norm`, shape: [l.dim], trainable: true, init: ones });
     specs.push(matrix(`${at}.w_gate`, l.dim, l.ffnDim, true), matrix(`${at}.w_up`, l.dim, l.ffnDim, true));

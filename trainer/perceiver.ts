@@ -15,7 +15,13 @@ export function resample(weights: Weights, config: ModelConfig, features: tf.Ten
   const { latents: count, heads } = config.perceiver;
   const tokens = features.shape[0] / images;
   const latentsWeight = weights.get('perceiver.latents') as tf.Tensor2D;
-  let latents = images === 1 ? latentsWeight : (tf.concat(Array.from({ length: images }, () => latentsWeight), 0) as tf.Tensor2D);
+  let latents =
+    images === 1
+      ? latentsWeight
+      : (tf.concat(
+          Array.from({ length: images }, () => latentsWeight),
+          0,
+        ) as tf.Tensor2D);
   const norm = (name: string): LayerNormWeights => ({ gain: weights.get(`${name}.gain`) as tf.Tensor1D, bias: weights.get(`${name}.bias`) as tf.Tensor1D });
   const linear = (x: tf.Tensor2D, name: string) => matmul(x, weights.get(name) as tf.Tensor2D);
   const rows = (t: tf.Tensor2D, start: number, length: number) => tf.slice(t, [start, 0], [length, t.shape[1]]);
@@ -23,7 +29,8 @@ export function resample(weights: Weights, config: ModelConfig, features: tf.Ten
     const at = `perceiver.layers.${i}`;
     const context = layerNorm(features, norm(`${at}.context_norm`));
     const normed = layerNorm(latents, norm(`${at}.latents_norm`));
-    const qkNorm = (x: tf.Tensor2D, name: 'q_norm' | 'k_norm') => (config.perceiver.qkLayerNorms ? perHead(x, heads, (r) => layerNorm(r, norm(`${at}.${name}`))) : x);
+    const qkNorm = (x: tf.Tensor2D, name: 'q_norm' | 'k_norm') =>
+      config.perceiver.qkLayerNorms ? perHead(x, heads, (r) => layerNorm(r, norm(`${at}.${name}`))) : x;
     const q = qkNorm(linear(normed, `${at}.wq`), 'q_norm');
     const kContext = qkNorm(linear(context, `${at}.wk`), 'k_norm');
     const kLatents = qkNorm(linear(normed, `${at}.wk`), 'k_norm');

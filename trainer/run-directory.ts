@@ -18,10 +18,17 @@ export async function openRunDirectory(runDir: string, resume: boolean): Promise
   for (const file of [CHECKPOINT_FILE, METRICS_FILE, LOSS_SVG_FILE]) await discardIncompleteFile(join(runDir, file));
   const existing = await readCheckpointInfo(runDir);
   if (existing && !resume) {
-    throw new M4Error('E_USAGE', 'trainer', `${runDir} already holds a checkpoint at step ${existing.step}: resume it, or choose another run directory`, { runDir });
+    throw new M4Error('E_USAGE', 'trainer', `${runDir} already holds a checkpoint at step ${existing.step}: resume it, or choose another run directory`, {
+      runDir,
+    });
   }
   if (!existing && resume) {
-    throw new M4Error('E_USAGE', 'trainer', `nothing to resume: ${runDir} holds no checkpoint (no step was completed and saved there); start the run without resuming`, { runDir });
+    throw new M4Error(
+      'E_USAGE',
+      'trainer',
+      `nothing to resume: ${runDir} holds no checkpoint (no step was completed and saved there); start the run without resuming`,
+      { runDir },
+    );
   }
   return existing;
 }

@@ -65,7 +65,8 @@ export async function resolveRunSettings(request: RunRequest, defaultSteps: (tok
   const changed = (Object.keys(given) as (keyof HyperParameters)[])
     .filter((key) => JSON.stringify(given[key]) !== JSON.stringify(saved[key]))
     .map((key) => `${key} ${JSON.stringify(saved[key])} -> ${JSON.stringify(given[key])}`);
-  if (hyper.steps < resumeFrom.step) throw new M4Error('E_USAGE', 'trainer', `the run is at step ${resumeFrom.step}, past the ${hyper.steps} steps asked`, { runDir });
+  if (hyper.steps < resumeFrom.step)
+    throw new M4Error('E_USAGE', 'trainer', `the run is at step ${resumeFrom.step}, past the ${hyper.steps} steps asked`, { runDir });
   if (hyper.warmupSteps > hyper.steps) throw new M4Error('E_USAGE', 'trainer', `warmup of ${hyper.warmupSteps} steps exceeds the run's ${hyper.steps} steps`);
   return { config: resumeFrom.model, hyper, initFrom: resumeFrom.initFrom, initSummary: [], changed };
 }

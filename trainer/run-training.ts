@@ -108,7 +108,10 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     }
     await truncateMetrics(options.runDir, startStep);
     iterator = options.batches(run.bridgeState ?? undefined)[Symbol.asyncIterator]();
-    log(`${options.microBatches} micro-batch(es) of ${options.batchShape.batchSize} x ${options.batchShape.seqLen} tokens per step (target ${hyper.tokensPerStep} tokens)`);
+    log(
+      `${options.microBatches} micro-batch(es) of ${options.batchShape.batchSize} x ${options.batchShape.seqLen} tokens per step (target ` +
+        `${hyper.tokensPerStep} tokens)`,
+    );
     while (run.step < hyper.steps) {
       if (options.signal?.aborted) {
         stoppedBy = 'abort';
@@ -149,7 +152,17 @@ export async function runTraining(options: RunTrainingOptions): Promise<RunTrain
     model.dispose();
   }
   log(`stopped by ${stoppedBy} at step ${run.step}${run.checkpoint ? `; checkpoint ${run.checkpoint}` : ''}`);
-  return { backend: backend.name, model: config, parameters: parameterCounts(config), hyperParameters: hyper, startStep, endStep: run.step, stoppedBy, metrics, checkpoint: run.checkpoint };
+  return {
+    backend: backend.name,
+    model: config,
+    parameters: parameterCounts(config),
+    hyperParameters: hyper,
+    startStep,
+    endStep: run.step,
+    stoppedBy,
+    metrics,
+    checkpoint: run.checkpoint,
+  };
 }
 
 interface RunState {
@@ -162,7 +175,13 @@ interface RunState {
 type StepOutcome = { stop: 'abort' | 'end-of-data' } | { stop?: undefined; metrics: StepMetrics };
 
 /** One optimizer step (0-based `step`): `microBatches` batches accumulated, then the update. */
-async function trainStep(trainer: Trainer, iterator: AsyncIterator<Batch>, microBatches: number, step: number, signal: AbortSignal | undefined): Promise<StepOutcome> {
+async function trainStep(
+  trainer: Trainer,
+  iterator: AsyncIterator<Batch>,
+  microBatches: number,
+  step: number,
+  signal: AbortSignal | undefined,
+): Promise<StepOutcome> {
   const started = performance.now();
   let waited = 0;
   let tokens = 0;

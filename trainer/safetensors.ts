@@ -17,7 +17,23 @@ export interface SafetensorsEntry {
   data_offsets: [number, number];
 }
 
-const BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+const BYTES: Record<SafetensorsDtype, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+};
 /** What `read` turns into float32; integer tensors (buffers such as CLIP's `position_ids`) are never weights. */
 export const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16', 'F64'];
 /** The format's own cap on the header (the safetensors crate refuses larger), against a corrupt length field. */
@@ -47,7 +63,8 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
     const lengthBytes = Buffer.alloc(8);
     if (size < 8 || (await handle.read(lengthBytes, 0, 8, 0)).bytesRead !== 8) bad(`it has ${size} bytes, fewer than the 8 of the header length`);
     const headerLength = lengthBytes.readBigUInt64LE(0);
-    if (headerLength > BigInt(MAX_HEADER_BYTES)) bad(`its header length field says ${headerLength} bytes, over the format's cap of ${MAX_HEADER_BYTES.toLocaleString('en-US')}`);
+    if (headerLength > BigInt(MAX_HEADER_BYTES))
+      bad(`its header length field says ${headerLength} bytes, over the format's cap of ${MAX_HEADER_BYTES.toLocaleString('en-US')}`);
     const headerBytes = Buffer.alloc(Number(headerLength));
     if (8 + headerBytes.length > size) bad(`truncated: its header length field says ${headerBytes.length} bytes, the file has ${size - 8} after it`);
     await handle.read(headerBytes, 0, headerBytes.length, 8);
@@ -63,12 +80,16 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
         const entry = entries.get(name);
         if (!entry) throw new M4Error('E_NOT_FOUND', 'trainer', `${path} holds no tensor named ${name}`, { path, tensor: name });
         if (!FLOAT_DTYPES.includes(entry.dtype)) {
-          throw new M4Error('E_INPUT', 'trainer', `${path}: tensor ${name} is ${entry.dtype}, not a floating-point dtype (${FLOAT_DTYPES.join(', ')})`, { path, tensor: name });
+          throw new M4Error('E_INPUT', 'trainer', `${path}: tensor ${name} is ${entry.dtype}, not a floating-point dtype (${FLOAT_DTYPES.join(', ')})`, {
+            path,
+            tensor: name,
+          });
         }
         const [begin, end] = entry.data_offsets;
         const bytes = Buffer.alloc(end - begin);
         const { bytesRead } = await handle.read(bytes, 0, bytes.length, dataStart + begin);
-        if (bytesRead !== bytes.length) throw new M4Error('E_INPUT', 'trainer', `${path}: tensor ${name} is cut short (the file shrank while read)`, { path, tensor: name });
+        if (bytesRead !== bytes.length)
+          throw new M4Error('E_INPUT', 'trainer', `${path}: tensor ${name} is cut short (the file shrank while read)`, { path, tensor: name });
         return toFloat32(bytes, entry.dtype);
       },
       close: () => handle.close(),
@@ -104,7 +125,8 @@ function checkEntries(header: Record<string, unknown>, dataBytes: number, bad: (
     if (name === '__metadata__') continue;
     const entry = value as Partial<SafetensorsEntry> | null;
     if (typeof entry !== 'object' || entry === null) return bad(`tensor ${name} is not described by an object`);
-    if (typeof entry.dtype !== 'string' || !(entry.dtype in BYTES)) bad(`tensor ${name} has dtype ${JSON.stringify(entry.dtype)} (known: ${Object.keys(BYTES).join(', ')})`);
+    if (typeof entry.dtype !== 'string' || !(entry.dtype in BYTES))
+      bad(`tensor ${name} has dtype ${JSON.stringify(entry.dtype)} (known: ${Object.keys(BYTES).join(', ')})`);
     if (!Array.isArray(entry.shape) || !entry.shape.every(count)) bad(`tensor ${name} has shape ${JSON.stringify(entry.shape)}, not a list of sizes`);
     const offsets = entry.data_offsets;
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(count) || offsets[0]! > offsets[1]!) {
@@ -117,7 +139,12 @@ function checkEntries(header: Record<string, unknown>, dataBytes: number, bad: (
   }
   let reached = 0;
   const byOffset = [...entries].sort(([, a], [, b]) => a.data_offsets[0] - b.data_offsets[0] || a.data_offsets[1] - b.data_offsets[1]);
-  for (const [name, { data_offsets: [begin, end] }] of byOffset) {
+  for (const [
+    name,
+    {
+      data_offsets: [begin, end],
+    },
+  ] of byOffset) {
     if (begin < reached) bad(`tensor ${name} at bytes ${begin}..${end} overlaps the tensor before it (which ends at ${reached})`);
     if (begin > reached) bad(`bytes ${reached}..${begin} before tensor ${name} belong to no tensor`);
     if (end > dataBytes) bad(`truncated: tensor ${name} ends at data byte ${end}, the file holds ${dataBytes} bytes of data`);

@@ -63,7 +63,10 @@ export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOp
   for (const change of settings.changed) log(`changed on resume: ${change}`);
   for (const note of resolved.notes) log(note);
   const microBatches = microBatchesPerStep(settings.hyper.tokensPerStep, resolved.batchSize, resolved.seqLen);
-  log(`training ${settings.hyper.steps} steps of ${microBatches} batch(es) of ${resolved.batchSize} x ${resolved.seqLen} tokens from ${mixture.location} (profile ${mixture.profile.name})`);
+  log(
+    `training ${settings.hyper.steps} steps of ${microBatches} batch(es) of ${resolved.batchSize} x ${resolved.seqLen} tokens from ${mixture.location} ` +
+      `(profile ${mixture.profile.name})`,
+  );
 
   let bridge: BridgeStream | undefined;
   const training = await runTraining({
@@ -71,11 +74,22 @@ export async function trainOnMixture(mixture: Mixture, options: TrainOnMixtureOp
     resumeFrom,
     settings,
     profile: mixture.profile.name,
-    batchShape: { batchSize: resolved.batchSize, seqLen: resolved.seqLen, maxImages: resolved.maxImages, maskImageTokens: resolved.maskImageTokens, imageTransform: resolved.imageTransform },
+    batchShape: {
+      batchSize: resolved.batchSize,
+      seqLen: resolved.seqLen,
+      maxImages: resolved.maxImages,
+      maskImageTokens: resolved.maskImageTokens,
+      imageTransform: resolved.imageTransform,
+    },
     microBatches,
     batches: (resumeState) => {
       const resume = resumeState && options.resumeStates ? statesOfStep(options.resumeStates, resumeState) : resumeState;
-      bridge = openBridge(mixture, { ...shape, steps: settings.hyper.steps * microBatches, ...(resume ? { resume } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+      bridge = openBridge(mixture, {
+        ...shape,
+        steps: settings.hyper.steps * microBatches,
+        ...(resume ? { resume } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       return bridge;
     },
     bridgeState: () => bridge!.state(),
@@ -100,7 +114,13 @@ function batchShapeOf(given: TrainingBridgeOptions, resumeFrom: CheckpointInfo |
   for (const key of ['batchSize', 'seqLen', 'maxImages', 'maskImageTokens', 'imageTransform'] as const) {
     const value = given[key];
     if (value !== undefined && saved[key] !== undefined && value !== saved[key]) {
-      throw new M4Error('E_USAGE', 'trainer', `the run was trained on batches with ${key} ${String(saved[key])}; resuming with ${String(value)} would change its batches: leave it out to keep the run's`, { key });
+      throw new M4Error(
+        'E_USAGE',
+        'trainer',
+        `the run was trained on batches with ${key} ${String(saved[key])}; resuming with ${String(value)} would change its batches: leave it out to keep the ` +
+          `run's`,
+        { key },
+      );
     }
   }
   const defined = Object.fromEntries(Object.entries(saved).filter(([, v]) => v !== undefined)) as Partial<TrainingBridgeOptions>;
@@ -111,7 +131,12 @@ function batchShapeOf(given: TrainingBridgeOptions, resumeFrom: CheckpointInfo |
 function statesOfStep(states: BridgeState | BridgeState[], checkpoint: BridgeState): BridgeState | BridgeState[] {
   for (const state of Array.isArray(states) ? states : [states]) {
     if (state?.batches !== checkpoint.batches) {
-      throw new M4Error('E_USAGE', 'trainer', `--resume-state: a state after batch ${state?.batches}, but the checkpoint is after batch ${checkpoint.batches}: give the states saved with this checkpoint`);
+      throw new M4Error(
+        'E_USAGE',
+        'trainer',
+        `--resume-state: a state after batch ${state?.batches}, but the checkpoint is after batch ${checkpoint.batches}: give the states saved with this ` +
+          `checkpoint`,
+      );
     }
   }
   return states;

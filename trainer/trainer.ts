@@ -81,8 +81,19 @@ export class Trainer {
       // Checked before the update, so the weights stay those of the last finite step (and can be checkpointed).
       tf.dispose([...grads.values()]);
       this.discard();
-      const what = [['loss', loss], ['z-loss', z], ['gradient norm', clip.norm]].filter(([, v]) => !Number.isFinite(v as number)).map(([name, v]) => `${name} ${v}`);
-      throw new M4Error('E_DIVERGED', 'trainer', `step ${step + 1} diverged: ${what.join(', ')} (learning rate ${learningRateAt(step, this.hyper).toExponential(2)}); the update was not applied`, { step: step + 1 });
+      const what = [
+        ['loss', loss],
+        ['z-loss', z],
+        ['gradient norm', clip.norm],
+      ]
+        .filter(([, v]) => !Number.isFinite(v as number))
+        .map(([name, v]) => `${name} ${v}`);
+      throw new M4Error(
+        'E_DIVERGED',
+        'trainer',
+        `step ${step + 1} diverged: ${what.join(', ')} (learning rate ${learningRateAt(step, this.hyper).toExponential(2)}); the update was not applied`,
+        { step: step + 1 },
+      );
     }
     const learningRate = learningRateAt(step, this.hyper);
     const clipped = new Map([...grads].map(([name, g]) => [name, clip.factor === 1 ? g : tf.mul(g, clip.factor)]));

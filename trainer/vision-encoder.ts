@@ -46,7 +46,8 @@ export function encodeImages(weights: Weights, config: ModelConfig, pixels: Floa
     const positioned = tf.add(tf.concat([classTokens, embedded], 1), weights.get('vision.pos_embed'));
     const norm = (name: string): LayerNormWeights => ({ gain: weights.get(`${name}.gain`) as tf.Tensor1D, bias: weights.get(`${name}.bias`) as tf.Tensor1D });
     const layerNormOf = (input: tf.Tensor2D, name: string) => layerNorm(input, norm(name), v.layerNormEps);
-    const linear = (input: tf.Tensor2D, weight: string, bias: string): tf.Tensor2D => tf.add(tf.matMul(input, weights.get(weight) as tf.Tensor2D), weights.get(bias));
+    const linear = (input: tf.Tensor2D, weight: string, bias: string): tf.Tensor2D =>
+      tf.add(tf.matMul(input, weights.get(weight) as tf.Tensor2D), weights.get(bias));
     let x = layerNormOf(tf.reshape(positioned, [count * tokens, v.dim]) as tf.Tensor2D, 'vision.pre_norm');
     for (let i = 0; i < v.layers; i++) {
       const at = `vision.layers.${i}`;

@@ -32,7 +32,12 @@ export async function runOpenCvPeer(listFile: string): Promise<PeerRun | string>
   const r = await runCommand(PYTHON, [SCRIPT, listFile, '--processes', String(processes)], { watch });
   if (r.code !== 0) return `peer failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
-    images: number; ok: number; wallSeconds: number; cpuSeconds: number; largestChildRssMiB: number; opencv: string;
+    images: number;
+    ok: number;
+    wallSeconds: number;
+    cpuSeconds: number;
+    largestChildRssMiB: number;
+    opencv: string;
   };
   return {
     images: out.images,

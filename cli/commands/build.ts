@@ -75,7 +75,9 @@ function workerSpec(value: string): { index: number; count: number } {
 export function buildCommand(): Command {
   const command = new Command('build')
     .description("read a source's metadata (parquet, csv, tsv, json, jsonl, txt) or the Wikipedia dump, download and process its images, write WebDataset tars")
-    .addOption(new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])))
+    .addOption(
+      new Option('-s, --source <name>', 'which source the input holds (required, except with --merge)').choices(SOURCES.flatMap((s) => [s.name, ...s.aliases])),
+    )
     .option('-i, --input <files...>', 'metadata files, globs or folders: local, file://, s3://bucket/key, http(s):// (required, except with --merge)')
     .addOption(new Option('--input-format <format>', 'format of the inputs (default: from each extension, parquet when none)').choices([...INPUT_FORMATS]))
     .option('-o, --output <location>', 'output folder or s3://bucket/prefix (required)')
@@ -96,16 +98,21 @@ export function buildCommand(): Command {
     .addOption(
       new Option(
         '--resize-mode <mode>',
-        'keep_ratio (shortest side to --image-size), keep_ratio_largest (longest side to it), center_crop (the centre square), border (fit inside the square, padded white) or no (default: keep_ratio)',
+        'keep_ratio (shortest side to --image-size), keep_ratio_largest (longest side to it), center_crop (the centre square), border (fit inside the ' +
+          'square, padded white) or no (default: keep_ratio)',
       ).choices([...RESIZE_MODES]),
     )
     .option('--image-size <px>', 'target side in pixels; the model sees 224x224 crops (default: 256)', integerIn(1, 16384))
     .addOption(new Option('--format <format>', 'output encoding (default: jpg)').choices(['jpg', 'webp', 'png']))
     .option('--quality <q>', 'jpg/webp quality 1..100 (default: 95)', integerIn(1, 100))
     .option('--upscale', 'enlarge images smaller than --image-size (default: never upscale)')
-    .option('--min-side <px>', "drop images whose shorter side is smaller, as the published builders did (default: 150)", integerIn(0))
+    .option('--min-side <px>', 'drop images whose shorter side is smaller, as the published builders did (default: 150)', integerIn(0))
     .option('--max-side <px>', `drop images whose longer side is larger (default: ${perSource((s) => s.imageDefaults.maxSide ?? 20_000)})`, integerIn(1))
-    .option('--max-aspect-ratio <r>', `drop images whose long/short side ratio is larger (default: ${perSource((s) => s.imageDefaults.maxAspectRatio ?? 'none')})`, numberIn(1))
+    .option(
+      '--max-aspect-ratio <r>',
+      `drop images whose long/short side ratio is larger (default: ${perSource((s) => s.imageDefaults.maxAspectRatio ?? 'none')})`,
+      numberIn(1),
+    )
     .option('--max-pixels <n>', 'refuse images whose header claims more pixels, before decoding: decompression bombs (default: 134217728)', integerIn(1))
     .option('-q, --quiet', 'no progress output')
     .option('--json', 'print the summary as one JSON object on stdout');
@@ -146,7 +153,8 @@ Examples:
       const sourceOptions: SourceOptions = {};
       for (const flag of SOURCES.flatMap((s) => s.flags)) {
         if (flags[flag.key] === undefined) continue;
-        if (!adapter.flags.some((f) => f.key === flag.key)) throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
+        if (!adapter.flags.some((f) => f.key === flag.key))
+          throw new M4Error('E_USAGE', 'cli', `${flag.flag.split(' ')[0]} does not apply to --source ${adapter.name}`);
         sourceOptions[flag.key] = flags[flag.key] as number | boolean | string;
       }
       const options = resolveBuildOptions({
@@ -209,6 +217,7 @@ async function merge(flags: BuildFlags): Promise<void> {
   process.stdout.write(
     flags.json
       ? `${JSON.stringify(manifest.totals)}\n`
-      : `wrote ${storage.urlOf('manifest.json')}: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}\n`,
+      : `wrote ${storage.urlOf('manifest.json')}: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ` +
+          `${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}\n`,
   );
 }

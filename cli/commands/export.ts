@@ -9,8 +9,8 @@ export function exportCommand(): Command {
     .requiredOption('--output <DIR>', 'an empty or new folder for the checkpoint (nothing is overwritten)')
     .addHelpText(
       'after',
-      '\nThe trained weights come from the run\'s checkpoint, the frozen ones from the run\'s --init-from checkpoints\n' +
-        '(or the same seeded values). The files load with transformers\' IdeficsForVisionText2Text.from_pretrained(DIR);\n' +
+      "\nThe trained weights come from the run's checkpoint, the frozen ones from the run's --init-from checkpoints\n" +
+        "(or the same seeded values). The files load with transformers' IdeficsForVisionText2Text.from_pretrained(DIR);\n" +
         'above 5 GB the weights are sharded with model.safetensors.index.json.\n' +
         'Example:\n  m4data export --run-dir out/run --output out/run-hf',
     )
@@ -20,6 +20,9 @@ export function exportCommand(): Command {
       const { exportRun } = await import('../../trainer/hf/export.ts');
       await selectBackend('cpu');
       const result = await exportRun(options.runDir, options.output);
-      process.stdout.write(`exported step ${result.step} of ${options.runDir}: ${result.tensors} tensors, ${formatBytes(result.bytes)} in ${result.files.map((f) => `${result.dir}/${f}`).join(', ')}\n`);
+      process.stdout.write(
+        `exported step ${result.step} of ${options.runDir}: ${result.tensors} tensors, ${formatBytes(result.bytes)} in ` +
+          `${result.files.map((f) => `${result.dir}/${f}`).join(', ')}\n`,
+      );
     });
 }

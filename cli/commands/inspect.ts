@@ -14,7 +14,7 @@ export function inspectCommand(): Command {
     .addOption(privateNetworkOption('a target on http(s)'))
     .addHelpText(
       'after',
-      '\nWith a manifest, totals come from it (checked against its shard records) and each shard\'s size is checked against\n' +
+      "\nWith a manifest, totals come from it (checked against its shard records) and each shard's size is checked against\n" +
         'it (--verify: its sha256 and its index too; a dataset is called verified only when nothing disagrees);\n' +
         'otherwise every shard is read. Missing, truncated or corrupt shards and bad samples are counted and listed.\n' +
         'Gzip-compressed tars are read through gunzip. Exit status: 0 all good, 3 bad data found, 1 target unreadable\n' +

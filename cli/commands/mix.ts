@@ -46,11 +46,18 @@ export function mixCommand(): Command {
     .description("sample built sources by a model card's epochs and token shares: plan, stream, optionally materialise")
     .addOption(new Option('--profile <name|file.json>', 'a built-in profile (see --list-profiles) or your own JSON file (required)'))
     .option('--list-profiles', 'list the built-in profiles with their summaries, then exit')
-    .option('--source <NAME=LOCATION>', 'a built dataset: folder, s3://bucket/prefix or manifest URL (repeat per source)', pair('LOCATION', (v) => v), [])
+    .option(
+      '--source <NAME=LOCATION>',
+      'a built dataset: folder, s3://bucket/prefix or manifest URL (repeat per source)',
+      pair('LOCATION', (v) => v),
+      [],
+    )
     .option('--assume-tokens <NAME=COUNT>', 'plan a source without built data, e.g. obelisc=114.9B (repeat per source)', pair('COUNT', parseCount), [])
     .addOption(new Option('--output <MIX_DIR>', 'folder or s3:// prefix for plan.json, plan.svg (and the shards with --materialize) (required)'))
-    .option('--mode <mode>', 'what to keep when epochs and shares disagree: proportions | epochs | anchor:NAME (default proportions)', parseMode, { kind: 'proportions' } as MixMode)
-    .option('--steps <n>', 'proportions mode: budget = n x the profile\'s tokens per step (default: the profile\'s max steps)', integerIn(1))
+    .option('--mode <mode>', 'what to keep when epochs and shares disagree: proportions | epochs | anchor:NAME (default proportions)', parseMode, {
+      kind: 'proportions',
+    } as MixMode)
+    .option('--steps <n>', "proportions mode: budget = n x the profile's tokens per step (default: the profile's max steps)", integerIn(1))
     .option('--budget <tokens>', 'proportions mode: the budget in tokens, e.g. 2M or 262B', parseCount)
     .option('--seed <n>', 'seed of every shuffling and mixing decision', integerIn(0, 2 ** 32 - 1), 0)
     .option('--drop-missing', 'leave out profile sources not given, renormalising the other shares (default: refuse)')
@@ -98,10 +105,17 @@ Exit status: 0 done, 1 a source unreadable, 2 bad usage, 3 corrupt shards were s
       for (const [name] of flags.assumeTokens) {
         if (flags.source.some(([n]) => n === name)) throw new M4Error('E_USAGE', 'cli', `${name} is given both by --source and --assume-tokens`);
       }
-      const missing = profile.sources.map((s) => s.name).filter((name) => !flags.source.some(([n]) => n === name) && !flags.assumeTokens.some(([n]) => n === name));
+      const missing = profile.sources
+        .map((s) => s.name)
+        .filter((name) => !flags.source.some(([n]) => n === name) && !flags.assumeTokens.some(([n]) => n === name));
       if (missing.length > 0 && !flags.dropMissing) {
         const them = missing.length > 1 ? 'them' : 'it';
-        throw new M4Error('E_USAGE', 'cli', `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give --source NAME=LOCATION (or --assume-tokens NAME=COUNT), or --drop-missing to leave ${them} out`);
+        throw new M4Error(
+          'E_USAGE',
+          'cli',
+          `profile ${profile.name} needs source${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: give --source NAME=LOCATION (or --assume-tokens ` +
+            `NAME=COUNT), or --drop-missing to leave ${them} out`,
+        );
       }
       const supplies: SourceSupply[] = [
         ...(await readSupplies(new Map(flags.source), network)),

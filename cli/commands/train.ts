@@ -26,23 +26,46 @@ interface TrainCommandFlags extends BridgeFlags, TrainerFlags {
 
 export function trainCommand(): Command {
   const command = new Command('train')
-    .description('train the ATUM model (TensorFlow.js) on the mixture, packed into IDEFICS sequences by the bridge; --dry-run streams the batches with no model')
+    .description(
+      'train the ATUM model (TensorFlow.js) on the mixture, packed into IDEFICS sequences by the bridge; --dry-run streams the batches with no model',
+    )
     .addOption(new Option('--mixture <MIX_DIR>', 'the mixture planned by m4data mix (a folder or s3://bucket/prefix holding plan.json) (required)'))
     .option('--dry-run', 'stream the batches with no model: print their shapes and contents, optionally dump them as .npy')
-    .option('--steps <n>', "training: optimizer steps (default: the plan's budget in steps of --tokens-per-step; a resumed run: its own); --dry-run: batches this rank yields, a resumed run's included (default: the plan's tokens / (world size x batch size x seq len))", integerIn(1))
+    .option(
+      '--steps <n>',
+      "training: optimizer steps (default: the plan's budget in steps of --tokens-per-step; a resumed run: its own); --dry-run: batches this rank yields, a " +
+        "resumed run's included (default: the plan's tokens / (world size x batch size x seq len))",
+      integerIn(1),
+    )
     .option('--batch-size <n>', `sequences per batch on this rank (default ${DEFAULT_BATCH_SIZE})`, integerIn(1))
     .option('--seq-len <n>', "tokens per sequence (default: the profile's sequenceLength, 1024)", integerIn(16))
-    .option('--max-images <n>', `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, rows of the card's mixture fill with images first and half their tokens are padding)`, integerIn(1))
+    .option(
+      '--max-images <n>',
+      `image slots per sequence, 602 KB of pixels each; an image beyond them is dropped with its placeholder tokens (default ${DEFAULT_MAX_IMAGES}: at 5, ` +
+        `rows of the card's mixture fill with images first and half their tokens are padding)`,
+      integerIn(1),
+    )
     .option('--rank <r>', 'this rank (default: env RANK, else 0)', integerIn(0))
     .option('--world-size <w>', 'ranks in all (default: env WORLD_SIZE, else 1)', integerIn(1))
     .option('--mask-image-tokens', 'also set -100 in labels on <image> and <fake_token_around_image> (as open_flamingo did)')
-    .addOption(new Option('--image-transform <name>', 'resize: the whole image squashed to 224x224 bicubic (IDEFICS); center-crop: shortest side to 224, centre cut').choices([...IMAGE_TRANSFORMS]).default('resize'))
+    .addOption(
+      new Option('--image-transform <name>', 'resize: the whole image squashed to 224x224 bicubic (IDEFICS); center-crop: shortest side to 224, centre cut')
+        .choices([...IMAGE_TRANSFORMS])
+        .default('resize'),
+    )
     .option('--prefetch <n>', `batches packed and decoded ahead (default ${DEFAULT_PREFETCH})`, integerIn(1))
     .option('--workers <n>', 'pixel worker threads (default: the cores available)', integerIn(1))
     .option('--max-bad-shards <n>', 'corrupt source shards skipped (and reported) before the stream fails (default 3)', integerIn(0))
-    .option('--resume-state <state...>', "continue after the batch a state was saved at (a --save-state file, or a run directory's checkpoint); under another world size, every rank's state of one step (training: with --resume, instead of the checkpoint's)")
+    .option(
+      '--resume-state <state...>',
+      "continue after the batch a state was saved at (a --save-state file, or a run directory's checkpoint); under another world size, every rank's state of " +
+        "one step (training: with --resume, instead of the checkpoint's)",
+    )
     .option('--save-state <state.json>', '--dry-run: write the bridge state after the last batch (the mixer state + packer position; a few hundred bytes)')
-    .option('--dump <DIR|->', "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)")
+    .option(
+      '--dump <DIR|->',
+      "DIR: write each batch's tensors as DIR/batch-000000/<name>.npy; -: write them to stdout as a stream of .npy arrays, five per batch (logs go to stderr)",
+    )
     .option('--quiet', '--dry-run: no line per batch, only the summary')
     .addOption(privateNetworkOption('a mixture or sources on http(s)'));
   for (const option of trainOptions()) command.addOption(option);
@@ -98,7 +121,14 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
         const say = (line: string) => (toStdout ? process.stderr : process.stdout).write(`${line}\n`);
         const dump = flags.dump === undefined ? undefined : toStdout ? { stream: process.stdout } : { dir: flags.dump };
         const { dryRun } = await import('../../trainer-bridge/dry-run.ts');
-        const result = await dryRun(await openMixture(flags.mixture, network), { ...bridge, steps: flags.steps, ...(resume ? { resume } : {}), ...(dump ? { dump } : {}), quiet: flags.quiet ?? false, say });
+        const result = await dryRun(await openMixture(flags.mixture, network), {
+          ...bridge,
+          steps: flags.steps,
+          ...(resume ? { resume } : {}),
+          ...(dump ? { dump } : {}),
+          quiet: flags.quiet ?? false,
+          say,
+        });
         if (flags.saveState) await writeFileAtomically(flags.saveState, Buffer.from(`${JSON.stringify(result.state)}\n`));
         flagDataLoss(result.report);
         return;
@@ -116,11 +146,21 @@ step was saved, if there was one; a --dry-run interrupted saves nothing).`,
         const { trainOnMixture } = await import('../../trainer/train-on-mixture.ts');
         const { formatLoss } = await import('../../trainer-bridge/dry-run.ts');
         const resumeStates = flags.resumeState ? await readStates(flags.resumeState) : undefined;
-        const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), { ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }), bridge, ...(resumeStates ? { resumeStates } : {}), signal: controller.signal, log });
+        const { training, report } = await trainOnMixture(await openMixture(flags.mixture, network), {
+          ...trainOnMixtureOptionsOf({ ...flags, runDir: flags.runDir }),
+          bridge,
+          ...(resumeStates ? { resumeStates } : {}),
+          signal: controller.signal,
+          log,
+        });
         log(`\nthe mixture as delivered to the bridge (this rank):\n${formatRealised(report.mixture).trimEnd()}`);
         for (const line of formatLoss(report)) log(line);
         if (training.stoppedBy === 'abort') {
-          log(training.endStep > 0 ? `checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume` : 'interrupted before the first step completed: no checkpoint was written');
+          log(
+            training.endStep > 0
+              ? `checkpoint at step ${training.endStep} in ${flags.runDir}; continue with the same command and --resume`
+              : 'interrupted before the first step completed: no checkpoint was written',
+          );
           process.exitCode = 130;
           return;
         }

@@ -34,7 +34,10 @@ export interface BuildOptions {
   resume: boolean;
 }
 
-export type BuildOptionsInput = Omit<BuildOptions, 'image' | 'sourceOptions' | 'prefix' | 'samplesPerShard' | 'worker' | 'concurrency' | 'imageWork' | 'resume' | 'fetch' | 'limit' | 'inputFormat'> & {
+export type BuildOptionsInput = Omit<
+  BuildOptions,
+  'image' | 'sourceOptions' | 'prefix' | 'samplesPerShard' | 'worker' | 'concurrency' | 'imageWork' | 'resume' | 'fetch' | 'limit' | 'inputFormat'
+> & {
   limit?: number;
   inputFormat?: InputFormat;
   image?: Partial<ImageOptions>;
@@ -51,7 +54,8 @@ export type BuildOptionsInput = Omit<BuildOptions, 'image' | 'sourceOptions' | '
 export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
   const { adapter } = input;
   if (input.inputs.length === 0) usage('--input needs at least one parquet file');
-  const defined = <T extends object>(o: T | undefined): Partial<T> => Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+  const defined = <T extends object>(o: T | undefined): Partial<T> =>
+    Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
   const sourceOptions: SourceOptions = {};
   for (const flag of adapter.flags) sourceOptions[flag.key] = flag.default;
   Object.assign(sourceOptions, defined(input.sourceOptions));
@@ -80,7 +84,8 @@ export function resolveBuildOptions(input: BuildOptionsInput): BuildOptions {
     fetch: input.fetch ?? {},
     resume: input.resume ?? true,
   };
-  if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(options.prefix)) usage(`--prefix ${JSON.stringify(options.prefix)} must be letters, digits, _ and -, with / between folders`);
+  if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(options.prefix))
+    usage(`--prefix ${JSON.stringify(options.prefix)} must be letters, digits, _ and -, with / between folders`);
   wholeIn('build', '--samples-per-shard', options.samplesPerShard, 1);
   wholeIn('build', '--concurrency', options.concurrency, 1);
   wholeIn('build', '--image-workers', options.imageWork, 1);

@@ -82,7 +82,12 @@ function sizeOf(bytes: number | null): string {
  * (a merge reports it; a worker that is not last just leaves the manifest to the one that is). The manifest records the
  * source's layout (pairs or documents), so a mix can tell a dataset given for the wrong source.
  */
-export async function writeManifestIfComplete(storage: Storage, prefix: string, layout: SourceAdapter['layout'], fingerprint?: Record<string, unknown>): Promise<Manifest> {
+export async function writeManifestIfComplete(
+  storage: Storage,
+  prefix: string,
+  layout: SourceAdapter['layout'],
+  fingerprint?: Record<string, unknown>,
+): Promise<Manifest> {
   const build = await readBuildFile(storage);
   if (!build?.input) {
     throw new M4Error('E_NOT_FOUND', 'build', `${storage.urlOf(BUILD_FILE)} does not record the input's size yet: no worker has finished reading the input`);
@@ -91,8 +96,16 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   const missing = [];
   for (let k = 0; k < build.input.shards; k++) if (!done.has(k)) missing.push(k);
   if (missing.length > 0) {
-    const shown = missing.slice(0, 10).map((k) => shardName(prefix, k)).join(', ');
-    throw new M4Error('E_NOT_FOUND', 'build', `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`, { missing });
+    const shown = missing
+      .slice(0, 10)
+      .map((k) => shardName(prefix, k))
+      .join(', ');
+    throw new M4Error(
+      'E_NOT_FOUND',
+      'build',
+      `${missing.length} of ${build.input.shards} shards are not built yet: ${shown}${missing.length > 10 ? ', ...' : ''}`,
+      { missing },
+    );
   }
   const status = emptyCounts();
   for (let k = 0; k < build.input.shards; k++) {
@@ -105,4 +118,3 @@ export async function writeManifestIfComplete(storage: Storage, prefix: string, 
   await writeManifest(storage, manifest, prefix);
   return manifest;
 }
-

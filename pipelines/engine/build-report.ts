@@ -5,7 +5,8 @@ import { STATUSES } from './outcomes.ts';
 /** A build's closing table: rows by status with their shares, the documents' images, the most frequent reasons, the manifest. */
 export function formatBuildSummary(source: string, s: BuildSummary, seconds: number): string {
   const lines = [
-    `${source} -> ${s.output}: ${plural(s.shardsBuilt, 'shard')} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ${plural(s.rows, 'row')} in ${duration(seconds)}`,
+    `${source} -> ${s.output}: ${plural(s.shardsBuilt, 'shard')} built${s.shardsSkipped ? `, ${s.shardsSkipped} already done` : ''}, ` +
+      `${plural(s.rows, 'row')} in ${duration(seconds)}`,
     `  ${'status'.padEnd(20)}${'rows'.padStart(10)}${'share'.padStart(9)}`,
   ];
   for (const status of STATUSES) {
@@ -24,10 +25,12 @@ export function formatBuildSummary(source: string, s: BuildSummary, seconds: num
   }
   if (s.manifest) {
     const t = s.manifest.totals;
-    lines.push(`manifest: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ${formatBytes(t.bytes)}`);
+    lines.push(
+      `manifest: ${plural(t.shards, 'shard')}, ${plural(t.samples, 'sample')}, ${plural(t.images, 'image')}, ${plural(t.tokens, 'token')}, ` +
+        `${formatBytes(t.bytes)}`,
+    );
   } else {
     lines.push(`manifest not written yet: other workers' shards are missing (run with --merge once all have finished)`);
   }
   return `${lines.join('\n')}\n`;
 }
-

@@ -37,7 +37,8 @@ export function openShard(storage: Storage, prefix: string, index: number, sampl
     async finish() {
       const record = builder.samples > 0 ? await builder.finish() : await discardEmpty(storage, builder);
       await storage.write(sideFileKey(key, 'outcomes'), await writeParquet(outcomes as unknown as Record<string, unknown>[], outcomeSchema(outcomes)));
-      if (recordImages) await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
+      if (recordImages)
+        await storage.write(sideFileKey(key, 'images'), await writeParquet(images as unknown as Record<string, unknown>[], IMAGE_OUTCOME_SCHEMA));
       const status = emptyCounts();
       const errors = new Map<string, number>();
       for (const o of outcomes) {
@@ -83,4 +84,3 @@ export async function discardIncomplete(storage: Storage, key: string): Promise<
     process.emitWarning(`could not discard incomplete writes of ${storage.urlOf(key)}: ${(err as Error).message}`);
   }
 }
-

@@ -131,7 +131,8 @@ export async function runBuild(options: BuildOptions, observer: BuildObserver = 
       }
       if (!current) {
         await recordStart();
-        await discardIncomplete(storage, shardName(options.prefix, shard));
+        // Every file of the shard shares its stem: the tar's leftovers and its side files' (an index killed mid-write).
+        await discardIncomplete(storage, shardName(options.prefix, shard).replace(/\.tar$/, '.'));
         current = openShard(storage, options.prefix, shard, S, options.adapter.layout === 'document');
       }
       await current.add(result);
@@ -189,6 +190,3 @@ function rowsOfShards(totalRows: number, samplesPerShard: number, owned: (shard:
   for (let k = 0; k * samplesPerShard < totalRows; k++) if (owned(k)) rows += Math.min(samplesPerShard, totalRows - k * samplesPerShard);
   return rows;
 }
-
-
-

@@ -38,8 +38,20 @@ export interface DocumentOptions {
 export const DOCUMENT_FLAGS: readonly SourceFlag[] = [
   { flag: '--min-images <n>', key: 'minImages', description: 'documents: drop documents left with fewer images', type: 'integer', default: 1 },
   { flag: '--max-images <n>', key: 'maxImages', description: 'documents: drop documents with more images', type: 'integer', default: 30 },
-  { flag: '--max-url-repeats <n>', key: 'maxUrlRepeats', description: 'documents: remove image URLs found in more than n documents of the input', type: 'integer', default: 10 },
-  { flag: '--strict-docs', key: 'strictDocs', description: 'documents: drop a document when any of its images fails (default: drop the image, keep the document)', type: 'boolean', default: false },
+  {
+    flag: '--max-url-repeats <n>',
+    key: 'maxUrlRepeats',
+    description: 'documents: remove image URLs found in more than n documents of the input',
+    type: 'integer',
+    default: 10,
+  },
+  {
+    flag: '--strict-docs',
+    key: 'strictDocs',
+    description: 'documents: drop a document when any of its images fails (default: drop the image, keep the document)',
+    type: 'boolean',
+    default: false,
+  },
   maxTextBytesFlag(MAX_TEXT_BYTES.document),
 ];
 
@@ -56,7 +68,14 @@ export function documentOptions(options: SourceOptions): DocumentOptions {
 export function repeatedUrls(column: string) {
   return async (inputs: readonly string[], request: PrepareRequest): Promise<Map<string, number>> =>
     // Loaded when a build runs: DuckDB is not needed to list the sources (`m4data build --help`).
-    (await import('./metadata/count-url-repeats.ts')).countRepeatedUrls([...inputs], { column, columns: request.columns, threshold: documentOptions(request.options).maxUrlRepeats, limit: request.limit, format: request.format, network: request.network });
+    (await import('./metadata/count-url-repeats.ts')).countRepeatedUrls([...inputs], {
+      column,
+      columns: request.columns,
+      threshold: documentOptions(request.options).maxUrlRepeats,
+      limit: request.limit,
+      format: request.format,
+      network: request.network,
+    });
 }
 
 /** An image position as the source found it: a URL, or bytes stored in the parquet. */
@@ -95,7 +114,11 @@ export function planDocument(
 
   if (images === null || texts === null) return reject('malformed', `the ${images === null ? 'images' : 'texts'} list is null`);
   if (imageList.length !== textList.length) return reject('malformed', `images has ${imageList.length} entries, texts ${textList.length}`);
-  const tooLong = textTooLong(textList.filter((t): t is string => typeof t === 'string'), options, 'document text');
+  const tooLong = textTooLong(
+    textList.filter((t): t is string => typeof t === 'string'),
+    options,
+    'document text',
+  );
   if (tooLong) return reject('filtered', tooLong);
   const items: DocumentItem[] = [];
   for (let position = 0; position < imageList.length; position++) {
@@ -124,10 +147,17 @@ export function planDocument(
   if (planned.length < opts.minImages) {
     const removedWhat = prefilter ? 'repeated URLs and filtered images' : 'repeated URLs';
     const reason = imageCount === 0 ? 'document has no image' : `document has ${planned.length} images left < ${opts.minImages} after removing ${removedWhat}`;
-    return { ...reject('filtered', reason), imageRecords: [...removed, ...planned.map((i) => record(i.position, i.source, 'filtered', `document filtered: ${reason}`))] };
+    return {
+      ...reject('filtered', reason),
+      imageRecords: [...removed, ...planned.map((i) => record(i.position, i.source, 'filtered', `document filtered: ${reason}`))],
+    };
   }
   const unparsedMetadata = typeof metadata === 'string' ? metadata : undefined;
-  return { kind: 'planned', images: planned.map((i) => i.source), payload: { items: kept, removed, generalMetadata, ...(unparsedMetadata !== undefined ? { unparsedMetadata } : {}) } };
+  return {
+    kind: 'planned',
+    images: planned.map((i) => i.source),
+    payload: { items: kept, removed, generalMetadata, ...(unparsedMetadata !== undefined ? { unparsedMetadata } : {}) },
+  };
 }
 
 /**
@@ -157,7 +187,11 @@ export function assembleDocument(key: string, payload: DocumentPayload, outcomes
     if (!outcome.ok) {
       firstFailure ??= outcome.status;
       failures.push(`image ${item.position}: ${outcome.error}`);
-      records.push({ ...record(item.position, item.source, outcome.status, outcome.error), original_width: outcome.originalWidth ?? null, original_height: outcome.originalHeight ?? null });
+      records.push({
+        ...record(item.position, item.source, outcome.status, outcome.error),
+        original_width: outcome.originalWidth ?? null,
+        original_height: outcome.originalHeight ?? null,
+      });
       continue;
     }
     const field = `${kept++}.${outcome.format}`;

@@ -3,11 +3,7 @@
  * items are pulled ahead of the oldest unfinished one, so a slow item holds back memory, not correctness; the source is
  * pulled only as fast as results are consumed (backpressure).
  */
-export async function* orderedMap<T, U>(
-  source: AsyncIterable<T>,
-  options: { window: number },
-  fn: (item: T) => Promise<U>,
-): AsyncGenerator<U> {
+export async function* orderedMap<T, U>(source: AsyncIterable<T>, options: { window: number }, fn: (item: T) => Promise<U>): AsyncGenerator<U> {
   const iterator = source[Symbol.asyncIterator]();
   const pending: Promise<U>[] = [];
   let exhausted = false;

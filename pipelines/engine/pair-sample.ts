@@ -6,7 +6,8 @@ import type { AssembledSample, DroppedRow, ImageOutcome, RejectedRow, SourceOpti
 export function checkCaption(caption: unknown, options: SourceOptions): RejectedRow | undefined {
   const { minWords, maxWords } = options as { minWords?: number; maxWords?: number };
   // --min-words 0 keeps pairs without a caption (a txt input is a list of URLs only).
-  if (typeof caption !== 'string' || caption.trim() === '') return minWords === 0 ? undefined : { kind: 'rejected', status: 'filtered', error: 'empty caption' };
+  if (typeof caption !== 'string' || caption.trim() === '')
+    return minWords === 0 ? undefined : { kind: 'rejected', status: 'filtered', error: 'empty caption' };
   const tooLong = textTooLong([caption], options, 'caption');
   if (tooLong) return { kind: 'rejected', status: 'filtered', error: tooLong };
   const words = caption.trim().split(/\s+/).length;
@@ -17,7 +18,13 @@ export function checkCaption(caption: unknown, options: SourceOptions): Rejected
 
 export const WORD_FLAGS = [
   { flag: '--min-words <n>', key: 'minWords', description: 'pairs: drop pairs whose caption has fewer words', type: 'integer', default: 1 },
-  { flag: '--max-words <n>', key: 'maxWords', description: 'pairs: drop pairs whose caption has more words (default: laion 256, pmd no limit)', type: 'integer', default: 256 },
+  {
+    flag: '--max-words <n>',
+    key: 'maxWords',
+    description: 'pairs: drop pairs whose caption has more words (default: laion 256, pmd no limit)',
+    type: 'integer',
+    default: 256,
+  },
 ] as const;
 
 /**

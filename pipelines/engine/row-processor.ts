@@ -5,7 +5,16 @@ import type { Fetcher } from './fetch/fetcher.ts';
 import { processImage } from './image/process-image.ts';
 import type { ImageOptions } from './image/image-options.ts';
 import type { RowOutcome } from './outcomes.ts';
-import { firstUrl, type AssembledSample, type ImageOutcome, type ImageRecord, type ImageSource, type Row, type SourceAdapter, type SourceOptions } from './source-adapter.ts';
+import {
+  firstUrl,
+  type AssembledSample,
+  type ImageOutcome,
+  type ImageRecord,
+  type ImageSource,
+  type Row,
+  type SourceAdapter,
+  type SourceOptions,
+} from './source-adapter.ts';
 
 /** What one input row became: its outcome record, and the sample when it was packed. */
 export interface RowResult {

@@ -30,7 +30,12 @@ export const laion: SourceAdapter<LaionPayload> = {
     maxTextBytesFlag(MAX_TEXT_BYTES.laion),
     { flag: '--max-punsafe <p>', key: 'maxPunsafe', description: 'laion: drop rows whose punsafe is above p (default: keep all)', type: 'number' },
     { flag: '--max-pwatermark <p>', key: 'maxPwatermark', description: 'laion: drop rows whose pwatermark is above p (default: keep all)', type: 'number' },
-    { flag: '--min-similarity <s>', key: 'minSimilarity', description: 'laion: drop rows whose CLIP similarity is below s (default: keep all)', type: 'number' },
+    {
+      flag: '--min-similarity <s>',
+      key: 'minSimilarity',
+      description: 'laion: drop rows whose CLIP similarity is below s (default: keep all)',
+      type: 'number',
+    },
   ],
 
   plan(row, options) {

@@ -23,7 +23,6 @@ export interface HttpStorageOptions {
 /** The longest wait a Retry-After header is allowed to impose. */
 const MAX_RETRY_AFTER_MS = 60_000;
 
-
 /** Objects under an http(s) URL, read-only: HEAD for stat, GET with Range for reads. A web server cannot list. */
 export class HttpStorage implements Storage {
   readonly root: string;
@@ -43,7 +42,8 @@ export class HttpStorage implements Storage {
     this.maxResumes = opts.maxResumes ?? 5;
     this.backoffBaseMs = opts.backoffBaseMs ?? 100;
     this.policy = createAddressPolicy(opts.allowPrivateNetwork ?? false);
-    this.refusal = (message: string) => new M4Error('E_USAGE', 'storage', `${message}: ${this.root} is not reached unless --allow-private-network allows it`, { root: this.root });
+    this.refusal = (message: string) =>
+      new M4Error('E_USAGE', 'storage', `${message}: ${this.root} is not reached unless --allow-private-network allows it`, { root: this.root });
     const blocked = blockedLiteral(new URL(this.root), this.policy);
     if (blocked) throw this.refusal(blocked);
   }

@@ -218,7 +218,8 @@ class OpenFiles {
 
   async read(path: string, buffer: Buffer, position: number): Promise<number> {
     let file = this.files.get(path);
-    if (file) this.files.delete(path); // refreshed below: the map's first entry is the least recently used
+    if (file)
+      this.files.delete(path); // refreshed below: the map's first entry is the least recently used
     else file = { handle: open(path, 'r'), users: 0 };
     this.files.set(path, file);
     clearTimeout(file.idle);

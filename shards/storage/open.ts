@@ -14,7 +14,8 @@ export interface OpenOptions {
 /** Opens the storage rooted at a location: a local path, `file://...`, `s3://bucket/prefix`, or `http(s)://...` (read-only). */
 export function openStorage(location: string, options: OpenOptions = {}): Storage {
   if (location.startsWith('s3://')) return new S3Storage(location);
-  if (location.startsWith('http://') || location.startsWith('https://')) return new HttpStorage(location, { allowPrivateNetwork: options.allowPrivateNetwork ?? false });
+  if (location.startsWith('http://') || location.startsWith('https://'))
+    return new HttpStorage(location, { allowPrivateNetwork: options.allowPrivateNetwork ?? false });
   if (location.startsWith('file://')) return new LocalStorage(fileURLToPath(location));
   if (isUrl(location)) {
     throw new M4Error('E_USAGE', 'storage', `unsupported location ${location}: use a local path, file://, s3:// or http(s)://`);

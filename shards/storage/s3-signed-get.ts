@@ -77,10 +77,14 @@ export function signGet(
   const headers: Record<string, string> = { ...request.headers, host: request.host, 'x-amz-content-sha256': EMPTY_SHA256, 'x-amz-date': amzDate };
   if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
   const names = Object.keys(headers).sort();
-  const canonical = ['GET', request.path, '', ...names.map((n) => `${n}:${headers[n]!.trim().replace(/\s+/g, ' ')}`), '', names.join(';'), EMPTY_SHA256].join('\n');
+  const canonical = ['GET', request.path, '', ...names.map((n) => `${n}:${headers[n]!.trim().replace(/\s+/g, ' ')}`), '', names.join(';'), EMPTY_SHA256].join(
+    '\n',
+  );
   const credentialScope = `${day}/${scope.region}/${scope.service}/aws4_request`;
   const toSign = ['AWS4-HMAC-SHA256', amzDate, credentialScope, createHash('sha256').update(canonical).digest('hex')].join('\n');
-  const signature = createHmac('sha256', signingKey(credentials.secretAccessKey, day, scope)).update(toSign).digest('hex');
+  const signature = createHmac('sha256', signingKey(credentials.secretAccessKey, day, scope))
+    .update(toSign)
+    .digest('hex');
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${credentialScope},SignedHeaders=${names.join(';')},Signature=${signature}`;
   delete headers.host; // undici sends it from the URL
   return headers;
@@ -93,7 +97,10 @@ function signingKey(secret: string, day: string, scope: { region: string; servic
   const id = `${day}/${scope.region}/${scope.service}/${secret}`;
   let key = signingKeys.get(id);
   if (!key) {
-    key = [day, scope.region, scope.service, 'aws4_request'].reduce((k: Buffer | string, part) => createHmac('sha256', k).update(part).digest(), `AWS4${secret}`) as Buffer;
+    key = [day, scope.region, scope.service, 'aws4_request'].reduce(
+      (k: Buffer | string, part) => createHmac('sha256', k).update(part).digest(),
+      `AWS4${secret}`,
+    ) as Buffer;
     if (signingKeys.size > 16) signingKeys.clear();
     signingKeys.set(id, key);
   }

@@ -79,9 +79,7 @@ export class S3Storage implements Storage {
       let out;
       try {
         const { sdk, client } = await this.sdk();
-        out = await client.send(
-          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }),
-        );
+        out = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyPrefix + prefix, ContinuationToken: token }));
       } catch (err) {
         throw this.failure('list', prefix, err);
       }
@@ -142,7 +140,14 @@ export class S3Storage implements Storage {
     return { body: out.Body as AsyncIterable<Uint8Array>, length: out.ContentLength, etag: out.ETag };
   }
 
-  private async signedGet(target: GetTarget, options: SignedGetOptions, key: string, range: string | undefined, offset: number, ifMatch: string | undefined): Promise<Got | undefined> {
+  private async signedGet(
+    target: GetTarget,
+    options: SignedGetOptions,
+    key: string,
+    range: string | undefined,
+    offset: number,
+    ifMatch: string | undefined,
+  ): Promise<Got | undefined> {
     const headers: Record<string, string> = {};
     if (range) headers.range = range;
     if (ifMatch) headers['if-match'] = ifMatch;
@@ -161,7 +166,10 @@ export class S3Storage implements Storage {
     if (status !== 200 && status !== 206) {
       // Dressed as the SDK's errors are, so that one mapping (missing, changed, failed after retries) serves both.
       const { code, message } = await errorOf(res);
-      const failed = Object.assign(new Error(message ?? `status ${status}`), { name: code ?? `HTTP ${status}`, $metadata: { httpStatusCode: status, attempts } });
+      const failed = Object.assign(new Error(message ?? `status ${status}`), {
+        name: code ?? `HTTP ${status}`,
+        $metadata: { httpStatusCode: status, attempts },
+      });
       throw this.failure('read', key, failed);
     }
     const first = status === 206 ? Number(/^bytes (\d+)-/.exec(headerOf(res, 'content-range') ?? '')?.[1]) : 0;
@@ -297,7 +305,8 @@ function envMs(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const text = env[name];
   if (text === undefined || text.trim() === '') return fallback;
   const ms = Number(text);
-  if (!Number.isSafeInteger(ms) || ms < 1) throw new M4Error('E_USAGE', 'storage', `${name} must be a whole number of milliseconds of at least 1, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(ms) || ms < 1)
+    throw new M4Error('E_USAGE', 'storage', `${name} must be a whole number of milliseconds of at least 1, got ${JSON.stringify(text)}`);
   return ms;
 }
 

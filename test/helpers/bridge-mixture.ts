@@ -39,7 +39,14 @@ export function listMixture(samples: SampleSpec[], options: { budgetTokens?: num
 }
 
 export function pairSample(source: string, key: string, caption: string, image: Buffer, tokens = 0): SampleSpec {
-  return { source, key, shard: `${source}-000000.tar`, tokens, images: 1, fields: { jpg: image, txt: Buffer.from(caption), json: Buffer.from(JSON.stringify({ key, caption, tokens })) } };
+  return {
+    source,
+    key,
+    shard: `${source}-000000.tar`,
+    tokens,
+    images: 1,
+    fields: { jpg: image, txt: Buffer.from(caption), json: Buffer.from(JSON.stringify({ key, caption, tokens })) },
+  };
 }
 
 /** A document sample: `items` in order, a string for a text and a Buffer for an image (stored as `N.jpg`). */

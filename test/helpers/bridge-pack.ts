@@ -34,7 +34,11 @@ export async function packAll(specs: SampleSpec[], options: PackAllOptions): Pro
   const plans: BatchPlan<number>[] = [];
   for await (const plan of packBatches(samples(), options, { tally, endState: () => specs.length })) plans.push(plan);
   const batches = plans.map((plan) =>
-    assembleBatch(plan.rows, plan.rows.map((row) => row.images.map(markerPixels)), { ...options, maskImageTokens: options.maskImageTokens ?? false }),
+    assembleBatch(
+      plan.rows,
+      plan.rows.map((row) => row.images.map(markerPixels)),
+      { ...options, maskImageTokens: options.maskImageTokens ?? false },
+    ),
   );
   return { batches, plans, tally };
 }

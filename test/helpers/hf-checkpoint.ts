@@ -73,7 +73,11 @@ export function rawSafetensors(header: Record<string, unknown>, data: Buffer): B
  * A checkpoint folder: config.json (when given) and the tensors in `shards` files (1: model.safetensors; more:
  * model-0000k-of-0000n.safetensors and model.safetensors.index.json).
  */
-export async function writeCheckpoint(dir: string, tensors: readonly RawTensor[], options: { config?: Record<string, unknown>; shards?: number } = {}): Promise<string> {
+export async function writeCheckpoint(
+  dir: string,
+  tensors: readonly RawTensor[],
+  options: { config?: Record<string, unknown>; shards?: number } = {},
+): Promise<string> {
   await mkdir(dir, { recursive: true });
   if (options.config) await writeFile(join(dir, 'config.json'), JSON.stringify(options.config));
   const shards = options.shards ?? 1;

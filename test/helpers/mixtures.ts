@@ -25,7 +25,11 @@ export async function writeFourSources(root: string, seed = 1): Promise<Map<stri
 }
 
 /** Plans `atum-9b` over the datasets into `mixDir` and opens it. */
-export async function planFour(mixDir: string, locations: ReadonlyMap<string, string>, options: { mode?: string; budget?: number; seed?: number } = {}): Promise<Mixture> {
+export async function planFour(
+  mixDir: string,
+  locations: ReadonlyMap<string, string>,
+  options: { mode?: string; budget?: number; seed?: number } = {},
+): Promise<Mixture> {
   const plan = planMixture({
     profile: await loadProfile('atum-9b'),
     mode: parseMode(options.mode ?? 'proportions'),

@@ -30,7 +30,11 @@ export function runCli(args: string[], options: { timeoutMs?: number; cwd?: stri
 export async function runCliWithRss(args: string[], options: { timeoutMs?: number } = {}): Promise<CliRun & { rssMb: number }> {
   // A script file, not `node -e ... -- args`: node takes a first argument `inspect` for its debugger even there.
   const script = join(tmpdir(), `m4data-rss-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
-  await writeFile(script, `const { main } = await import(${JSON.stringify(MAIN)}); const code = await main([process.argv[0], 'm4data', ...process.argv.slice(2)]); process.stderr.write('RSS ' + process.resourceUsage().maxRSS + '\\n'); process.exit(code);`);
+  await writeFile(
+    script,
+    `const { main } = await import(${JSON.stringify(MAIN)}); const code = await main([process.argv[0], 'm4data', ...process.argv.slice(2)]); ` +
+      `process.stderr.write('RSS ' + process.resourceUsage().maxRSS + '\\n'); process.exit(code);`,
+  );
   try {
     const r = await run(['--import', 'tsx', script, ...args], options);
     return { ...r, rssMb: Number(/RSS (\d+)/.exec(r.err)?.[1] ?? Number.NaN) / 1024 };

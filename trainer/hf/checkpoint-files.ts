@@ -55,11 +55,16 @@ export async function openCheckpoint(origin: string): Promise<CheckpointFiles> {
         files.push(file);
         for (const name of names) {
           const entry = file.entries.get(name);
-          if (!entry) throw new M4Error('E_INPUT', 'trainer', `${weights} places ${name} in ${shard}, which holds no such tensor`, { path: weights, tensor: name });
+          if (!entry)
+            throw new M4Error('E_INPUT', 'trainer', `${weights} places ${name} in ${shard}, which holds no such tensor`, { path: weights, tensor: name });
           tensors.set(name, { file, entry });
         }
         for (const name of file.entries.keys()) {
-          if (!names.has(name)) throw new M4Error('E_INPUT', 'trainer', `${file.path} holds ${name}, which ${basename(weights)} does not place there`, { path: file.path, tensor: name });
+          if (!names.has(name))
+            throw new M4Error('E_INPUT', 'trainer', `${file.path} holds ${name}, which ${basename(weights)} does not place there`, {
+              path: file.path,
+              tensor: name,
+            });
         }
       }
     } else {
@@ -84,7 +89,8 @@ async function readIndex(path: string): Promise<Map<string, Set<string>>> {
   if (typeof map !== 'object' || map === null || Array.isArray(map)) bad('weight_map is not an object of tensor name -> shard file');
   const shards = new Map<string, Set<string>>();
   for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '..' || shard === '.') bad(`${name} is placed in ${JSON.stringify(shard)}, not a file beside the index`);
+    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '..' || shard === '.')
+      bad(`${name} is placed in ${JSON.stringify(shard)}, not a file beside the index`);
     const names = shards.get(shard as string) ?? new Set<string>();
     names.add(name);
     shards.set(shard as string, names);

@@ -69,7 +69,8 @@ class ConfigReader {
 export function layoutOfConfig(json: Json, path: string): Layout {
   const type = new ConfigReader(json, path).text('model_type', '');
   const layout = MODEL_TYPES[type];
-  if (!layout) throw new M4Error('E_INPUT', 'trainer', `${path}: model_type ${JSON.stringify(type)} is not one of ${Object.keys(MODEL_TYPES).join(', ')}`, { path });
+  if (!layout)
+    throw new M4Error('E_INPUT', 'trainer', `${path}: model_type ${JSON.stringify(type)} is not one of ${Object.keys(MODEL_TYPES).join(', ')}`, { path });
   return layout;
 }
 
@@ -129,7 +130,8 @@ function readVision(c: ConfigReader, defaults: VisionDefaults, widthKey: 'hidden
   c.require('image_size', c.count('image_size', 224), IMAGE_SIZE, "the bridge's pixels are 224 x 224");
   c.require('num_channels', c.count('num_channels', 3), 3, 'RGB');
   const activation = c.text('hidden_act', defaults.activation);
-  if (!(VISION_ACTIVATIONS as readonly string[]).includes(activation)) c.fail('hidden_act', `is ${JSON.stringify(activation)}, not one of ${VISION_ACTIVATIONS.join(', ')}`);
+  if (!(VISION_ACTIVATIONS as readonly string[]).includes(activation))
+    c.fail('hidden_act', `is ${JSON.stringify(activation)}, not one of ${VISION_ACTIVATIONS.join(', ')}`);
   return {
     imageSize: IMAGE_SIZE,
     patchSize: c.count('patch_size', defaults.patchSize),

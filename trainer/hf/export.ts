@@ -35,17 +35,20 @@ export async function checkExportLocation(dir: string, flag: string): Promise<vo
   await checkLocalOutput(dir, flag);
   const present = await readdir(dir).catch(() => [] as string[]);
   const taken = present.filter((name) => name === CONFIG_FILE || name === SINGLE_FILE || name === INDEX_FILE || SHARD_NAME.test(name));
-  if (taken.length > 0) throw new M4Error('E_USAGE', 'trainer', `${flag} ${dir} already holds ${taken.join(', ')}: choose an empty folder (nothing is overwritten)`, { path: dir });
+  if (taken.length > 0)
+    throw new M4Error('E_USAGE', 'trainer', `${flag} ${dir} already holds ${taken.join(', ')}: choose an empty folder (nothing is overwritten)`, { path: dir });
 }
 
 export async function exportHf(model: AtumModel, dir: string, options: { maxShardBytes?: number } = {}): Promise<ExportResult> {
   const maxShardBytes = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   const weights = new Map(model.weights.specs.map((spec) => [spec.name, spec]));
-  const tensors = layoutMappings('idefics', model.config).map((mapping): TensorToWrite => ({
-    name: mapping.hf,
-    shape: mapping.hfShape,
-    data: () => toCheckpointLayout(model.weights.get(mapping.weight).dataSync() as Float32Array, mapping),
-  }));
+  const tensors = layoutMappings('idefics', model.config).map(
+    (mapping): TensorToWrite => ({
+      name: mapping.hf,
+      shape: mapping.hfShape,
+      data: () => toCheckpointLayout(model.weights.get(mapping.weight).dataSync() as Float32Array, mapping),
+    }),
+  );
   if (tensors.length !== weights.size) throw new Error(`export: ${tensors.length} checkpoint tensors for ${weights.size} weights`);
   const shards: TensorToWrite[][] = [[]];
   let shardBytes = 0;

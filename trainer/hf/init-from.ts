@@ -44,11 +44,22 @@ export async function openInitFrom(paths: readonly string[], base: ModelConfig):
       if (checkpoint.config) {
         ({ config, layout, tiedHead } = applyConfigJson(config, checkpoint.config, checkpoint.configPath));
         if (byNames && byNames !== layout) {
-          throw new M4Error('E_INPUT', 'trainer', `${checkpoint.origin}: config.json says ${LAYOUT_CLASSES[layoutOfConfig(checkpoint.config, checkpoint.configPath)]}, the tensor names are ${LAYOUT_CLASSES[byNames]}'s`, { path: checkpoint.origin });
+          throw new M4Error(
+            'E_INPUT',
+            'trainer',
+            `${checkpoint.origin}: config.json says ${LAYOUT_CLASSES[layoutOfConfig(checkpoint.config, checkpoint.configPath)]}, the tensor names are ` +
+              `${LAYOUT_CLASSES[byNames]}'s`,
+            { path: checkpoint.origin },
+          );
         }
       }
       if (!layout) {
-        throw new M4Error('E_INPUT', 'trainer', `${checkpoint.origin}: no config.json, and the tensor names are none of ${Object.values(LAYOUT_CLASSES).join(', ')}`, { path: checkpoint.origin });
+        throw new M4Error(
+          'E_INPUT',
+          'trainer',
+          `${checkpoint.origin}: no config.json, and the tensor names are none of ${Object.values(LAYOUT_CLASSES).join(', ')}`,
+          { path: checkpoint.origin },
+        );
       }
       sources.push({ checkpoint, layout, tiedHead });
     }
@@ -63,7 +74,10 @@ export async function openInitFrom(paths: readonly string[], base: ModelConfig):
         if (earlier) throw new M4Error('E_USAGE', 'trainer', `--init-from: ${mapping.weight} is given by both ${earlier.origin} and ${checkpoint.origin}`);
         plan.set(mapping.weight, { tensor: checkpoint.tensors.get(mapping.hf)!, mapping, origin: checkpoint.origin });
       }
-      summary.push(`${checkpoint.origin}: ${LAYOUT_CLASSES[layout]} layout, ${mappings.length} tensors (${[...new Set(mappings.map((m) => m.weight.split('.')[0]))].join(', ')})`);
+      summary.push(
+        `${checkpoint.origin}: ${LAYOUT_CLASSES[layout]} layout, ${mappings.length} tensors ` +
+          `(${[...new Set(mappings.map((m) => m.weight.split('.')[0]))].join(', ')})`,
+      );
     }
     const weights: InitialWeights = {
       has: (name) => plan.has(name),
@@ -89,7 +103,8 @@ function checkTensors(checkpoint: CheckpointFiles, layout: Layout, mappings: Ten
     else if (tensor.entry.shape.join(',') !== mapping.hfShape.join(',')) {
       const hint = mapping.conversion === 'transpose' ? ", PyTorch's Linear [out, in]" : '';
       problems.push(`${mapping.hf} has shape [${tensor.entry.shape}], expected [${mapping.hfShape}]${hint}`);
-    } else if (!FLOAT_DTYPES.includes(tensor.entry.dtype)) problems.push(`${mapping.hf} is ${tensor.entry.dtype}, expected a float dtype (${FLOAT_DTYPES.join(', ')})`);
+    } else if (!FLOAT_DTYPES.includes(tensor.entry.dtype))
+      problems.push(`${mapping.hf} is ${tensor.entry.dtype}, expected a float dtype (${FLOAT_DTYPES.join(', ')})`);
   }
   for (const [name, tensor] of checkpoint.tensors) {
     if (expected.has(name) || isBuffer(name) || (layout === 'clip' && isOtherClipTower(name))) continue;
@@ -98,7 +113,10 @@ function checkTensors(checkpoint: CheckpointFiles, layout: Layout, mappings: Ten
   if (problems.length === 0) return;
   const listed = problems.slice(0, MAX_PROBLEMS).join('; ');
   const more = problems.length > MAX_PROBLEMS ? `; and ${problems.length - MAX_PROBLEMS} more` : '';
-  throw new M4Error('E_INPUT', 'trainer', `--init-from ${checkpoint.origin} (${LAYOUT_CLASSES[layout]} layout) does not fit the model: ${listed}${more}`, { path: checkpoint.origin, problems });
+  throw new M4Error('E_INPUT', 'trainer', `--init-from ${checkpoint.origin} (${LAYOUT_CLASSES[layout]} layout) does not fit the model: ${listed}${more}`, {
+    path: checkpoint.origin,
+    problems,
+  });
 }
 
 /** The model's shape once `paths`' config.json files are applied to `base`, every checkpoint checked (then closed). */
@@ -115,7 +133,11 @@ export async function createInitialModel(config: ModelConfig, paths: readonly st
   const init = await openInitFrom(paths, config);
   try {
     if (JSON.stringify(init.config) !== JSON.stringify(config)) {
-      throw new M4Error('E_USAGE', 'trainer', `--init-from ${paths.join(' ')}: their config.json files describe another model shape than the run's (changed since the run began?)`);
+      throw new M4Error(
+        'E_USAGE',
+        'trainer',
+        `--init-from ${paths.join(' ')}: their config.json files describe another model shape than the run's (changed since the run began?)`,
+      );
     }
     return await AtumModel.create(config, init.weights);
   } finally {

@@ -27,9 +27,17 @@ export interface TensorMapping {
   conversion: Conversion;
 }
 
-const linear = (hf: string, weight: string, inputs: number, outputs: number): TensorMapping => ({ hf, weight, hfShape: [outputs, inputs], conversion: 'transpose' });
+const linear = (hf: string, weight: string, inputs: number, outputs: number): TensorMapping => ({
+  hf,
+  weight,
+  hfShape: [outputs, inputs],
+  conversion: 'transpose',
+});
 const same = (hf: string, weight: string, shape: number[]): TensorMapping => ({ hf, weight, hfShape: shape, conversion: 'same' });
-const layerNorm = (hf: string, weight: string, width: number): TensorMapping[] => [same(`${hf}.weight`, `${weight}.gain`, [width]), same(`${hf}.bias`, `${weight}.bias`, [width])];
+const layerNorm = (hf: string, weight: string, width: number): TensorMapping[] => [
+  same(`${hf}.weight`, `${weight}.gain`, [width]),
+  same(`${hf}.bias`, `${weight}.bias`, [width]),
+];
 
 /** CLIP's vision tower under `prefix` (`vision_model.` in CLIP, `model.vision_model.` in IDEFICS). */
 function visionMappings(config: ModelConfig, prefix: string): TensorMapping[] {
@@ -43,7 +51,12 @@ function visionMappings(config: ModelConfig, prefix: string): TensorMapping[] {
   for (let i = 0; i < v.layers; i++) {
     const hf = `${prefix}encoder.layers.${i}`;
     const at = `vision.layers.${i}`;
-    for (const [proj, w] of [['q_proj', 'q'], ['k_proj', 'k'], ['v_proj', 'v'], ['out_proj', 'o']] as const) {
+    for (const [proj, w] of [
+      ['q_proj', 'q'],
+      ['k_proj', 'k'],
+      ['v_proj', 'v'],
+      ['out_proj', 'o'],
+    ] as const) {
       out.push(linear(`${hf}.self_attn.${proj}.weight`, `${at}.w${w}`, v.dim, v.dim), same(`${hf}.self_attn.${proj}.bias`, `${at}.b${w}`, [v.dim]));
     }
     out.push(...layerNorm(`${hf}.layer_norm1`, `${at}.ln1`, v.dim), ...layerNorm(`${hf}.layer_norm2`, `${at}.ln2`, v.dim));
@@ -91,11 +104,15 @@ function perceiverMappings(config: ModelConfig): TensorMapping[] {
     const hf = `model.perceiver_resampler.blocks.${i}`;
     const at = `perceiver.layers.${i}`;
     out.push(...layerNorm(`${hf}.0.context_layer_norm`, `${at}.context_norm`, v.dim), ...layerNorm(`${hf}.0.latents_layer_norm`, `${at}.latents_norm`, v.dim));
-    if (p.qkLayerNorms) out.push(...layerNorm(`${hf}.0.q_layer_norm`, `${at}.q_norm`, p.headDim), ...layerNorm(`${hf}.0.k_layer_norm`, `${at}.k_norm`, p.headDim));
+    if (p.qkLayerNorms)
+      out.push(...layerNorm(`${hf}.0.q_layer_norm`, `${at}.q_norm`, p.headDim), ...layerNorm(`${hf}.0.k_layer_norm`, `${at}.k_norm`, p.headDim));
     for (const w of ['q', 'k', 'v']) out.push(linear(`${hf}.0.${w}_proj.weight`, `${at}.w${w}`, v.dim, inner));
     out.push(linear(`${hf}.0.output_proj.weight`, `${at}.wo`, inner, v.dim));
     out.push(...layerNorm(`${hf}.1.ln`, `${at}.mlp_norm`, v.dim));
-    out.push(linear(`${hf}.1.fc.weight`, `${at}.fc1`, v.dim, perceiverMlpDim(config)), linear(`${hf}.1.c_proj.weight`, `${at}.fc2`, perceiverMlpDim(config), v.dim));
+    out.push(
+      linear(`${hf}.1.fc.weight`, `${at}.fc1`, v.dim, perceiverMlpDim(config)),
+      linear(`${hf}.1.c_proj.weight`, `${at}.fc2`, perceiverMlpDim(config), v.dim),
+    );
   }
   out.push(...layerNorm('model.perceiver_resampler.layer_norm', 'perceiver.final_norm', v.dim));
   return out;
@@ -116,7 +133,10 @@ function crossMappings(config: ModelConfig): TensorMapping[] {
     out.push(linear(`${hf}.cross_attn.o_proj.weight`, `${at}.wo`, l.dim, l.dim));
     if (config.crossAttention.qkLayerNorms) {
       const headDim = l.dim / l.heads;
-      out.push(same(`${hf}.cross_attn.q_layer_norm.weight`, `${at}.q_norm`, [headDim]), same(`${hf}.cross_attn.k_layer_norm.weight`, `${at}.k_norm`, [headDim]));
+      out.push(
+        same(`${hf}.cross_attn.q_layer_norm.weight`, `${at}.q_norm`, [headDim]),
+        same(`${hf}.cross_attn.k_layer_norm.weight`, `${at}.k_norm`, [headDim]),
+      );
     }
     out.push(linear(`${hf}.mlp.gate_proj.weight`, `${at}.w_gate`, l.dim, l.ffnDim), linear(`${hf}.mlp.up_proj.weight`, `${at}.w_up`, l.dim, l.ffnDim));
     out.push(linear(`${hf}.mlp.down_proj.weight`, `${at}.w_down`, l.ffnDim, l.dim));
@@ -133,7 +153,13 @@ export function layoutMappings(layout: Layout, config: ModelConfig, options: { t
     case 'clip':
       return visionMappings(config, 'vision_model.');
     case 'idefics':
-      return [...visionMappings(config, 'model.vision_model.'), ...perceiverMappings(config), ...languageMappings(config, false), ...addedTokenMappings(config), ...crossMappings(config)];
+      return [
+        ...visionMappings(config, 'model.vision_model.'),
+        ...perceiverMappings(config),
+        ...languageMappings(config, false),
+        ...addedTokenMappings(config),
+        ...crossMappings(config),
+      ];
   }
 }
 
@@ -152,7 +178,8 @@ export function layoutFromNames(names: Iterable<string>): Layout | null {
   let llama = false;
   let clip = false;
   for (const name of names) {
-    if (/^model\.(vision_model|perceiver_resampler|gated_cross_attn_layers)\./.test(name) || name.startsWith('model.embed_tokens.additional_embedding')) return 'idefics';
+    if (/^model\.(vision_model|perceiver_resampler|gated_cross_attn_layers)\./.test(name) || name.startsWith('model.embed_tokens.additional_embedding'))
+      return 'idefics';
     if (name.startsWith('vision_model.')) clip = true;
     if (name.startsWith('model.layers.') || name === 'model.embed_tokens.weight') llama = true;
   }

@@ -62,7 +62,8 @@ export function resolveFetchOptions(partial: Partial<FetchOptions> = {}): FetchO
   const defined = Object.fromEntries(Object.entries(partial).filter(([, value]) => value !== undefined));
   const options: FetchOptions = { ...DEFAULTS, ...defined };
 
-  for (const [key, minimum] of Object.entries(MINIMUMS) as Array<[keyof typeof MINIMUMS, number]>) wholeIn('fetch', `fetch option ${key}`, options[key], minimum);
+  for (const [key, minimum] of Object.entries(MINIMUMS) as Array<[keyof typeof MINIMUMS, number]>)
+    wholeIn('fetch', `fetch option ${key}`, options[key], minimum);
   if (options.retryMaxDelayMs < options.retryBaseDelayMs) {
     throw usage(`fetch option retryMaxDelayMs (${options.retryMaxDelayMs}) is below retryBaseDelayMs (${options.retryBaseDelayMs})`);
   }

@@ -36,7 +36,16 @@ type Hop =
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 // Error codes of failures that may pass if tried again.
 const TRANSIENT_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'UND_ERR_SOCKET',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
 ]);
 const OPT_OUT_DIRECTIVES = new Set(['noai', 'noimageai']);
 // Redirect and error bodies up to this size are read to the end so the connection can be reused.
@@ -172,7 +181,11 @@ export class Fetcher {
   /** One request to one URL, without following anything. */
   async #attempt(url: URL, signal: AbortSignal | undefined): Promise<Hop> {
     this.metrics.requests += 1;
-    const { statusCode: httpStatus, headers, body } = await request(url, {
+    const {
+      statusCode: httpStatus,
+      headers,
+      body,
+    } = await request(url, {
       dispatcher: this.#agent,
       method: 'GET',
       headers: { 'user-agent': this.options.userAgent, accept: 'image/*,*/*;q=0.8' },

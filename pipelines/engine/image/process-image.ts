@@ -120,9 +120,7 @@ function resize(image: Sharp, width: number, height: number, options: ImageOptio
       const [w, h] = scaled(capScale(imageSize / Math.max(width, height), upscale));
       const left = Math.floor((imageSize - w) / 2);
       const top = Math.floor((imageSize - h) / 2);
-      image
-        .resize(w, h, { fit: 'fill' })
-        .extend({ left, right: imageSize - w - left, top, bottom: imageSize - h - top, background: WHITE });
+      image.resize(w, h, { fit: 'fill' }).extend({ left, right: imageSize - w - left, top, bottom: imageSize - h - top, background: WHITE });
       return;
     }
   }

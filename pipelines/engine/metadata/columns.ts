@@ -60,7 +60,9 @@ export function accepts(columnType: ColumnType, type: DuckDBType): boolean {
     case 'json_string': // JSON is VARCHAR with an alias, so the type id alone decides
       return type.typeId === DuckDBTypeId.VARCHAR;
     case 'number':
-      return type.typeId === DuckDBTypeId.DOUBLE || type.typeId === DuckDBTypeId.FLOAT || type.typeId === DuckDBTypeId.DECIMAL || INTEGER_TYPES.has(type.typeId);
+      return (
+        type.typeId === DuckDBTypeId.DOUBLE || type.typeId === DuckDBTypeId.FLOAT || type.typeId === DuckDBTypeId.DECIMAL || INTEGER_TYPES.has(type.typeId)
+      );
     case 'integer':
       return INTEGER_TYPES.has(type.typeId);
     case 'bytes':
@@ -68,7 +70,11 @@ export function accepts(columnType: ColumnType, type: DuckDBType): boolean {
     case 'string_list':
       return type.typeId === DuckDBTypeId.LIST && type.valueType.typeId === DuckDBTypeId.VARCHAR;
     case 'image_struct':
-      return type.typeId === DuckDBTypeId.STRUCT && hasEntry(type.entryNames, type.entryTypes, 'bytes', DuckDBTypeId.BLOB) && hasEntry(type.entryNames, type.entryTypes, 'path', DuckDBTypeId.VARCHAR);
+      return (
+        type.typeId === DuckDBTypeId.STRUCT &&
+        hasEntry(type.entryNames, type.entryTypes, 'bytes', DuckDBTypeId.BLOB) &&
+        hasEntry(type.entryNames, type.entryTypes, 'path', DuckDBTypeId.VARCHAR)
+      );
     case 'image_list':
       return type.typeId === DuckDBTypeId.LIST && (accepts('string', type.valueType) || accepts('image_struct', type.valueType));
   }

@@ -21,7 +21,10 @@ export function inputFormatOf(location: string, given?: InputFormat): InputForma
     if (!INPUT_FORMATS.includes(given)) throw new M4Error('E_USAGE', 'metadata', `--input-format must be one of ${INPUT_FORMATS.join(', ')}, got ${given}`);
     return given;
   }
-  const name = location.replace(/[?#].*$/, '').toLowerCase().replace(/\.(gz|zst)$/, '');
+  const name = location
+    .replace(/[?#].*$/, '')
+    .toLowerCase()
+    .replace(/\.(gz|zst)$/, '');
   const extension = /\.([a-z0-9]+)$/.exec(name)?.[1];
   return (extension && BY_EXTENSION[extension]) || 'parquet';
 }
@@ -47,6 +50,9 @@ export function scanSql(path: string, format: InputFormat, textColumns: readonly
       return `read_json(${file}, format = 'newline_delimited')`;
     case 'txt':
       // No separator, quote or escape: a line is a URL whatever it holds (chr(1) never occurs in a URL).
-      return `(SELECT trim(URL) AS URL, CAST(NULL AS VARCHAR) AS TEXT FROM read_csv(${file}, header = false, columns = {'URL': 'VARCHAR'}, sep = chr(1), quote = '', escape = '') WHERE trim(URL) <> '')`;
+      return (
+        `(SELECT trim(URL) AS URL, CAST(NULL AS VARCHAR) AS TEXT FROM read_csv(${file}, header = false, columns = {'URL': 'VARCHAR'}, sep = chr(1), ` +
+        `quote = '', escape = '') WHERE trim(URL) <> '')`
+      );
   }
 }

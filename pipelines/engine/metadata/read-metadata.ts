@@ -99,7 +99,6 @@ export function checkCount(name: string, value: number, min: number): void {
   }
 }
 
-
 /**
  * The files behind the inputs, in reading order: URLs (file://, s3://, http(s)://) as given, local paths
  * checked to exist, local globs expanded and sorted, a local folder as the files in it (sorted, hidden ones left out).
@@ -171,7 +170,13 @@ export interface DescribedInput {
  * The columns of a metadata file in `format`; `shownAs` names it in errors, and the text columns among `specs` are
  * read as text whatever csv sniffing guesses. Throws M4Error E_INPUT when the file cannot be read in that format.
  */
-export async function describeInput(connection: DuckDBConnection, path: string, shownAs: string, format: InputFormat, specs: readonly ColumnSpec[] = []): Promise<DescribedInput> {
+export async function describeInput(
+  connection: DuckDBConnection,
+  path: string,
+  shownAs: string,
+  format: InputFormat,
+  specs: readonly ColumnSpec[] = [],
+): Promise<DescribedInput> {
   let columns = await describeScan(connection, scanSql(path, format), shownAs, format);
   if (format === 'csv' || format === 'tsv') {
     const text = specs.filter((s) => (s.type === 'string' || s.type === 'json_string') && columns.some((c) => c.name === s.name)).map((s) => s.name);
