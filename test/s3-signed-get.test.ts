@@ -63,7 +63,7 @@ function bytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Arra
 
 /** An S3-like server holding objects in memory, which checks every request's signature with the SDK's signer. */
 async function verifyingServer(objects: Map<string, Buffer>) {
-  const seen = { sdk: 0, direct: 0, badSignatures: [] as string[], failNext: 0 };
+  const seen = { sdk: 0, direct: 0, badSignatures: [] as string[], failNext: 0, silent: false };
   const sha256 = class {
     private readonly hash;
     constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
@@ -102,6 +102,7 @@ async function verifyingServer(objects: Map<string, Buffer>) {
       await check(req);
       if ('amz-sdk-invocation-id' in req.headers) seen.sdk++;
       else seen.direct++;
+      if (seen.silent) return; // the request is never answered
       const key = decodeURIComponent(req.url!.split('?')[0]!.replace(/^\/bucket\//, ''));
       const object = objects.get(key);
       const reply = (status: number, code: string) => {
@@ -150,12 +151,12 @@ test("after the SDK's first GET of a bucket, reads are signed here: every signat
     return Buffer.concat(chunks);
   };
   assert.deepEqual(await read({ start: 0, end: 1000 }), data.subarray(0, 1000));
-  assert.deepEqual(server.seen, { sdk: 1, direct: 0, badSignatures: [], failNext: 0 });
+  assert.deepEqual(server.seen, { sdk: 1, direct: 0, badSignatures: [], failNext: 0, silent: false });
   assert.deepEqual(await read(), data);
   assert.deepEqual(await read({ start: 123_456, end: 200_001 }), data.subarray(123_456, 200_001));
   assert.deepEqual(await read({ start: 299_999 }), data.subarray(299_999));
   assert.equal((await read({ start: 300_000 })).length, 0);
-  assert.deepEqual(server.seen, { sdk: 1, direct: 4, badSignatures: [], failNext: 0 });
+  assert.deepEqual(server.seen, { sdk: 1, direct: 4, badSignatures: [], failNext: 0, silent: false });
 
   // Throttled twice, then answered; throttled past maxAttempts, an error naming the tries; a missing key, E_NOT_FOUND.
   server.seen.failNext = 2;
@@ -175,4 +176,27 @@ test("after the SDK's first GET of a bucket, reads are signed here: every signat
   );
   assert.equal(server.seen.sdk, 1);
   assert.deepEqual(server.seen.badSignatures, []);
+});
+
+test('a GET signed here has the S3 deadlines: an endpoint that stops answering fails the read, naming it', async (t) => {
+  const server = await verifyingServer(new Map([['pre/a.tar', randomBytes(1000)]]));
+  t.after(server.close);
+  t.after(applyEnv({ AWS_ENDPOINT_URL: server.endpoint, AWS_ACCESS_KEY_ID: 'AKID', AWS_SECRET_ACCESS_KEY: 'SECRET', AWS_SESSION_TOKEN: 'TOKEN' }));
+  t.after(applyEnv({ M4DATA_S3_CONNECT_TIMEOUT_MS: '300', M4DATA_S3_REQUEST_TIMEOUT_MS: '300', M4DATA_S3_IDLE_TIMEOUT_MS: '300' }));
+  const storage = new S3Storage('s3://bucket/pre', { maxAttempts: 2 });
+  const read = async () => {
+    for await (const chunk of storage.read('a.tar', { start: 0, end: 10 })) void chunk;
+  };
+  await read(); // through the SDK, which shows the bucket's endpoint
+  server.seen.silent = true;
+  // Without a deadline the read never ends: the race fails the test instead of hanging it.
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still waiting after 30 s')), 30_000)));
+  t.after(() => clearTimeout(timer));
+  await assert.rejects(
+    Promise.race([read(), hung]),
+    (err: unknown) => isM4Error(err, 'E_STORAGE') && err.message.includes(` at ${server.endpoint} failed after 2 attempts`) && /Timeout/.test(err.message),
+  );
+  assert.equal(server.seen.sdk, 1);
+  assert.equal(server.seen.direct, 2);
 });
