@@ -189,14 +189,17 @@ export function* entriesIn(bytes: Buffer, offset: number): Generator<TarEntry> {
   }
 }
 
+/** No PAX record: the state between entries (extension headers replace it, never change it). */
+const NO_PAX: Readonly<Record<string, string>> = Object.freeze({});
+
 /**
  * Decodes header blocks in order: checks each, and applies PAX (`x`, `g`) and GNU long-name (`L`, `K`) extension
  * headers to the entry they precede. Shared by the streaming parser and `entriesIn`, so both read a tar alike.
  */
 class HeaderDecoder {
   private longName: string | undefined;
-  private paxLocal: Record<string, string> = {};
-  private paxGlobal: Record<string, string> = {};
+  private paxLocal: Record<string, string> = NO_PAX;
+  private paxGlobal: Record<string, string> = NO_PAX;
   /** First header of the entry being assembled (extension headers come first). */
   private entryStart = 0;
   /** An extension header was read: the entry it belongs to must follow. */
@@ -223,11 +226,12 @@ class HeaderDecoder {
       return { name: '', type: 'other', entryStart: this.entryStart, headerOffset, size, padded, extension: typeflag };
     }
     const name = this.paxLocal.path ?? this.longName ?? ustarName(bytes, at);
-    if (this.pending) {
+    // What local extension headers said applies to this entry only (reset without a new object when there was none).
+    if (this.longName !== undefined || this.paxLocal !== NO_PAX) {
       this.longName = undefined;
-      this.paxLocal = {};
-      this.pending = false;
+      this.paxLocal = NO_PAX;
     }
+    this.pending = false;
     return { name, type: entryType(typeflag), entryStart: this.entryStart, headerOffset, size, padded };
   }
 

@@ -9,7 +9,9 @@ import { isM4Error, type ErrorCode } from '../core/errors.ts';
 import type { ReadSample, Sample } from '../shards/sample.ts';
 import { ShardWriter } from '../shards/shard-writer.ts';
 import { LocalStorage } from '../shards/storage/local.ts';
+import { entriesIn, parseTar } from '../shards/tar-parser.ts';
 import { readSampleAt, readShard } from '../shards/tar-reader.ts';
+import { ustarHeader } from '../shards/ustar.ts';
 
 // readSampleAt decodes one sample from bytes in memory (what the mixer holds of a run), without an await: it must read
 // every sample exactly as the streaming reader does, and refuse what the streaming reader would report.
@@ -89,6 +91,44 @@ test('a header is checked alike wherever its bytes lie in memory (summed by word
     moved[100]! ^= 0x80; // the mode field: a byte the checksum counts
     assert.throws(() => readSampleAt(moved, sample!.offset, sample!.url), /bad tar header checksum/, `shifted by ${shift}`);
   }
+});
+
+test('a local PAX header names its entry only, even when a global one comes between them (streamed and in memory)', async () => {
+  // Blocks by hand: an extension header is a ustar header with another typeflag, its checksum recomputed.
+  const header = (name: string, size: number, typeflag = '0') => {
+    const block = ustarHeader(name, size);
+    block.write(typeflag, 156, 'ascii');
+    block.write('        ', 148, 'ascii');
+    let sum = 0;
+    for (const byte of block) sum += byte;
+    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+    return block;
+  };
+  const padded = (data: Buffer) => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+  // PAX records: "<length> <key>=<value>\n", the length counting the whole record.
+  const local = Buffer.from('15 path=k1.txt\n');
+  const global = Buffer.from('13 comment=x\n');
+  const tar = Buffer.concat([
+    header('PaxHeader', local.length, 'x'),
+    padded(local),
+    header('GlobalHead', global.length, 'g'),
+    padded(global),
+    header('ignored.txt', 3),
+    padded(Buffer.from('one')),
+    header('k2.txt', 3),
+    padded(Buffer.from('two')),
+    Buffer.alloc(1024),
+  ]);
+  const streamed = [];
+  for await (const entry of parseTar(
+    (async function* () {
+      yield tar;
+    })(),
+  ))
+    streamed.push(entry.name);
+  const inMemory = [...entriesIn(tar.subarray(0, tar.length - 1024), 0)].map((e) => e.name);
+  assert.deepEqual(streamed, ['k1.txt', 'k2.txt']);
+  assert.deepEqual(inMemory, ['k1.txt', 'k2.txt']);
 });
 
 test('bytes that are not one whole, sound sample are refused, naming the shard and the byte', async () => {
