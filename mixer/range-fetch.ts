@@ -6,8 +6,8 @@ import type { SourceDataset } from './source-dataset.ts';
 /**
  * What one fetch of a shard's byte ranges gave: the bytes, as the storage handed them over (pieces in shard order),
  * and why any could not be read. Samples are decoded from them only when taken (`sampleIn`): a fetch holds one buffer
- * per piece, not several objects per sample for as long as its run waits to be consumed (which cost the stream a
- * tenth of its time in garbage collection).
+ * per piece, not several objects per sample for as long as its run waits to be consumed (which the collector of the
+ * young generation copied over and over).
  */
 export interface FetchedRanges {
   pieces: Piece[];

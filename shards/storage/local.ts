@@ -93,18 +93,18 @@ export class LocalStorage implements Storage {
       throw notFound(err) ? new M4Error('E_NOT_FOUND', 'storage', `no such file: ${path}`, { key }) : err;
     });
     const start = range?.start ?? 0;
-    const stat = await handle.stat().catch(async (err: unknown) => {
+    const info = await handle.stat().catch(async (err: unknown) => {
       await handle.close();
       throw err;
     });
-    if (stat.isDirectory()) {
+    if (info.isDirectory()) {
       await handle.close();
       throw new M4Error('E_NOT_FOUND', 'storage', `${path} is a folder, not a file`, { key });
     }
     // (A file of size 0 may still hold bytes: procfs; it is streamed.)
-    if (stat.isFile() && stat.size > 0 && stat.size - start <= READ_CHUNK) {
+    if (info.isFile() && info.size > 0 && info.size - start <= READ_CHUNK) {
       try {
-        const buffer = Buffer.allocUnsafe(Math.max(0, stat.size - start));
+        const buffer = Buffer.allocUnsafe(Math.max(0, info.size - start));
         const { bytesRead } = buffer.length > 0 ? await handle.read(buffer, 0, buffer.length, start) : { bytesRead: 0 };
         if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
       } finally {

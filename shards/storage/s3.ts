@@ -382,13 +382,13 @@ interface DirectGets {
   options: SignedGetOptions;
 }
 
-const direct = new Map<string, DirectGets>();
+const directGetsByBucket = new Map<string, DirectGets>();
 const dispatchers = new Map<string, import('undici').Dispatcher>();
 
 /** The direct GETs of a bucket through a client (one record per client and bucket in the process). */
 async function directGets(client: S3Client, settings: ClientSettings, bucket: string): Promise<DirectGets> {
   const id = JSON.stringify([settings.endpoint, settings.region, settings.maxAttempts, settings.retryMode, settings.timeouts, bucket]);
-  let record = direct.get(id);
+  let record = directGetsByBucket.get(id);
   if (!record) {
     const { Agent, request } = await import('undici');
     const { connectMs, requestMs, idleMs } = settings.timeouts;
@@ -398,7 +398,7 @@ async function directGets(client: S3Client, settings: ClientSettings, bucket: st
       dispatcher = new Agent({ connect: { timeout: connectMs }, headersTimeout: requestMs, bodyTimeout: idleMs });
       dispatchers.set(agentId, dispatcher);
     }
-    record = direct.get(id) ?? {
+    record = directGetsByBucket.get(id) ?? {
       options: {
         credentials: () => client.config.credentials(),
         clockOffset: () => client.config.systemClockOffset ?? 0,
@@ -407,7 +407,7 @@ async function directGets(client: S3Client, settings: ClientSettings, bucket: st
         request,
       },
     };
-    direct.set(id, record);
+    directGetsByBucket.set(id, record);
   }
   return record;
 }
