@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { planFour, writeFourSources } from './helpers/mixtures.ts';
+import { basename, join } from 'node:path';
+import { collect, planFour, writeFourSources } from './helpers/mixtures.ts';
 import { runCli } from './helpers/run-cli.ts';
 
 // Issue 13: what hostile input and a new user did to `m4data train` and `train --dry-run`, through the CLI.
@@ -75,16 +75,21 @@ test('batch shapes the machine cannot hold are refused up front; more workers th
 test('a shard corrupted after planning: the dry run and training name it and the samples lost, and exit 3', async () => {
   const broken = join(dir, 'broken');
   await cp(data, join(broken, 'data'), { recursive: true });
-  await planFour(join(broken, 'mix'), new Map(['pmd', 'laion', 'obelisc', 'wikipedia'].map((name) => [name, join(broken, 'data', name)])), { budget: 8000 });
-  // Garbage over the second sample's header: same size, same index, so only reading the shard finds it.
-  const index = JSON.parse(await readFile(join(broken, 'data', 'pmd', 'pmd-000000.idx.json'), 'utf8')) as { entries: { offset: number }[] };
-  const file = await open(join(broken, 'data', 'pmd', 'pmd-000000.tar'), 'r+');
-  await file.write(Buffer.alloc(512, 0x5a), 0, 512, index.entries[1]!.offset);
+  const mixture = await planFour(join(broken, 'mix'), new Map(['pmd', 'laion', 'obelisc', 'wikipedia'].map((name) => [name, join(broken, 'data', name)])), {
+    budget: 8000,
+  });
+  // Garbage over the header of the mixture's first PMD sample: same size, same index, so only reading that sample finds
+  // it (each sample is decoded on its own, its neighbours stay readable), and both runs below read it.
+  const first = (await collect(mixture.stream(), 50)).find((s) => s.source === 'pmd')!;
+  const index = JSON.parse(await readFile(first.shard.replace(/\.tar$/, '.idx.json'), 'utf8')) as { entries: { key: string; offset: number }[] };
+  const file = await open(first.shard, 'r+');
+  await file.write(Buffer.alloc(512, 0x5a), 0, 512, index.entries.find((e) => e.key === first.key)!.offset);
   await file.close();
+  const shard = basename(first.shard).replace('.', '\\.');
   const dry = await runCli(['train', '--dry-run', '--mixture', join(broken, 'mix'), ...SHAPE, '--quiet'], { timeoutMs: 120_000 });
   assert.equal(dry.code, 3, dry.err);
   assert.match(dry.out, /^DATA LOST: 1 shard could not be read in full, so the mixture lost pmd [\d,]+ samples? \([\d,]+ tokens\):$/m);
-  assert.match(dry.out, /^ {2}.*pmd-000000\.tar.*bad tar header checksum/m);
+  assert.match(dry.out, new RegExp(`^ {2}.*${shard}.*bad tar header checksum`, 'm'));
   const train = await runCli(
     ['train', '--mixture', join(broken, 'mix'), '--run-dir', join(broken, 'run'), '--backend', 'wasm', '--steps', '2', '--tokens-per-step', '256', ...SHAPE],
     { timeoutMs: 120_000 },
