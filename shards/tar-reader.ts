@@ -92,14 +92,7 @@ export async function* readShard(location: ShardLocation, options: ReadShardOpti
       if (!current || current.key !== parts.key) {
         const done = finish();
         if (done) yield done;
-        current = {
-          key: parts.key,
-          url,
-          offset: entry.headerOffset,
-          size: 0,
-          fields: Object.create(null) as Record<string, Buffer>,
-          fieldSizes: Object.create(null) as Record<string, number>,
-        };
+        current = emptySample(parts.key, url, entry.headerOffset);
       }
       if (!problem && parts.field in current.fields) problem = duplicateField(url, parts, entry.headerOffset);
       if (problem) {
@@ -146,14 +139,7 @@ export function readSampleAt(bytes: Buffer, offset: number, url: string): ReadSa
       const parts = splitEntryName(entry.name);
       if (!parts) continue; // webdataset ignores names without an extension
       checkEntryName(entry.name, { shard: url, offset: entry.headerOffset });
-      sample ??= {
-        key: parts.key,
-        url,
-        offset: entry.headerOffset,
-        size: 0,
-        fields: Object.create(null) as Record<string, Buffer>,
-        fieldSizes: Object.create(null) as Record<string, number>,
-      };
+      sample ??= emptySample(parts.key, url, entry.headerOffset);
       if (parts.key !== sample.key) {
         throw new M4Error('E_SAMPLE', 'shards', `bytes ${offset}-${offset + bytes.length} hold samples ${sample.key} and ${parts.key}, not one`, { offset });
       }
@@ -172,6 +158,11 @@ export function readSampleAt(bytes: Buffer, offset: number, url: string): ReadSa
 /** Streams the samples of several shards in order. */
 export async function* readShards(locations: Iterable<ShardLocation>, options: ReadShardOptions = {}): AsyncGenerator<ReadSample> {
   for (const location of locations) yield* readShard(location, options);
+}
+
+/** A sample with no field yet (fields by name in objects without a prototype: a field may be called `__proto__`). */
+function emptySample(key: string, url: string, offset: number): ReadSample {
+  return { key, url, offset, size: 0, fields: Object.create(null) as Record<string, Buffer>, fieldSizes: Object.create(null) as Record<string, number> };
 }
 
 function duplicateField(url: string, parts: { key: string; field: string }, offset: number): M4Error {
