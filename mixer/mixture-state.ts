@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import { wholeNumber } from '../core/whole-number.ts';
+import { wholeNumber } from '../core/ranges.ts';
 import { RankSequence, type Progression } from './rank-sequence.ts';
 import type { SchedulePoint, SourceCursor } from './schedule.ts';
 

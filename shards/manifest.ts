@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import { wholeNumber } from '../core/whole-number.ts';
+import { wholeNumber } from '../core/ranges.ts';
 import { jsonBytes, readJson } from './storage/json.ts';
 import type { Storage } from './storage/storage.ts';
 import { compareKeys } from './storage/storage.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { M4Error } from '../core/errors.ts';
-import { wholeNumber } from '../core/whole-number.ts';
+import { wholeNumber } from '../core/ranges.ts';
 import { checkRecord, type ShardRecord } from './manifest.ts';
 import { SIDE_FILES, sideFileKey } from './shard-files.ts';
 import { jsonBytes, parseJson, readBytes } from './storage/json.ts';

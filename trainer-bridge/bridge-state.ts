@@ -1,5 +1,5 @@
 import { M4Error } from '../core/errors.ts';
-import { wholeNumber } from '../core/whole-number.ts';
+import { wholeNumber } from '../core/ranges.ts';
 import type { MixtureState } from '../mixer/mixture-stream-types.ts';
 import { holds, RankSequence } from '../mixer/rank-sequence.ts';
 import type { BridgeState, PackerState } from './batch.ts';
