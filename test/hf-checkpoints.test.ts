@@ -25,7 +25,11 @@ const tiny = modelPreset('tiny');
 const withDir = <T>(fn: (dir: string) => Promise<T>) => withTempDir('m4-hf-', fn);
 
 /** Values exact in F16 and BF16: multiples of 1/64 in [-0.47, 0.47], a different pattern per tensor. */
-const pattern = (count: number, seed: number) => Float32Array.from({ length: count }, (_, i) => (((i * 7 + seed * 13) % 61) - 30) / 64);
+const pattern = (count: number, seed: number) => {
+  const values = new Float32Array(count);
+  for (let i = 0; i < count; i++) values[i] = (((i * 7 + seed * 13) % 61) - 30) / 64;
+  return values;
+};
 let seed = 1;
 const tensor = (name: string, shape: number[], dtype: RawDtype = 'F16'): RawTensor => ({
   name,

@@ -17,15 +17,31 @@ export interface RawTensor {
 
 const SIZES: Record<RawDtype, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 };
 
+// One float32 seen as its bits, shared by the conversions below (a typed array per value made them the slowest part of
+// the checkpoint tests).
+const scratch = new Float32Array(1);
+const scratchBits = new Uint32Array(scratch.buffer);
+
 /** float32 -> bfloat16 bits, rounding to nearest even. */
 export function bf16Bits(value: number): number {
-  const bits = new Uint32Array(new Float32Array([value]).buffer)[0]!;
+  scratch[0] = value;
+  const bits = scratchBits[0]!;
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** float -> IEEE half bits, for normal values and zero (what the tests write), rounding to nearest. */
+/** float -> IEEE half bits, for normal values and zero (what the tests write), rounding to nearest (ties away from 0). */
 export function f16Bits(value: number): number {
   if (value === 0) return 0;
+  scratch[0] = value;
+  const bits = scratchBits[0]!;
+  const exponent = ((bits >>> 23) & 0xff) - 127;
+  if (scratch[0] !== value || exponent < -14 || exponent > 15) return f16BitsOfDouble(value);
+  // The 23 fraction bits rounded to 10; a carry out of the fraction moves into the exponent, as it should.
+  return (((bits >>> 16) & 0x8000) | ((exponent + 15) << 10)) + (((bits & 0x7fffff) + 0x1000) >>> 13);
+}
+
+/** The same for a value float32 does not hold exactly, or one outside half's normal range (refused). */
+function f16BitsOfDouble(value: number): number {
   const sign = value < 0 ? 0x8000 : 0;
   const a = Math.abs(value);
   const exponent = Math.floor(Math.log2(a));
@@ -35,14 +51,25 @@ export function f16Bits(value: number): number {
 }
 
 function encode(t: RawTensor): Buffer {
-  const out = Buffer.alloc(t.values.length * SIZES[t.dtype]);
-  for (let i = 0; i < t.values.length; i++) {
-    const v = t.values[i]!;
-    if (t.dtype === 'F32') out.writeFloatLE(v, 4 * i);
-    else if (t.dtype === 'F16') out.writeUInt16LE(f16Bits(v), 2 * i);
-    else if (t.dtype === 'BF16') out.writeUInt16LE(bf16Bits(v), 2 * i);
-    else if (t.dtype === 'I64') out.writeBigInt64LE(BigInt(v), 8 * i);
-    else out.writeInt32LE(v, 4 * i);
+  const n = t.values.length;
+  const out = Buffer.alloc(n * SIZES[t.dtype]);
+  const v = t.values;
+  switch (t.dtype) {
+    case 'F32':
+      for (let i = 0; i < n; i++) out.writeFloatLE(v[i]!, 4 * i);
+      break;
+    case 'F16':
+      for (let i = 0; i < n; i++) out.writeUInt16LE(f16Bits(v[i]!), 2 * i);
+      break;
+    case 'BF16':
+      for (let i = 0; i < n; i++) out.writeUInt16LE(bf16Bits(v[i]!), 2 * i);
+      break;
+    case 'I64':
+      for (let i = 0; i < n; i++) out.writeBigInt64LE(BigInt(v[i]!), 8 * i);
+      break;
+    case 'I32':
+      for (let i = 0; i < n; i++) out.writeInt32LE(v[i]!, 4 * i);
+      break;
   }
   return out;
 }
@@ -112,7 +139,9 @@ export function randomValues(name: string, shape: readonly number[], seed: numbe
   else if (name.endsWith('.bias')) value = () => 0.1 * gaussian();
   else if (/embed|latents|class_embedding/.test(name) || shape.length === 1) value = gaussian;
   else value = () => gaussian() / Math.sqrt(fanIn);
-  return Float32Array.from({ length: count }, value);
+  const values = new Float32Array(count);
+  for (let i = 0; i < count; i++) values[i] = value();
+  return values;
 }
 
 function hash(text: string): number {
