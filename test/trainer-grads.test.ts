@@ -56,19 +56,22 @@ test('frozenLinear: the input gradient matches finite differences', () => {
   assert.ok(checkGradient((x) => tf.sum(tf.mul(frozenLinear(x as tf.Tensor2D, w), r)), random([3, 4])) < 1e-2);
 });
 
-test('lmHeadLoss: the gradients of cross-entropy plus z-loss, for the hidden states and the added columns, with ignored rows, match finite differences', () => {
-  const head = { frozen: frozenMatrix(tf.mul(random([4, 7]), 2) as tf.Tensor2D), added: tf.mul(random([4, 2]), 2) as tf.Tensor2D };
-  // Targets 7 and 8 are the added columns' ids (after the 7 frozen ones).
-  const targets = new Int32Array([3, -100, 8, 6, 7]);
-  const hidden = random([5, 4]);
-  const sums = () => ({ crossEntropy: 0, zLoss: 0, count: 0 });
-  // A chunk of 2 rows exercises the chunked path (3 chunks, one with the ignored row).
-  const loss = (x: tf.Tensor, added: tf.Tensor, z: number) =>
-    lmHeadLoss(x as tf.Tensor2D, targets, { frozen: head.frozen, added: added as tf.Tensor2D }, z, sums(), 2);
-  assert.ok(checkGradient((x) => loss(x, head.added, 0.1), hidden, 1e-2) < 2e-2);
-  assert.ok(checkGradient((a) => loss(hidden, a, 0.1), head.added, 1e-2) < 2e-2);
-  // The z-loss term alone (weight 0.1 minus weight 0), so a wrong z-loss gradient is not hidden by the larger CE term.
-  const zOnly = (x: tf.Tensor, a: tf.Tensor) => tf.sub(loss(x, a, 0.1), loss(x, a, 0)) as tf.Scalar;
-  assert.ok(checkGradient((x) => zOnly(x, head.added), hidden, 1e-2) < 5e-2);
-  assert.ok(checkGradient((a) => zOnly(hidden, a), head.added, 1e-2) < 5e-2);
-});
+// On each backend the trainer runs on here: the loss's softmax and one-hot are backend kernels.
+for (const backend of ['cpu', 'wasm'] as const)
+  test(`lmHeadLoss on ${backend}: the gradients of cross-entropy plus z-loss, for the hidden states and the added columns, with ignored rows, match finite differences`, async () => {
+    await selectBackend(backend);
+    const head = { frozen: frozenMatrix(tf.mul(random([4, 7]), 2) as tf.Tensor2D), added: tf.mul(random([4, 2]), 2) as tf.Tensor2D };
+    // Targets 7 and 8 are the added columns' ids (after the 7 frozen ones).
+    const targets = new Int32Array([3, -100, 8, 6, 7]);
+    const hidden = random([5, 4]);
+    const sums = () => ({ crossEntropy: 0, zLoss: 0, count: 0 });
+    // A chunk of 2 rows exercises the chunked path (3 chunks, one with the ignored row).
+    const loss = (x: tf.Tensor, added: tf.Tensor, z: number) =>
+      lmHeadLoss(x as tf.Tensor2D, targets, { frozen: head.frozen, added: added as tf.Tensor2D }, z, sums(), 2);
+    assert.ok(checkGradient((x) => loss(x, head.added, 0.1), hidden, 1e-2) < 2e-2);
+    assert.ok(checkGradient((a) => loss(hidden, a, 0.1), head.added, 1e-2) < 2e-2);
+    // The z-loss term alone (weight 0.1 minus weight 0), so a wrong z-loss gradient is not hidden by the larger CE term.
+    const zOnly = (x: tf.Tensor, a: tf.Tensor) => tf.sub(loss(x, a, 0.1), loss(x, a, 0)) as tf.Scalar;
+    assert.ok(checkGradient((x) => zOnly(x, head.added), hidden, 1e-2) < 5e-2);
+    assert.ok(checkGradient((a) => zOnly(hidden, a), head.added, 1e-2) < 5e-2);
+  });
