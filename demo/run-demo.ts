@@ -29,7 +29,7 @@ import { checkLocalOutput } from '../shards/storage/local-output.ts';
 export interface DemoOptions {
   /** Output folder (default `out/demo`): new, empty, or one an earlier demo made (then emptied first). */
   out: string;
-  /** Optimizer steps of the training run, one 1024-token sequence each (default 30); the mixture's budget follows. */
+  /** Optimizer steps of the training run, one 512-token sequence each (default 30); the mixture's budget follows. */
   steps?: number;
   log: (line: string) => void;
 }
