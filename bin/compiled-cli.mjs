@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 
 /** Bundles kept: older ones are removed when a new one is made (a process still running an old one has loaded it). */
 const KEEP = 4;
+const STALE_MS = 10 * 60_000;
 
 /**
  * The path of the compiled CLI's main module for the sources under `root`, compiled now when they changed; undefined
@@ -110,10 +111,17 @@ const sourceUrls = {
   },
 };
 
+/** Keeps the KEEP newest bundles, and removes what a compile killed midway left (after STALE_MS, so none in progress). */
 function prune(cache, keep) {
-  const bundles = readdirSync(cache, { withFileTypes: true })
+  const entries = readdirSync(cache, { withFileTypes: true });
+  for (const entry of entries.filter((e) => e.name.startsWith('.staging-') || e.name.startsWith('.current-'))) {
+    const path = join(cache, entry.name);
+    // Another process may remove it first: then it has no mtime here, and nothing is left to do.
+    if (Date.now() - (statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > STALE_MS) rmSync(path, { recursive: true, force: true });
+  }
+  const bundles = entries
     .filter((entry) => entry.isDirectory() && /^[0-9a-f]{24}$/.test(entry.name) && entry.name !== keep)
-    .map((entry) => ({ name: entry.name, mtime: statSync(join(cache, entry.name)).mtimeMs }))
+    .map((entry) => ({ name: entry.name, mtime: statSync(join(cache, entry.name), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
     .sort((a, b) => b.mtime - a.mtime);
   for (const old of bundles.slice(KEEP - 1)) rmSync(join(cache, old.name), { recursive: true, force: true });
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 // @ts-expect-error: plain JavaScript, without declarations (it runs before any TypeScript can).
 import { compiledMain } from '../bin/compiled-cli.mjs';
@@ -49,6 +49,27 @@ test('the CLI is compiled once per version of its sources; an edited source make
     const third = await compiled(root);
     assert.deepEqual(await run(third!), ['alone']);
     assert.deepEqual(JSON.parse(await readFile(pointer, 'utf8')).inputs, ['cli/main.ts']);
+  });
+});
+
+test('the four newest bundles are kept, and what a compile killed midway left is removed once it is old', async () => {
+  await withTempDir('m4-compiled-', async (root) => {
+    const cache = join(root, 'node_modules', '.cache', 'm4data');
+    await mkdir(join(cache, '.staging-1-1'), { recursive: true });
+    await mkdir(join(cache, '.staging-2-2'));
+    const old = new Date(Date.now() - 3600_000);
+    await utimes(join(cache, '.staging-1-1'), old, old);
+    const made: string[] = [];
+    for (let version = 0; version < 6; version++) {
+      await writeSources(root, `version ${version}`);
+      made.push(dirname((await compiled(root))!));
+    }
+    const left = (await readdir(cache)).sort();
+    assert.deepEqual(
+      left,
+      ['.staging-2-2', 'current.json', ...made.slice(-4).map((d) => basename(d))].sort(),
+      'a recent staging folder may be a compile in progress',
+    );
   });
 });
 
