@@ -95,7 +95,7 @@ export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
     samples += s.samples;
     bytes += s.bytes;
   }
-  return readLayout(samples, bytes);
+  return readLayout(samples, bytes, source.dataset.shards.length);
 }
 
 /** The schedule in chunks of consecutive positions (what the stream consumes). */

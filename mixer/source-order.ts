@@ -5,7 +5,8 @@ import { generator, IndexPermutation, permutation } from './seeded-random.ts';
  * 1. the epoch's shards in a seeded order, cut into *windows* of about WINDOW_SAMPLES samples (the indexes a schedule
  *    holds at once, as mosaic's shuffle blocks bound theirs);
  * 2. each shard of a window cut into *runs* of `run` consecutive samples (each read later with one ranged request),
- *    every run of the window in a seeded permutation, cut into *groups* of `groupRuns` runs;
+ *    the window's runs in seeded *rounds* (a run of every shard each round, see RoundOrder), cut into *groups* of
+ *    `groupRuns` runs;
  * 3. within a group, each run's samples in a seeded order, spread evenly over the group's span at seeded offsets, so
  *    neighbours come from different runs (different shards, as a rule).
  * A pure function of (shard sizes, layout, seed, source, epoch, position): a cursor restarts by rebuilding its group.
@@ -41,21 +42,29 @@ export function runId(shard: number, runStart: number): number {
   return shard * 2 ** 24 + runStart;
 }
 
-/** A run gathers about this many bytes (by the manifest's mean sample size): one request each. */
+/** A run gathers at most this many bytes (by the manifest's mean sample size): one request each. */
 const RUN_BYTES = 1 << 20;
 const MAX_RUN = 256;
 /** A group's bytes, held while it is read: what a source's shuffle costs in memory. */
 const GROUP_BYTES = 64 << 20;
 const MIN_GROUP_RUNS = 16;
-const MAX_GROUP_RUNS = 256;
+const MAX_GROUP_RUNS = 1024;
 /** Samples whose index entries a schedule holds at once (about 100 bytes each). */
-export const WINDOW_SAMPLES = 1 << 18;
+export const WINDOW_SAMPLES = 1 << 19;
 
-/** The layout for a source whose shards hold `samples` samples in `bytes` bytes (from its manifest). */
-export function readLayout(samples: number, bytes: number): ReadLayout {
+/**
+ * The layout for a source of `shards` shards holding `samples` samples in `bytes` bytes (from its manifest). A group
+ * holds a run of every shard of a window (its rounds, see RoundOrder), so runs are short enough for that many to fit in
+ * GROUP_BYTES (PMD's 471 shards of 22 kB pairs: runs of 6), and at most RUN_BYTES long where shards are few.
+ */
+export function readLayout(samples: number, bytes: number, shards = 1): ReadLayout {
   const mean = samples > 0 ? bytes / samples : 0;
-  const run = mean > 0 ? Math.min(MAX_RUN, Math.max(1, Math.round(RUN_BYTES / mean))) : MAX_RUN;
-  const groupRuns = mean > 0 ? Math.min(MAX_GROUP_RUNS, Math.max(MIN_GROUP_RUNS, Math.floor(GROUP_BYTES / (run * mean)))) : MAX_GROUP_RUNS;
+  if (mean === 0) return { run: MAX_RUN, groupRuns: MAX_GROUP_RUNS };
+  const perWindow = Math.min(shards, Math.ceil(WINDOW_SAMPLES / Math.max(1, samples / shards)));
+  const run = Math.min(MAX_RUN, Math.max(1, Math.floor(Math.min(RUN_BYTES, GROUP_BYTES / Math.max(1, perWindow)) / mean)));
+  // Whole rounds: a group then holds each shard's runs equally often (once, where shards are many).
+  const rounds = Math.max(1, Math.floor(GROUP_BYTES / (run * mean * Math.max(1, perWindow))));
+  const groupRuns = Math.min(MAX_GROUP_RUNS, Math.max(MIN_GROUP_RUNS, perWindow * rounds));
   return { run, groupRuns };
 }
 
@@ -208,7 +217,7 @@ class WindowOrder {
   readonly samples: number;
   readonly groups: number;
   private readonly runPrefix: number[] = [0];
-  private readonly permutation: IndexPermutation;
+  private readonly permutation: RoundOrder;
   /** Places (in the permutation) of the runs shorter than `layout.run`, ascending, and the samples missing before each. */
   private readonly shortPlaces: number[] = [];
   private readonly missingBefore: number[] = [0];
@@ -226,7 +235,7 @@ class WindowOrder {
       if (shard.samples % layout.run !== 0) short.push({ run: this.runPrefix.at(-1)! - 1, missing: layout.run - (shard.samples % layout.run) });
     }
     this.samples = samples;
-    this.permutation = new IndexPermutation(this.runPrefix.at(-1)!, ...words);
+    this.permutation = new RoundOrder(this.runPrefix, words);
     this.groups = Math.ceil(this.permutation.n / layout.groupRuns);
     const places = short.map((s) => ({ place: this.permutation.indexOf(s.run), missing: s.missing })).sort((a, b) => a.place - b.place);
     for (const p of places) {
@@ -303,6 +312,68 @@ class WindowOrder {
     const { shard, samples } = this.shards[k]!;
     const start = (q - this.runPrefix[k]!) * this.layout.run;
     return { shard, start, length: Math.min(this.layout.run, samples - start) };
+  }
+}
+
+/**
+ * A window's runs in rounds: round j holds one run of every shard that has more than j runs, the shards in a seeded
+ * order of their own each round, so any `groupRuns` consecutive places hold runs of that many different shards (when
+ * the window has them). A shard's j-th run is its (j + a seeded offset)-th, wrapping: consecutive rounds read runs that
+ * lie end to end, and the first rounds are not all the shards' heads. A bijection of [0, n) with its inverse.
+ */
+class RoundOrder {
+  readonly n: number;
+  /** Shards (by place in the window) by run count, most first: round j's are the first `roundStart[j + 1] - roundStart[j]`. */
+  private readonly byRuns: number[];
+  private readonly rankOf: Int32Array;
+  private readonly roundStart: number[] = [0];
+  private readonly offsets: number[];
+  /** The shard orders of the rounds last used (a window may have 2^19 rounds: a few are kept, each rebuilt at once). */
+  private readonly rounds = new Map<number, IndexPermutation>();
+
+  constructor(
+    private readonly runPrefix: readonly number[],
+    private readonly words: readonly number[],
+  ) {
+    const shards = runPrefix.length - 1;
+    const runs = (k: number) => runPrefix[k + 1]! - runPrefix[k]!;
+    this.n = runPrefix[shards]!;
+    this.byRuns = Array.from({ length: shards }, (_, k) => k).sort((a, b) => runs(b) - runs(a) || a - b);
+    this.rankOf = new Int32Array(shards);
+    this.byRuns.forEach((k, i) => (this.rankOf[k] = i));
+    const next = generator(...words, -1);
+    this.offsets = Array.from({ length: shards }, (_, k) => Math.floor(next() * runs(k)));
+    let members = shards;
+    for (let j = 0; this.roundStart.at(-1)! < this.n; j++) {
+      while (members > 0 && runs(this.byRuns[members - 1]!) <= j) members--;
+      this.roundStart.push(this.roundStart.at(-1)! + members);
+    }
+  }
+
+  /** The run at place p. */
+  at(p: number): number {
+    const j = lowerBound(this.roundStart, p + 1) - 1;
+    const k = this.byRuns[this.round(j).at(p - this.roundStart[j]!)]!;
+    const runs = this.runPrefix[k + 1]! - this.runPrefix[k]!;
+    return this.runPrefix[k]! + ((j + this.offsets[k]!) % runs);
+  }
+
+  /** The place of run q. */
+  indexOf(q: number): number {
+    const k = lowerBound(this.runPrefix, q + 1) - 1;
+    const runs = this.runPrefix[k + 1]! - this.runPrefix[k]!;
+    const j = (((q - this.runPrefix[k]! - this.offsets[k]!) % runs) + runs) % runs;
+    return this.roundStart[j]! + this.round(j).indexOf(this.rankOf[k]!);
+  }
+
+  private round(j: number): IndexPermutation {
+    let round = this.rounds.get(j);
+    if (!round) {
+      if (this.rounds.size >= 8) this.rounds.delete(this.rounds.keys().next().value!);
+      round = new IndexPermutation(this.roundStart[j + 1]! - this.roundStart[j]!, ...this.words, j);
+      this.rounds.set(j, round);
+    }
+    return round;
   }
 }
 

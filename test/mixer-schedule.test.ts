@@ -5,7 +5,7 @@ import type { IndexEntry } from '../shards/shard-index.ts';
 import type { ShardRecord } from '../shards/manifest.ts';
 import { schedule, type IndexedDataset, type ScheduledSample, type ScheduleSource } from '../mixer/schedule.ts';
 import { IndexPermutation } from '../mixer/seeded-random.ts';
-import { SourceOrder, type OrderedSample, type ReadLayout } from '../mixer/source-order.ts';
+import { readLayout, SourceOrder, type OrderedSample, type ReadLayout } from '../mixer/source-order.ts';
 import { JITTER } from '../mixer/token-balancer.ts';
 import { collect } from './helpers/mixtures.ts';
 
@@ -149,6 +149,27 @@ test('neighbours come from different shards: with 64 shards, under 5% of consecu
   assert.ok(same / (samples.length - 1) < 0.05, `${same} of ${samples.length - 1} pairs from one shard`);
   const distinct = new Set(samples.slice(0, 1000).map((s) => s.shard)).size;
   assert.ok(distinct >= 50, `${distinct} shards among the first 1,000 samples`);
+});
+
+test('a group of one run from every shard: its runs are of as many shards, and 1,000 consecutive samples of 471 shards touch nearly all', () => {
+  // PMD's card-like layout (readLayout: 471 shards of 22 kB pairs give runs of 6 in groups of 471).
+  assert.deepEqual(readLayout(470_000, 470_000 * 22_500, 471), { run: 6, groupRuns: 471 });
+  const shards = Array.from({ length: 471 }, (_, k) => 60 + (k % 3));
+  const order = new SourceOrder(shards, { run: 6, groupRuns: 471 }, 3, 1);
+  const samples = [...take(order.from(0, 0), 471 * 60)];
+  // Every group while each shard still has a run to give (10 rounds of 6): one run of each of the 471 shards.
+  for (const at of [0, 471 * 6, 5 * 471 * 6, 9 * 471 * 6]) {
+    const runs = [...samples[at]!.groupRuns.keys()];
+    assert.equal(new Set(runs.map((id) => Math.floor(id / 2 ** 24))).size, 471, `the group at ${at}`);
+  }
+  let same = 0;
+  for (let i = 1; i < samples.length; i++) if (samples[i]!.shard === samples[i - 1]!.shard) same++;
+  assert.ok(same / (samples.length - 1) <= 0.002, `${same} of ${samples.length - 1} neighbours from one shard (uniform draws: 1 in 471)`);
+  // Uniform draws over 471 shards would give 471 (1 - e^(-1000/471)) = 414.
+  for (const at of [0, 7_000, 20_000]) {
+    const distinct = new Set(samples.slice(at, at + 1000).map((s) => s.shard)).size;
+    assert.ok(distinct >= 414, `${distinct} shards among 1,000 samples from ${at}`);
+  }
 });
 
 test("every prefix holds each source's tokens within one sample (the sources' largest) of its share", async () => {
