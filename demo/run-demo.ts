@@ -124,7 +124,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
 /**
  * The demo's training run: the tiny model on WebAssembly, one 512-token sequence per step (30 steps of 1024 tokens took
- * twice as long, 55 s here, for a smaller fall of the loss: 2.7 nats against 3.3). The card's learning rate (1e-5) would
+ * twice as long, 55 s here, for a smaller fall of the loss: 2.7 nats against 3.2-3.3). The card's learning rate (1e-5) would
  * not move a tiny random model in 30 steps, so the demo uses 1e-2 decaying to 1e-3. 16 image slots: the demo's
  * captions are short, so a 512-token row holds up to about 16 pairs (the dry run's second batch: 16 images, 299 tokens).
  */
