@@ -5,12 +5,11 @@
 // tsx itself uses, with the same tsconfig) bundles cli/main.ts once, a chunk per lazily loaded command, into
 // node_modules/.cache/m4data/<hash>/, the hash being that of every source file the bundle was made from (esbuild's
 // own list of them). A later start hashes those files again and runs the bundle when nothing changed; an edited file
-// makes a new bundle. Packages stay outside the bundle, and each module's `import.meta.url` keeps its source file's URL,
-// so the files a module finds beside itself (profiles, worker scripts) are found where they are.
+// makes a new bundle. How it is bundled: bin/compile.mjs.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { bundle } from './compile.mjs';
 
 /** Bundles kept: older ones are removed when a new one is made (a process still running an old one has loaded it). */
 const KEEP = 4;
@@ -60,25 +59,10 @@ function readCurrent(cache) {
 }
 
 async function compile(root, cache) {
-  const { build } = await import('esbuild');
   const staging = join(cache, `.staging-${process.pid}-${Date.now()}`);
   mkdirSync(staging, { recursive: true });
   try {
-    const result = await build({
-      absWorkingDir: root,
-      entryPoints: { main: 'cli/main.ts' },
-      bundle: true,
-      splitting: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      packages: 'external',
-      outdir: staging,
-      sourcemap: 'linked',
-      metafile: true,
-      logLevel: 'silent',
-      plugins: [sourceUrls],
-    });
+    const result = await bundle(root, { main: 'cli/main.ts' }, staging);
     const inputs = Object.keys(result.metafile.inputs)
       .map((file) => relative(root, join(root, file)))
       .sort();
@@ -99,17 +83,6 @@ async function compile(root, cache) {
     rmSync(staging, { recursive: true, force: true });
   }
 }
-
-/** `import.meta.url` of each module as its source file's URL, as it would be had the module been run by tsx. */
-const sourceUrls = {
-  name: 'source-urls',
-  setup(build) {
-    build.onLoad({ filter: /\.ts$/ }, (args) => ({
-      contents: readFileSync(args.path, 'utf8').replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)),
-      loader: 'ts',
-    }));
-  },
-};
 
 /** Keeps the KEEP newest bundles, and removes what a compile killed midway left (after STALE_MS, so none in progress). */
 function prune(cache, keep) {
