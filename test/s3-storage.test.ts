@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
+import { request } from 'undici';
 import { isM4Error } from '../core/errors.ts';
 import { S3Storage, type S3StorageOptions } from '../shards/storage/s3.ts';
 import { compareKeys } from '../shards/storage/storage.ts';
@@ -117,8 +118,18 @@ describe('S3Storage against s3rver', () => {
     // Over 1,000 keys, so the listing takes several pages (S3 and s3rver send at most 1,000 a page).
     const scrambled = (i: number): string => createHash('md5').update(String(i)).digest('hex').slice(0, 8);
     const keys = Array.from({ length: 2500 }, (_, i) => `many/${scrambled(i)}-${i}.tar`);
-    const limit = pLimit(64);
-    await Promise.all([...keys, 'more/x.tar'].map((key) => limit(() => storage.write(key, Buffer.from(key)))));
+    // Put there by plain PUTs (s3rver takes them unsigned): S3Storage's writes are tested above, and 2,501 of them through
+    // the SDK cost this test most of its 15 s.
+    const limit = pLimit(16);
+    await Promise.all(
+      [...keys, 'more/x.tar'].map((key) =>
+        limit(async () => {
+          const put = await request(`${s3.endpoint}/${s3.bucket}/listing/${key}`, { method: 'PUT', body: key });
+          await put.body.dump();
+          assert.equal(put.statusCode, 200);
+        }),
+      ),
+    );
     const listed = [];
     for await (const o of storage.list('many/')) listed.push(o);
     assert.equal(listed.length, 2500);
