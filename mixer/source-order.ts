@@ -317,9 +317,10 @@ class WindowOrder {
 
 /**
  * A window's runs in rounds: round j holds one run of every shard that has more than j runs, the shards in a seeded
- * order of their own each round, so any `groupRuns` consecutive places hold runs of that many different shards (when
- * the window has them). A shard's j-th run is its (j + a seeded offset)-th, wrapping: consecutive rounds read runs that
- * lie end to end, and the first rounds are not all the shards' heads. A bijection of [0, n) with its inverse.
+ * order of their own each round, so consecutive places within a round hold runs of as many different shards (a group
+ * of whole rounds, or inside one, holds each of its shards equally often; one straddling two may hold a shard twice).
+ * A shard's j-th run is its (j + a seeded offset)-th, wrapping: consecutive rounds read runs that lie end to end, and
+ * the first rounds are not all the shards' heads. A bijection of [0, n) with its inverse.
  */
 class RoundOrder {
   readonly n: number;

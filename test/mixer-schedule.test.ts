@@ -172,6 +172,42 @@ test('a group of one run from every shard: its runs are of as many shards, and 1
   }
 });
 
+test('rounds: a group holds min(G, S) shards, each as often; within a group of one run per shard, neighbours share a shard only where the runs must', () => {
+  // S shards of R full runs of L samples, one window. Rounds are then S places each, so groups of G runs (G dividing S,
+  // or q whole rounds, R a multiple of q) never straddle a round. Within a group of distinct shards, the k-th sample of every run lies in
+  // [k/L, (k+1)/L) of the group's span, so the group's order is L slices of G different shards: two neighbours share a
+  // shard only across the L - 1 seams between slices, at most once each, fewer than 1 pair in G (uniform draws: 1 in S).
+  const shapeArb = fc.record({
+    g: fc.integer({ min: 1, max: 12 }),
+    many: fc.integer({ min: 1, max: 3 }),
+    groupsPerRound: fc.boolean(),
+    run: fc.integer({ min: 1, max: 6 }),
+    runs: fc.integer({ min: 1, max: 4 }),
+  });
+  fc.assert(
+    fc.property(shapeArb, fc.nat(1000), ({ g, many, groupsPerRound, run, runs }, seed) => {
+      const shards = groupsPerRound ? g * many : g;
+      const groupRuns = groupsPerRound ? g : g * many;
+      const perShard = groupsPerRound ? runs : runs * many;
+      const samples = shards * perShard * run;
+      const order = new SourceOrder(Array(shards).fill(perShard * run), { run, groupRuns, windowSamples: samples }, seed, 2);
+      const epoch = [...take(order.from(0, 0), samples)];
+      for (let start = 0; start < samples; start = epoch[start]!.groupEnd) {
+        const group = epoch.slice(start, epoch[start]!.groupEnd);
+        const runsOf = new Map<number, number>();
+        for (const id of group[0]!.groupRuns.keys()) runsOf.set(Math.floor(id / 2 ** 24), (runsOf.get(Math.floor(id / 2 ** 24)) ?? 0) + 1);
+        assert.equal(runsOf.size, Math.min(groupRuns, shards), `the group at ${start}: shards`);
+        assert.deepEqual(new Set(runsOf.values()), new Set([Math.max(1, groupRuns / shards)]), `the group at ${start}: runs a shard`);
+        if (groupRuns > shards) continue;
+        let same = 0;
+        for (let i = 1; i < group.length; i++) if (group[i]!.shard === group[i - 1]!.shard) same++;
+        assert.ok(same <= run - 1, `the group at ${start}: ${same} neighbours from one shard, in runs of ${run}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
 test("every prefix holds each source's tokens within one sample (the sources' largest) of its share", async () => {
   await fc.assert(
     fc.asyncProperty(sourcesArb, fc.nat(1000), async (specs, seed) => {
