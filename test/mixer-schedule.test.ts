@@ -174,9 +174,10 @@ test('a group of one run from every shard: its runs are of as many shards, and 1
 
 test('rounds: a group holds min(G, S) shards, each as often; within a group of one run per shard, neighbours share a shard only where the runs must', () => {
   // S shards of R full runs of L samples, one window. Rounds are then S places each, so groups of G runs (G dividing S,
-  // or q whole rounds, R a multiple of q) never straddle a round. Within a group of distinct shards, the k-th sample of every run lies in
-  // [k/L, (k+1)/L) of the group's span, so the group's order is L slices of G different shards: two neighbours share a
-  // shard only across the L - 1 seams between slices, at most once each, fewer than 1 pair in G (uniform draws: 1 in S).
+  // or q whole rounds, R a multiple of q) never straddle a round. Within a group of distinct shards, the k-th sample of
+  // every run lies in [k/L, (k+1)/L) of the group's span, so the group's order is L slices of G different shards: two
+  // neighbours share a shard only across the L - 1 seams between slices, at most once each, fewer than 1 pair in G
+  // (uniform draws: 1 in S). And a shard's runs come round after round end to end, from a seeded one, wrapping once.
   const shapeArb = fc.record({
     g: fc.integer({ min: 1, max: 12 }),
     many: fc.integer({ min: 1, max: 3 }),
@@ -184,6 +185,7 @@ test('rounds: a group holds min(G, S) shards, each as often; within a group of o
     run: fc.integer({ min: 1, max: 6 }),
     runs: fc.integer({ min: 1, max: 4 }),
   });
+  const shardOf = (id: number) => Math.floor(id / 2 ** 24);
   fc.assert(
     fc.property(shapeArb, fc.nat(1000), ({ g, many, groupsPerRound, run, runs }, seed) => {
       const shards = groupsPerRound ? g * many : g;
@@ -192,16 +194,22 @@ test('rounds: a group holds min(G, S) shards, each as often; within a group of o
       const samples = shards * perShard * run;
       const order = new SourceOrder(Array(shards).fill(perShard * run), { run, groupRuns, windowSamples: samples }, seed, 2);
       const epoch = [...take(order.from(0, 0), samples)];
+      const runStarts = new Map<number, number[]>();
       for (let start = 0; start < samples; start = epoch[start]!.groupEnd) {
         const group = epoch.slice(start, epoch[start]!.groupEnd);
         const runsOf = new Map<number, number>();
-        for (const id of group[0]!.groupRuns.keys()) runsOf.set(Math.floor(id / 2 ** 24), (runsOf.get(Math.floor(id / 2 ** 24)) ?? 0) + 1);
+        for (const id of group[0]!.groupRuns.keys()) runsOf.set(shardOf(id), (runsOf.get(shardOf(id)) ?? 0) + 1);
         assert.equal(runsOf.size, Math.min(groupRuns, shards), `the group at ${start}: shards`);
         assert.deepEqual(new Set(runsOf.values()), new Set([Math.max(1, groupRuns / shards)]), `the group at ${start}: runs a shard`);
         if (groupRuns > shards) continue;
+        for (const id of group[0]!.groupRuns.keys()) runStarts.set(shardOf(id), [...(runStarts.get(shardOf(id)) ?? []), id % 2 ** 24]);
         let same = 0;
         for (let i = 1; i < group.length; i++) if (group[i]!.shard === group[i - 1]!.shard) same++;
         assert.ok(same <= run - 1, `the group at ${start}: ${same} neighbours from one shard, in runs of ${run}`);
+      }
+      for (const [shard, starts] of runStarts) {
+        const rounds = Array.from({ length: perShard }, (_, j) => ((starts[0]! / run + j) % perShard) * run);
+        assert.deepEqual(starts, rounds, `shard ${shard}'s runs, round by round`);
       }
     }),
     { numRuns: 300 },
