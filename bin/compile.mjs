@@ -34,12 +34,14 @@ export async function bundle(root, entryPoints, outdir, options = {}) {
 const sourceLocations = {
   name: 'source-locations',
   setup(build) {
-    build.onLoad({ filter: /\.ts$/ }, (args) => ({
+    // Spelled apart, so that this file, compiled into the test suite, keeps its own needles.
+    const meta = ['import', 'meta'].join('.');
+    build.onLoad({ filter: /\.(ts|mjs)$/ }, (args) => ({
       contents: readFileSync(args.path, 'utf8')
-        .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href))
-        .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
-        .replaceAll('import.meta.filename', JSON.stringify(args.path)),
-      loader: 'ts',
+        .replaceAll(`${meta}.url`, JSON.stringify(pathToFileURL(args.path).href))
+        .replaceAll(`${meta}.dirname`, JSON.stringify(dirname(args.path)))
+        .replaceAll(`${meta}.filename`, JSON.stringify(args.path)),
+      loader: args.path.endsWith('.ts') ? 'ts' : 'js',
     }));
   },
 };

@@ -9,11 +9,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { bundle } from './compile.mjs';
 
 /** Bundles kept: older ones are removed when a new one is made (a process still running an old one has loaded it). */
 const KEEP = 4;
 const STALE_MS = 10 * 60_000;
+/** The bundling itself: a change to it makes new bundles too. */
+const COMPILER = fileURLToPath(new URL('./compile.mjs', import.meta.url));
 
 /**
  * The path of the compiled CLI's main module for the sources under `root`, compiled now when they changed; undefined
@@ -30,13 +33,14 @@ export async function compiledMain(root) {
   }
 }
 
-/** sha256 over the sources' paths and bytes, with package.json and tsconfig.json (they decide how the sources compile). */
+/** sha256 over the sources' paths and bytes, with what decides how they compile: package.json, tsconfig.json, compile.mjs. */
 export function sourceHash(root, inputs) {
   const hash = createHash('sha256');
   for (const file of [...inputs, 'package.json', 'tsconfig.json']) {
     hash.update(`${file}\0`);
     hash.update(readFileSync(join(root, file)));
   }
+  hash.update(readFileSync(COMPILER));
   return hash.digest('hex').slice(0, 24);
 }
 
