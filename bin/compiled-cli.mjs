@@ -34,7 +34,7 @@ export async function compiledMain(root) {
 }
 
 /** sha256 over the sources' paths and bytes, with what decides how they compile: package.json, tsconfig.json, compile.mjs. */
-export function sourceHash(root, inputs) {
+function sourceHash(root, inputs) {
   const hash = createHash('sha256');
   for (const file of [...inputs, 'package.json', 'tsconfig.json']) {
     hash.update(`${file}\0`);

@@ -60,10 +60,11 @@ export const WINDOW_SAMPLES = 1 << 19;
 export function readLayout(samples: number, bytes: number, shards = 1): ReadLayout {
   const mean = samples > 0 ? bytes / samples : 0;
   if (mean === 0) return { run: MAX_RUN, groupRuns: MAX_GROUP_RUNS };
-  const perWindow = Math.min(shards, Math.ceil(WINDOW_SAMPLES / Math.max(1, samples / shards)));
-  const run = Math.min(MAX_RUN, Math.max(1, Math.floor(Math.min(RUN_BYTES, GROUP_BYTES / Math.max(1, perWindow)) / mean)));
+  // Shards of a window (at least 1: samples > 0 here).
+  const perWindow = Math.max(1, Math.min(shards, Math.ceil(WINDOW_SAMPLES / Math.max(1, samples / shards))));
+  const run = Math.min(MAX_RUN, Math.max(1, Math.floor(Math.min(RUN_BYTES, GROUP_BYTES / perWindow) / mean)));
   // Whole rounds: a group then holds each shard's runs equally often (once, where shards are many).
-  const rounds = Math.max(1, Math.floor(GROUP_BYTES / (run * mean * Math.max(1, perWindow))));
+  const rounds = Math.max(1, Math.floor(GROUP_BYTES / (run * mean * perWindow)));
   const groupRuns = Math.min(MAX_GROUP_RUNS, Math.max(MIN_GROUP_RUNS, perWindow * rounds));
   return { run, groupRuns };
 }

@@ -141,63 +141,17 @@ test('resume states of one step are checked: another global batch, mixed steps, 
 test("m4data train --dry-run --resume-state takes every rank's states, and goes on under another world size", async () => {
   const mixDir = join(dir, 'mix');
   const state = (rank: number) => join(dir, `state-${rank}.json`);
+  const dryRun = (...flags: string[]) => runCli(['train', '--dry-run', '--mixture', mixDir, '--seq-len', '64', '--quiet', ...flags]);
   for (const rank of [0, 1]) {
-    const r = await runCli([
-      'train',
-      '--dry-run',
-      '--mixture',
-      mixDir,
-      '--steps',
-      '2',
-      '--seq-len',
-      '64',
-      '--rank',
-      String(rank),
-      '--world-size',
-      '2',
-      '--quiet',
-      '--save-state',
-      state(rank),
-    ]);
+    const r = await dryRun('--steps', '2', '--rank', String(rank), '--world-size', '2', '--save-state', state(rank));
     assert.equal(r.code, 0, r.err);
   }
-  const resumed = await runCli([
-    'train',
-    '--dry-run',
-    '--mixture',
-    mixDir,
-    '--steps',
-    '4',
-    '--seq-len',
-    '64',
-    '--batch-size',
-    '4',
-    '--world-size',
-    '1',
-    '--quiet',
-    '--resume-state',
-    state(0),
-    state(1),
-  ]);
+  const resumed = await dryRun('--steps', '4', '--batch-size', '4', '--world-size', '1', '--resume-state', state(0), state(1));
   assert.equal(resumed.code, 0, resumed.err);
   assert.match(resumed.out, /rank 0 of 1: 4 batches of 4 x 64 tokens, 16 image slots per sequence \(resuming after batch 2\)/);
   assert.match(resumed.out, /2 batches on rank 0 of 1 \(4 of 4 in all\)/);
   assert.match(resumed.out, /how well mixed, the samples this rank read/);
-  const alone = await runCli([
-    'train',
-    '--dry-run',
-    '--mixture',
-    mixDir,
-    '--steps',
-    '4',
-    '--seq-len',
-    '64',
-    '--batch-size',
-    '4',
-    '--quiet',
-    '--resume-state',
-    state(0),
-  ]);
+  const alone = await dryRun('--steps', '4', '--batch-size', '4', '--resume-state', state(0));
   assert.equal(alone.code, 2);
   assert.match(alone.err, /is rank 0 of 2, this run rank 0 of 1: to go on under another world size, give the states of all 2 ranks/);
 });

@@ -91,6 +91,8 @@ const plan = planMixture({
 });
 await writePlan(mixDir, plan);
 const SMALL = { batchSize: 2, seqLen: 64, maxImages: 3 };
+/** 3 steps of SMALL's shape (2 x 64 tokens, 3 image slots), as the CLI's flags. */
+const SMALL_FLAGS = ['--steps', '3', '--batch-size', '2', '--seq-len', '64', '--max-images', '3'];
 const BIN = new URL('../bin/m4data.mjs', import.meta.url).pathname;
 const FEED = new URL('../examples/pytorch_feed.py', import.meta.url).pathname;
 
@@ -168,29 +170,9 @@ test('ranks: each yields exactly --steps batches from an endless stream', async 
 
 test('m4data train --dry-run prints shapes per batch; --dump DIR writes the same arrays the bridge yields', async () => {
   const out = join(dir, 'dump');
-  const r = spawnSync(
-    process.execPath,
-    [
-      BIN,
-      'train',
-      '--dry-run',
-      '--mixture',
-      mixDir,
-      '--steps',
-      '3',
-      '--batch-size',
-      '2',
-      '--seq-len',
-      '64',
-      '--max-images',
-      '3',
-      '--workers',
-      '2',
-      '--dump',
-      out,
-    ],
-    { encoding: 'utf8' },
-  );
+  const r = spawnSync(process.execPath, [BIN, 'train', '--dry-run', '--mixture', mixDir, ...SMALL_FLAGS, '--workers', '2', '--dump', out], {
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(
     r.stdout,
@@ -217,32 +199,10 @@ test('python: examples/pytorch_feed.py receives, byte for byte, the arrays the b
     t.skip('no python3 with numpy (.ci/run installs python3-numpy)');
     return;
   }
-  const r = spawnSync(
-    python,
-    [
-      FEED,
-      '--digest',
-      '--mixture',
-      mixDir,
-      '--',
-      '--steps',
-      '3',
-      '--batch-size',
-      '2',
-      '--seq-len',
-      '64',
-      '--max-images',
-      '3',
-      '--rank',
-      '1',
-      '--world-size',
-      '2',
-    ],
-    {
-      encoding: 'utf8',
-      env: { ...process.env, M4DATA: `${process.execPath} ${BIN}` },
-    },
-  );
+  const r = spawnSync(python, [FEED, '--digest', '--mixture', mixDir, '--', ...SMALL_FLAGS, '--rank', '1', '--world-size', '2'], {
+    encoding: 'utf8',
+    env: { ...process.env, M4DATA: `${process.execPath} ${BIN}` },
+  });
   assert.equal(r.status, 0, r.stderr);
   const received = r.stdout
     .trim()

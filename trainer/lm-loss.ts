@@ -70,12 +70,9 @@ export function lmHeadLoss(hidden: tf.Tensor2D, targets: Int32Array, head: LmHea
       // target's logit (an ignored row picks column 0 and is skipped below), gathered from the flattened [n * (V + A)].
       const picks = Int32Array.from(chunkTargets, (t, r) => r * vocab + (t === IGNORE_INDEX ? 0 : t));
       const stats = tf.tidy(() => {
+        const flat = tf.reshape(logits, [-1]);
         const top = tf.add(tf.argMax(logits, 1), tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(vocab, 'int32')));
-        return [
-          tf.gather(tf.reshape(logits, [-1]), top),
-          tf.gather(tf.reshape(probs, [-1]), top),
-          tf.gather(tf.reshape(logits, [-1]), tf.tensor1d(picks, 'int32')),
-        ];
+        return [tf.gather(flat, top), tf.gather(tf.reshape(probs, [-1]), top), tf.gather(flat, tf.tensor1d(picks, 'int32'))];
       });
       const [rowMax, probMax, picked] = stats.map((t) => t.dataSync()) as [Float32Array, Float32Array, Float32Array];
       tf.dispose([...stats, logits]);
