@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { isM4Error } from '../core/errors.ts';
 import { loadProfile } from '../mixer/profile.ts';
 import { selectBackend } from '../trainer/backend.ts';
 import { learningRateAt, resolveHyperParameters } from '../trainer/hyper-parameters.ts';
@@ -75,6 +76,12 @@ test('z-loss and cross-entropy sums against a hand computation, with the added c
   lmHeadLoss(hidden, new Int32Array([-100, 0]), head, 1e-3, ignored);
   close(ignored.crossEntropy, lse2);
   assert.equal(ignored.count, 1);
+  // A label outside the 4 ids (and not -100) is refused before anything is computed, naming it.
+  for (const bad of [4, -1])
+    assert.throws(
+      () => lmHeadLoss(hidden, new Int32Array([0, bad]), head, 1e-3, { crossEntropy: 0, zLoss: 0, count: 0 }),
+      (err) => isM4Error(err, 'E_INPUT') && err.message.includes(`label ${bad} outside the vocabulary of 4`),
+    );
 });
 
 test('clipping: global norm over all gradients, factor max / (norm + 1e-6) capped at 1', () => {
