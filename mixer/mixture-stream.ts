@@ -141,7 +141,9 @@ export class MixtureSampleStream implements MixtureStream {
     return {
       ...structuredClone(this.origin),
       next: last.index + this.worldSize,
-      replay: inTail ? { position: last.item.position + 1, sources: last.item.after.map((c) => ({ ...c })) } : structuredClone(this.origin.replay),
+      replay: inTail
+        ? { position: last.item.resumeFrom.position, sources: last.item.resumeFrom.sources.map((c) => ({ ...c })) }
+        : structuredClone(this.origin.replay),
     };
   }
 

@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceDataset } from './source-dataset.ts';
 import { readLayout, SourceOrder, WINDOW_SAMPLES, type OrderedSample, type ReadLayout } from './source-order.ts';
+import { Brackets } from './long-sample-brackets.ts';
 import { pickSource, type BalancerSource } from './token-balancer.ts';
 import { hashInts, nameId } from './seeded-random.ts';
 
@@ -42,8 +43,11 @@ export interface ScheduledSample {
   /** Where the sample lies in its shard's tar. */
   offset: number;
   size: number;
-  /** The cursors after this sample (read-only): a state taken here resumes at the next position. */
-  after: readonly SourceCursor[];
+  /**
+   * Where a replay starts to go on after this sample (read-only): the next position and the cursors just after it, or,
+   * inside a long sample's bracket, the bracket's first position and the cursors before it (see `Brackets`).
+   */
+  resumeFrom: SchedulePoint;
   /**
    * The runs of the sample's group, by `runId`, with their bytes (one map per group): what a reader may read with a
    * neighbour before any of their samples is placed.
@@ -151,6 +155,17 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     tokens: cursors[i]!.tokens,
     next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0,
   }));
+  const brackets = new Brackets(
+    sources.map((s) => {
+      let tokens = 0;
+      let samples = 0;
+      for (const r of s.dataset.shards) {
+        tokens += r.tokens;
+        samples += r.samples;
+      }
+      return s.share > 0 && samples > 0 ? tokens / samples / s.share : Infinity;
+    }),
+  );
   const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
@@ -162,8 +177,12 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
       if (chunk.length > 0) yield chunk;
       return;
     }
-    // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
-    const c = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
+    let c = brackets.next(balance, active);
+    if (c === undefined) {
+      // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
+      const picked = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
+      c = brackets.open(picked, balance, active, { position, sources: cursors.slice() });
+    }
     const head = heads[c]!;
     const shardEntries = entries[c]!;
     const { key, tokens, images, offset, size } = shardEntries[head.entry]!;
@@ -189,7 +208,7 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
       offset,
       size,
       // Cursor objects are replaced, never changed, so a shallow copy is a snapshot.
-      after: cursors.slice(),
+      resumeFrom: brackets.start ?? { position: position + 1, sources: cursors.slice() },
       groupRuns: runBytes(c, head.groupRuns),
     });
     if (chunk.length === CHUNK) {

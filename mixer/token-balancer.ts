@@ -26,22 +26,20 @@ export function pickSource(sources: readonly BalancerSource[], active: readonly 
   for (const s of sources) total += s.tokens;
   let best = -1;
   let bestFinish = Infinity;
-  for (const c of active) {
-    const s = sources[c]!;
-    if (s.tokens > s.share * total) continue; // its next sample has not started yet
-    const finish = (s.tokens + s.next * (1 + JITTER * jitter(c))) / s.share;
-    if (finish < bestFinish) {
-      bestFinish = finish;
-      best = c;
+  // Among the sources whose next sample has started; when every active source is ahead (others have finished, or
+  // stopped short of their share by less than half a sample), among them all: so the sources left still advance at
+  // their shares' rates, and reach their targets together rather than one after another in long runs.
+  for (const eligibleOnly of [true, false]) {
+    for (const c of active) {
+      const s = sources[c]!;
+      if (eligibleOnly && s.tokens > s.share * total) continue;
+      const finish = (s.tokens + s.next * (1 + JITTER * jitter(c))) / s.share;
+      if (finish < bestFinish) {
+        bestFinish = finish;
+        best = c;
+      }
     }
+    if (best >= 0) return best;
   }
-  if (best >= 0) return best;
-  // Every active source is ahead (the others have finished): the one least ahead.
-  let leastAhead = active[0]!;
-  for (const i of active) {
-    const s = sources[i]!;
-    const l = sources[leastAhead]!;
-    if (s.share * total - s.tokens > l.share * total - l.tokens) leastAhead = i;
-  }
-  return leastAhead;
+  return active[0]!;
 }

@@ -318,6 +318,54 @@ test(
   },
 );
 
+test('a source that stops short of its share leaves the others reaching their targets together, not one after another', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 2, maxLength: 4 }),
+      fc.integer({ min: 100, max: 3000 }),
+      fc.double({ min: 1.05, max: 1.45, noNaN: true }),
+      fc.nat(1000),
+      async (weights, documentTokens, documentEpochs, seed) => {
+        // Pairs of 10 tokens, one epoch each; a document source of one sample whose target (documentEpochs of it) it
+        // stops short of by up to half its sample, so that the pair sources are ahead of their shares from then on.
+        const specs: Spec[] = [
+          ...weights.map((w) => ({ shards: [Array(20 * w).fill(10)], epochs: 1 })),
+          { shards: [[documentTokens]], epochs: documentEpochs },
+        ];
+        const sources = planned(specs);
+        const items = await collect(schedule(sources, { seed }));
+        const pairs = sources.slice(0, weights.length);
+        const lastOf = pairs.map((_, i) => items.map((x) => x.source).lastIndexOf(i));
+        const firstDone = Math.min(...lastOf);
+        pairs.forEach((source, i) => {
+          // When the first pair source is done, each other has about what its share gives against that one's last sample.
+          const left = items.slice(firstDone + 1).filter((x) => x.source === i).length;
+          const others = Math.min(...pairs.filter((_, j) => j !== i).map((s) => s.share));
+          const limit = Math.ceil(((1 + JITTER) * source.share) / others) + 2;
+          assert.ok(left <= limit, `source ${i} had ${left} samples left when the first pair source was done (of ${items.length}), over ${limit}`);
+        });
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+test('a long sample comes bracketed: the frequent sources right before and right after it, the rarest next to it', async () => {
+  // Shares about 54%, 5.4% and 41%: a document of 1,500 tokens lasts 8 of the small pair source's periods (185 tokens).
+  const sources = planned([
+    { shards: [Array(400).fill(10)], epochs: 1 },
+    { shards: [Array(40).fill(10)], epochs: 1 },
+    { shards: [[1500, 1500]], epochs: 1 },
+  ]);
+  for (let seed = 0; seed < 20; seed++) {
+    const items = await collect(schedule(sources, { seed }));
+    const around = (k: number) => [-2, -1, 1, 2].map((d) => items[k + d]?.source);
+    items.forEach((item, k) => {
+      if (item.source === 2) assert.deepEqual(around(k), [0, 1, 1, 0], `seed ${seed}: the document at position ${k} has ${around(k)} around it`);
+    });
+  }
+});
+
 test('same seed, same stream; another seed, another order of the same multiset', async () => {
   const specs = [
     {
@@ -345,17 +393,19 @@ test('same seed, same stream; another seed, another order of the same multiset',
   assert.deepEqual([...a].sort(), [...c].sort());
 });
 
-test('the schedule resumes from the cursors taken at any position', async () => {
+test("the schedule resumes from the point taken at any position, inside a long sample's bracket too", async () => {
   await fc.assert(
-    fc.asyncProperty(sourcesArb, fc.nat(1000), fc.double({ min: 0, max: 1, noNaN: true }), async (specs, seed, where) => {
+    fc.asyncProperty(sourcesArb, fc.nat(1000), async (specs, seed) => {
       const sources = planned(specs);
       const whole = await collect(schedule(sources, { seed }));
-      if (whole.length === 0) return; // every target under half a sample: nothing to resume
-      const cut = Math.min(whole.length - 1, Math.floor(where * whole.length));
-      const at = whole[cut]!;
-      const resumed = await collect(schedule(sources, { seed, start: { position: at.position + 1, sources: at.after } }));
       const strip = (x: ScheduledSample) => [x.position, x.source, x.key, x.epoch, x.offset, x.runOffset];
-      assert.deepEqual(resumed.map(strip), whole.slice(cut + 1).map(strip));
+      for (const at of whole) {
+        // A resume point is the next position, or, inside a long sample's bracket, the bracket's start: never later.
+        const from = at.resumeFrom;
+        assert.ok(from.position <= at.position + 1);
+        const resumed = await collect(schedule(sources, { seed, start: from }));
+        assert.deepEqual(resumed.map(strip), whole.slice(from.position).map(strip), `resumed after position ${at.position}`);
+      }
     }),
     { numRuns: 100 },
   );
