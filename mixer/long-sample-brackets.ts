@@ -1,4 +1,3 @@
-import type { SchedulePoint } from './schedule.ts';
 import type { BalancerSource } from './token-balancer.ts';
 
 /** A source is bracketed around a sample that lasts at least this many of its periods. */
@@ -17,13 +16,14 @@ export const BRACKET_PERIODS = 4;
  * share; otherwise it is left out. A bracket is decided from the cursors where it starts, so a replay from there gives
  * it again: inside a bracket, a resume point is the bracket's start (`start`).
  */
-export class Brackets {
+/** `Point`: where a replay would start (the schedule's SchedulePoint). */
+export class Brackets<Point> {
   /** Sources still to serve, in order (the long sample's among them), and the long sample's source and tokens. */
   private queue: number[] = [];
   private long = -1;
   private longTokens = 0;
   /** Where the open bracket began, while samples of it are still to come. */
-  start: SchedulePoint | undefined;
+  start: Point | undefined;
 
   constructor(
     /** Each source's period, in tokens of the stream (Infinity for a source without share). */
@@ -41,7 +41,7 @@ export class Brackets {
   }
 
   /** The source to serve now, given WF2Q's pick `c` at `point`: `c`, or the first of the bracket it opens. */
-  open(c: number, balance: readonly BalancerSource[], active: readonly number[], point: SchedulePoint): number {
+  open(c: number, balance: readonly BalancerSource[], active: readonly number[], point: Point): number {
     const long = balance[c]!.next;
     const around = active.filter((i) => i !== c && this.periods[i]! * BRACKET_PERIODS <= long).sort((a, b) => balance[b]!.share - balance[a]!.share || a - b);
     if (around.length === 0) return c;

@@ -155,7 +155,7 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     tokens: cursors[i]!.tokens,
     next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0,
   }));
-  const brackets = new Brackets(
+  const brackets = new Brackets<SchedulePoint>(
     sources.map((s) => {
       let tokens = 0;
       let samples = 0;
