@@ -14,9 +14,8 @@ export const BRACKET_PERIODS = 4;
  * The bound is kept: a bracketing sample is served only if it is short beside the long one (its tokens at most the long
  * sample's share of the source over BRACKET_PERIODS) and leaves every source within the long sample's tokens of its
  * share; otherwise it is left out. A bracket is decided from the cursors where it starts, so a replay from there gives
- * it again: inside a bracket, a resume point is the bracket's start (`start`).
+ * it again: inside a bracket, a resume point is the bracket's start (`start`; `Point` is the schedule's SchedulePoint).
  */
-/** `Point`: where a replay would start (the schedule's SchedulePoint). */
 export class Brackets<Point> {
   /** Sources still to serve, in order (the long sample's among them), and the long sample's source and tokens. */
   private queue: number[] = [];
@@ -40,15 +39,15 @@ export class Brackets<Point> {
     return this.close(undefined);
   }
 
-  /** The source to serve now, given WF2Q's pick `c` at `point`: `c`, or the first of the bracket it opens. */
-  open(c: number, balance: readonly BalancerSource[], active: readonly number[], point: Point): number {
+  /** The source to serve now, given WF2Q's pick `c`: `c`, or the first of the bracket it opens (made only then: `point`). */
+  open(c: number, balance: readonly BalancerSource[], active: readonly number[], point: () => Point): number {
     const long = balance[c]!.next;
     const around = active.filter((i) => i !== c && this.periods[i]! * BRACKET_PERIODS <= long).sort((a, b) => balance[b]!.share - balance[a]!.share || a - b);
     if (around.length === 0) return c;
     this.queue = [...around, c, ...around.slice().reverse()];
     this.long = c;
     this.longTokens = long;
-    this.start = point;
+    this.start = point();
     return this.next(balance, active)!;
   }
 

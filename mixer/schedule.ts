@@ -102,6 +102,17 @@ export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
   return readLayout(samples, bytes, source.dataset.shards.length);
 }
 
+/** A source's period: its mean sample over its share, the stream's tokens between two of its samples. */
+function periodOf(source: ScheduleSource<IndexedDataset>): number {
+  let tokens = 0;
+  let samples = 0;
+  for (const r of source.dataset.shards) {
+    tokens += r.tokens;
+    samples += r.samples;
+  }
+  return source.share > 0 && samples > 0 ? tokens / samples / source.share : Infinity;
+}
+
 /** The schedule in chunks of consecutive positions (what the stream consumes). */
 export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDataset>[], options: ScheduleOptions): AsyncGenerator<ScheduledSample[]> {
   const n = sources.length;
@@ -155,17 +166,7 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     tokens: cursors[i]!.tokens,
     next: heads[i] ? entries[i]![heads[i]!.entry]!.tokens : 0,
   }));
-  const brackets = new Brackets<SchedulePoint>(
-    sources.map((s) => {
-      let tokens = 0;
-      let samples = 0;
-      for (const r of s.dataset.shards) {
-        tokens += r.tokens;
-        samples += r.samples;
-      }
-      return s.share > 0 && samples > 0 ? tokens / samples / s.share : Infinity;
-    }),
-  );
+  const brackets = new Brackets<SchedulePoint>(sources.map(periodOf));
   const active: number[] = [];
   let chunk: ScheduledSample[] = [];
   for (let position = options.start?.position ?? 0; ; position++) {
@@ -181,7 +182,7 @@ export async function* scheduleChunks(sources: readonly ScheduleSource<IndexedDa
     if (c === undefined) {
       // The jitter of each candidate is a pure function of (seed, position, source): any start gives the same picks.
       const picked = active.length === 1 ? active[0]! : pickSource(balance, active, (i) => hashInts(options.seed, position, ids[i]!) / 0x1_0000_0000);
-      c = brackets.open(picked, balance, active, { position, sources: cursors.slice() });
+      c = brackets.open(picked, balance, active, () => ({ position, sources: cursors.slice() }));
     }
     const head = heads[c]!;
     const shardEntries = entries[c]!;
