@@ -10,14 +10,25 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
 
 /** Runs each contender `rounds` times, alternating so drift on a noisy machine hits both, and keeps each one's best time. */
 export async function bestOf(rounds: number, contenders: Record<string, () => Promise<unknown>>): Promise<Record<string, number>> {
-  const best: Record<string, number> = {};
+  const times = await roundsOf(rounds, contenders);
+  return Object.fromEntries(Object.entries(times).map(([name, seconds]) => [name, Math.min(...seconds)]));
+}
+
+/** Runs each contender `rounds` times, alternating, and gives every time (seconds), by contender, round by round. */
+export async function roundsOf(rounds: number, contenders: Record<string, () => Promise<unknown>>): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((name) => [name, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const [name, fn] of Object.entries(contenders)) {
-      const { seconds } = await timed(fn);
-      best[name] = Math.min(best[name] ?? Infinity, seconds);
-    }
+    for (const [name, fn] of Object.entries(contenders)) times[name]!.push((await timed(fn)).seconds);
   }
-  return best;
+  return times;
+}
+
+/** The median over rounds of `baseline / contender` (each round's two times side by side): drift within a round cancels. */
+export function pairedRatio(baseline: readonly number[], contender: readonly number[]): number {
+  const ratios = baseline.map((b, i) => b / contender[i]!).sort((a, b) => a - b);
+  const mid = ratios.length >> 1;
+  const median = ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
+  return Math.round(median * 100) / 100;
 }
 
 /** Samples RSS every few milliseconds until stopped; returns the peak in bytes. */

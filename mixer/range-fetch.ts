@@ -4,10 +4,13 @@ import type { ReadSample } from '../shards/sample.ts';
 import type { SourceDataset } from './source-dataset.ts';
 
 /**
- * What one fetch of a shard's byte ranges gave: the bytes, as the storage handed them over (pieces in shard order),
- * and why any could not be read. Samples are decoded from them only when taken (`sampleIn`): a fetch holds one buffer
- * per piece, not several objects per sample for as long as its run waits to be consumed (which the collector of the
- * young generation copied over and over).
+ * What one fetch of a shard's byte ranges gave: the bytes, as the storage handed them over (pieces in shard order:
+ * one per range from a local file, one per chunk of about 64 kB from a socket), and why any could not be read. Samples
+ * are decoded from them only when taken (`sampleIn`): a fetch holds one buffer per piece, not several objects per
+ * sample for as long as its run waits to be consumed (which the collector of the young generation copied over and
+ * over). A socket's chunks are kept as they came: gathering a range into one new buffer wrote every byte once more
+ * into freshly mapped memory, which cost the client more CPU than receiving it (see the README's mixer throughput);
+ * only a sample that spans two chunks is copied, when it is taken.
  */
 export interface FetchedRanges {
   pieces: Piece[];
@@ -53,25 +56,17 @@ export async function fetchRanges(dataset: SourceDataset, shard: number, ranges:
   const key = dataset.shardKey(shard);
   for (const range of ranges) {
     bytes += range.end - range.start;
-    // A range that arrives in chunks (64 kB from a socket) is gathered into one buffer as it comes: one copy of its
-    // bytes, where decoding from the chunks copied each sample that spans two (a quarter of them, in as many buffers).
-    let whole: Buffer | undefined;
-    let filled = 0;
+    let at = range.start;
     try {
       for await (const chunk of dataset.storage.read(key, range)) {
         const piece = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        if (!whole && piece.length >= range.end - range.start) whole = piece;
-        else {
-          whole ??= Buffer.allocUnsafe(range.end - range.start);
-          piece.copy(whole, filled);
-        }
-        filled += piece.length;
+        pieces.push({ start: at, bytes: piece });
+        at += piece.length;
       }
     } catch (err) {
       if (!isM4Error(err, 'E_NOT_FOUND')) throw err;
       problem ??= (err as Error).message;
     }
-    if (whole) pieces.push({ start: range.start, bytes: whole.subarray(0, filled) });
   }
   return { pieces, bytes, ...(problem !== undefined ? { problem } : {}) };
 }

@@ -34,7 +34,9 @@ export async function* resumingRead(
         received += piece.byteLength;
         offset += piece.byteLength;
         if (piece.byteLength > 0) yield piece;
-        if (offset >= stop) return;
+        // A body holding just the bytes asked for is read to its end: leaving it at its last chunk destroys it,
+        // which costs an error object (with its stack) per request.
+        if (offset >= stop && (segment.length === undefined || received < segment.length)) return;
       }
       if (segment.length === undefined || received >= segment.length) return;
       dropped = new Error(`body ended after ${received} of ${segment.length} bytes`);
