@@ -14,11 +14,22 @@ export async function bestOf(rounds: number, contenders: Record<string, () => Pr
   return Object.fromEntries(Object.entries(times).map(([name, seconds]) => [name, Math.min(...seconds)]));
 }
 
-/** Runs each contender `rounds` times, alternating, and gives every time (seconds), by contender, round by round. */
-export async function roundsOf(rounds: number, contenders: Record<string, () => Promise<unknown>>): Promise<Record<string, number[]>> {
+/**
+ * Runs each contender `rounds` times, alternating, and gives every time (seconds), by contender, round by round. With
+ * `settle`, each timed run follows an untimed one of the same contender: it pays for its own garbage, not for the
+ * garbage of the one before (a pass that holds 180 MB of buffers leaves the next a collection of the old generation).
+ */
+export async function roundsOf(
+  rounds: number,
+  contenders: Record<string, () => Promise<unknown>>,
+  options: { settle?: boolean } = {},
+): Promise<Record<string, number[]>> {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((name) => [name, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const [name, fn] of Object.entries(contenders)) times[name]!.push((await timed(fn)).seconds);
+    for (const [name, fn] of Object.entries(contenders)) {
+      if (options.settle) await fn();
+      times[name]!.push((await timed(fn)).seconds);
+    }
   }
   return times;
 }

@@ -12,7 +12,8 @@
  * 3. S3 (s3rver on 127.0.0.1): the same mixed stream from the bucket against a raw GET of the same shard objects
  *    (undici, unsigned, the body discarded), one after another and four at a time (aim: >= 0.8), and against the
  *    shard reader over the same bucket, unmixed (what decoding costs there, so that what is left is mixing).
- * In 2 and 3 every contender runs ROUNDS times, in turn; printed are the ratio of the best times and the median of the
+ * In 2 and 3 every contender runs ROUNDS times, in turn, each timed pass right after an untimed one of its own (so that
+ * it pays for its own garbage, not its predecessor's); printed are the ratio of the best times and the median of the
  * rounds' ratios (on this 2-core machine s3rver and the client share the cores, and a pass varies by a third from one
  * run to the next: the best of a contender whose passes vary more is luckier).
  * 4. Planning over generated manifests totalling 100,000 shards and 10^9 samples (no tars, no indexes): reading and
@@ -173,24 +174,28 @@ try {
   const local = await writeDatasets(join(dir, 'local'));
   const samples = await plan(join(dir, 'mix-local'), local);
   const localShards = await shardKeys(local);
-  const rounds = await roundsOf(ROUNDS, {
-    unmixed: async () => {
-      let n = 0;
-      for (const { location, keys } of localShards) {
-        const storage = openStorage(location);
-        for await (const _ of readShards(keys.map((key) => ({ storage, key })))) n++;
-      }
-      if (n !== samples) throw new Error(`unmixed read ${n} samples, expected ${samples}`);
+  const rounds = await roundsOf(
+    ROUNDS,
+    {
+      unmixed: async () => {
+        let n = 0;
+        for (const { location, keys } of localShards) {
+          const storage = openStorage(location);
+          for await (const _ of readShards(keys.map((key) => ({ storage, key })))) n++;
+        }
+        if (n !== samples) throw new Error(`unmixed read ${n} samples, expected ${samples}`);
+      },
+      indexed: async () => {
+        const n = await indexedPass(local);
+        if (n !== samples) throw new Error(`unmixed read by index gave ${n} samples, expected ${samples}`);
+      },
+      mixed: async () => {
+        const n = await mixedPass(join(dir, 'mix-local'));
+        if (n !== samples) throw new Error(`mixed stream gave ${n} samples, expected ${samples}`);
+      },
     },
-    indexed: async () => {
-      const n = await indexedPass(local);
-      if (n !== samples) throw new Error(`unmixed read by index gave ${n} samples, expected ${samples}`);
-    },
-    mixed: async () => {
-      const n = await mixedPass(join(dir, 'mix-local'));
-      if (n !== samples) throw new Error(`mixed stream gave ${n} samples, expected ${samples}`);
-    },
-  });
+    { settle: true },
+  );
   const times = best(rounds);
   Object.assign(figures, {
     samples,
@@ -229,22 +234,26 @@ try {
       await Promise.all(Array.from({ length: width }, one));
     };
     const remoteShards = await shardKeys(remote);
-    const s3Rounds = await roundsOf(ROUNDS, {
-      rawGet: () => rawGets(1),
-      rawGet4: () => rawGets(4),
-      unmixed: async () => {
-        let n = 0;
-        for (const { location, keys } of remoteShards) {
-          const storage = openStorage(location);
-          for await (const _ of readShards(keys.map((key) => ({ storage, key })))) n++;
-        }
-        if (n !== samples) throw new Error(`unmixed read from S3 gave ${n} samples, expected ${samples}`);
+    const s3Rounds = await roundsOf(
+      ROUNDS,
+      {
+        rawGet: () => rawGets(1),
+        rawGet4: () => rawGets(4),
+        unmixed: async () => {
+          let n = 0;
+          for (const { location, keys } of remoteShards) {
+            const storage = openStorage(location);
+            for await (const _ of readShards(keys.map((key) => ({ storage, key })))) n++;
+          }
+          if (n !== samples) throw new Error(`unmixed read from S3 gave ${n} samples, expected ${samples}`);
+        },
+        mixed: async () => {
+          const n = await mixedPass(`s3://${s3.bucket}/mix`);
+          if (n !== samples) throw new Error(`S3 mixed stream gave ${n} samples, expected ${samples}`);
+        },
       },
-      mixed: async () => {
-        const n = await mixedPass(`s3://${s3.bucket}/mix`);
-        if (n !== samples) throw new Error(`S3 mixed stream gave ${n} samples, expected ${samples}`);
-      },
-    });
+      { settle: true },
+    );
     const s3Times = best(s3Rounds);
     Object.assign(figures, {
       s3Bytes: bytes,
