@@ -10,7 +10,11 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
 
 /** Runs each contender `rounds` times, alternating so drift on a noisy machine hits both, and keeps each one's best time. */
 export async function bestOf(rounds: number, contenders: Record<string, () => Promise<unknown>>): Promise<Record<string, number>> {
-  const times = await roundsOf(rounds, contenders);
+  return bestTimes(await roundsOf(rounds, contenders));
+}
+
+/** Each contender's best time over its rounds. */
+export function bestTimes(times: Record<string, number[]>): Record<string, number> {
   return Object.fromEntries(Object.entries(times).map(([name, seconds]) => [name, Math.min(...seconds)]));
 }
 

@@ -43,7 +43,7 @@ import { buildManifest, writeManifest, type ShardRecord } from '../shards/manife
 import { LocalStorage } from '../shards/storage/local.ts';
 import { openStorage } from '../shards/storage/open.ts';
 import { readShards } from '../shards/tar-reader.ts';
-import { isQuick, MB, pairedRatio, ratio, report, roundsOf, rssSampler, timed } from './harness.ts';
+import { bestTimes, isQuick, MB, pairedRatio, ratio, report, roundsOf, rssSampler, timed } from './harness.ts';
 
 const quick = isQuick();
 const scale = quick ? 0.2 : 1;
@@ -96,11 +96,6 @@ async function indexedPass(locations: Map<string, string>): Promise<number> {
     }
   }
   return n;
-}
-
-/** Each contender's best time over the rounds. */
-function best(rounds: Record<string, number[]>): Record<string, number> {
-  return Object.fromEntries(Object.entries(rounds).map(([name, seconds]) => [name, Math.min(...seconds)]));
 }
 
 /** The longest read the stream makes (a stretch of runs of one shard). */
@@ -196,7 +191,7 @@ try {
     },
     { settle: true },
   );
-  const times = best(rounds);
+  const times = bestTimes(rounds);
   Object.assign(figures, {
     samples,
     localUnmixedSamplesPerSec: Math.round(samples / times.unmixed!),
@@ -254,7 +249,7 @@ try {
       },
       { settle: true },
     );
-    const s3Times = best(s3Rounds);
+    const s3Times = bestTimes(s3Rounds);
     Object.assign(figures, {
       s3Bytes: bytes,
       s3RawGetMBps: Math.round(bytes / MB / s3Times.rawGet!),

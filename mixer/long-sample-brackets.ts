@@ -24,10 +24,15 @@ export class Brackets<Point> {
   /** Where the open bracket began, while samples of it are still to come. */
   start: Point | undefined;
 
+  /** No sample shorter than this is long for any source: most picks open nothing, and cost nothing here. */
+  private readonly shortestLong: number;
+
   constructor(
     /** Each source's period, in tokens of the stream (Infinity for a source without share). */
     private readonly periods: readonly number[],
-  ) {}
+  ) {
+    this.shortestLong = Math.min(...periods) * BRACKET_PERIODS;
+  }
 
   /** The source an open bracket serves next, if any may come (one that may not is left out). */
   next(balance: readonly BalancerSource[], active: readonly number[]): number | undefined {
@@ -42,6 +47,7 @@ export class Brackets<Point> {
   /** The source to serve now, given WF2Q's pick `c`: `c`, or the first of the bracket it opens (made only then: `point`). */
   open(c: number, balance: readonly BalancerSource[], active: readonly number[], point: () => Point): number {
     const long = balance[c]!.next;
+    if (long < this.shortestLong) return c;
     const around = active.filter((i) => i !== c && this.periods[i]! * BRACKET_PERIODS <= long).sort((a, b) => balance[b]!.share - balance[a]!.share || a - b);
     if (around.length === 0) return c;
     this.queue = [...around, c, ...around.slice().reverse()];

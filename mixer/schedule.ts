@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { totalsOf } from '../shards/manifest.ts';
 import type { IndexEntry } from '../shards/shard-index.ts';
 import type { SourceDataset } from './source-dataset.ts';
 import { readLayout, SourceOrder, WINDOW_SAMPLES, type OrderedSample, type ReadLayout } from './source-order.ts';
@@ -93,23 +94,13 @@ const CHUNK = 256;
 /** The layout a source is read with: its own, or the one its manifest's sizes give. */
 export function layoutOf(source: ScheduleSource<IndexedDataset>): ReadLayout {
   if (source.layout) return source.layout;
-  let samples = 0;
-  let bytes = 0;
-  for (const s of source.dataset.shards) {
-    samples += s.samples;
-    bytes += s.bytes;
-  }
+  const { samples, bytes } = totalsOf(source.dataset.shards);
   return readLayout(samples, bytes, source.dataset.shards.length);
 }
 
 /** A source's period: its mean sample over its share, the stream's tokens between two of its samples. */
 function periodOf(source: ScheduleSource<IndexedDataset>): number {
-  let tokens = 0;
-  let samples = 0;
-  for (const r of source.dataset.shards) {
-    tokens += r.tokens;
-    samples += r.samples;
-  }
+  const { tokens, samples } = totalsOf(source.dataset.shards);
   return source.share > 0 && samples > 0 ? tokens / samples / source.share : Infinity;
 }
 

@@ -24,22 +24,25 @@ export const JITTER = 0.25;
 export function pickSource(sources: readonly BalancerSource[], active: readonly number[], jitter: (source: number) => number): number {
   let total = 0;
   for (const s of sources) total += s.tokens;
-  let best = -1;
-  let bestFinish = Infinity;
   // Among the sources whose next sample has started; when every active source is ahead (others have finished, or
   // stopped short of their share by less than half a sample), among them all: so the sources left still advance at
   // their shares' rates, and reach their targets together rather than one after another in long runs.
-  for (const eligibleOnly of [true, false]) {
-    for (const c of active) {
-      const s = sources[c]!;
-      if (eligibleOnly && s.tokens > s.share * total) continue;
-      const finish = (s.tokens + s.next * (1 + JITTER * jitter(c))) / s.share;
-      if (finish < bestFinish) {
-        bestFinish = finish;
-        best = c;
-      }
+  const eligible = firstFinish(sources, active, jitter, total);
+  return eligible >= 0 ? eligible : firstFinish(sources, active, jitter, Infinity);
+}
+
+/** The active source whose next sample finishes first, among those at or below `share x total` tokens (-1 if none). */
+function firstFinish(sources: readonly BalancerSource[], active: readonly number[], jitter: (source: number) => number, total: number): number {
+  let best = -1;
+  let bestFinish = Infinity;
+  for (const c of active) {
+    const s = sources[c]!;
+    if (s.tokens > s.share * total) continue; // its next sample has not started yet
+    const finish = (s.tokens + s.next * (1 + JITTER * jitter(c))) / s.share;
+    if (finish < bestFinish) {
+      bestFinish = finish;
+      best = c;
     }
-    if (best >= 0) return best;
   }
-  return active[0]!;
+  return best;
 }
